@@ -1,0 +1,195 @@
+"""The seam between device protocols and the hub.
+
+Drivers decode bytes on the wire into these objects and hand them to a
+``DriverSink``; the hub never sees protocol details and drivers never import
+the hub. Every object is immutable and carries UTC timestamps.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+CONTRACT_VERSION = 1
+
+
+class DeviceKind(enum.StrEnum):
+    CAMERA = "camera"
+    SPEAKER = "speaker"
+    SENSOR = "sensor"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measured value, already normalised to the metric catalog's unit."""
+
+    device_uid: str
+    metric: str
+    value: float
+    time: datetime
+    unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Connectivity of a device as a transport sees it.
+
+    ``connected`` is False for a Last Will or a failed probe: a disconnect is
+    news about the device, never proof that it is alive.
+    """
+
+    device_uid: str
+    time: datetime
+    connected: bool
+    source: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """Something a device reported: a fault, motion, tamper, a status change."""
+
+    device_uid: str
+    time: datetime
+    kind: str
+    active: bool = True
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class AckStage(enum.StrEnum):
+    RECEIVED = "received"
+    DOWNLOADING = "downloading"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+    PREEMPTED = "preempted"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An instruction for one device; ``command_id`` ties acknowledgements to it."""
+
+    command_id: str
+    device_uid: str
+    action: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    command_id: str
+    device_uid: str
+    stage: AckStage
+    time: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """A device found on the network but not yet onboarded."""
+
+    kind: DeviceKind
+    endpoint_ref: str
+    addresses: tuple[str, ...]
+    scopes: tuple[str, ...] = ()
+    serial: str | None = None
+    time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Bytes that could not be turned into contract objects, kept with the reason."""
+
+    source: str
+    raw: bytes
+    reason: str
+    device_uid: str | None = None
+    time: datetime | None = None
+
+
+class DecodeError(ValueError):
+    """A payload that is not what the device protocol allows; the message says why."""
+
+
+class UnknownDevice(LookupError):
+    """The hub does not know this device (it is now pending a technician's approval)."""
+
+
+class RefusedDevice(PermissionError):
+    """The device is known but may not speak: decommissioned, or not who it claims to be."""
+
+
+class Topics:
+    """The MQTT topic layout every MQTT device follows (docs/device-protocol.md).
+
+    One subtree per device, so a broker ACL can confine each device to its own
+    uid: it publishes telemetry, status, events and acks, and subscribes to cmd.
+    """
+
+    ROOT = "iochub/v1/dev"
+    TELEMETRY = "telemetry"
+    STATUS = "status"
+    EVENT = "event"
+    ACK = "ack"
+    COMMAND = "cmd"
+
+    @classmethod
+    def for_device(cls, device_uid: str, channel: str) -> str:
+        return f"{cls.ROOT}/{device_uid}/{channel}"
+
+    @classmethod
+    def all_devices(cls, channel: str) -> str:
+        return f"{cls.ROOT}/+/{channel}"
+
+    @classmethod
+    def parse(cls, topic: str) -> tuple[str, str]:
+        """Split a device topic into (device_uid, channel); DecodeError if it is not one."""
+        prefix = cls.ROOT + "/"
+        if not topic.startswith(prefix):
+            raise DecodeError(f"topic {topic!r} is outside {cls.ROOT}/")
+        parts = topic[len(prefix) :].split("/")
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise DecodeError(f"topic {topic!r} is not {cls.ROOT}/<device uid>/<channel>")
+        return parts[0], parts[1]
+
+
+@runtime_checkable
+class DriverSink(Protocol):
+    """What the hub offers a running driver."""
+
+    async def readings(self, items: list[Reading], source: str) -> None:
+        """Return once the readings are durably stored (or quarantined with a reason).
+
+        A driver acknowledges to the device only after this returns, so nothing
+        acknowledged is lost. Raises UnknownDevice or RefusedDevice to refuse them.
+        """
+        ...
+
+    async def heartbeat(self, item: Heartbeat) -> None: ...
+
+    async def event(self, item: DeviceEvent) -> None: ...
+
+    async def ack(self, item: Ack) -> None: ...
+
+    async def rejected(self, item: Rejected) -> None: ...
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """A long-running protocol adapter owned by the hub's lifespan."""
+
+    name: str
+
+    async def run(self, sink: DriverSink) -> None:
+        """Run until cancelled; reconnect with back-off on transport failures."""
+        ...
+
+
+@runtime_checkable
+class CommandChannel(Protocol):
+    """How the hub sends commands to devices of one protocol."""
+
+    async def send(self, command: Command) -> None: ...

@@ -1,0 +1,3 @@
+from hub.server.cli import main
+
+main()

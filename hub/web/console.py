@@ -1,0 +1,157 @@
+"""The console: server-rendered pages for technicians, ward staff and operators."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, get, post
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery, QueryParameter
+from litestar.response import Redirect, Template
+from msgspec import Struct
+
+from hub.auth import service as auth_service
+from hub.auth.api import session_cookie
+from hub.auth.principal import CurrentUser, Principal
+from hub.devices import service
+from hub.devices.models import Device
+from hub.errors import HubError
+
+STATUSES = ("online", "late", "offline", "degraded", "maintenance", "unknown")
+
+
+class LoginForm(Struct):
+    username: str = ""
+    password: str = ""
+    next: FromQuery[str] = "/"
+
+
+def safe_next(target: str) -> str:
+    # Only paths on this site: never an open redirect to another host.
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+class ConsoleController(Controller):
+    include_in_schema = False
+
+    @get("/login", exclude_from_auth=True)
+    async def login_page(self, next: FromQuery[str] = "/", error: FromQuery[str] = "") -> Template:
+        return Template("login.html", context={"next": safe_next(next), "error": error})
+
+    @post("/login", exclude_from_auth=True, status_code=303)
+    async def login_submit(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Redirect:
+        target = safe_next(data.next)
+        try:
+            request.app.state.login_throttle.check(request.client.host if request.client else "?")
+            session = await auth_service.login(
+                data.username, data.password, request.app.state.login_policy
+            )
+        except HubError as exc:
+            query = urlencode({"next": target, "error": exc.detail})
+            return Redirect(f"/login?{query}", status_code=303)
+        policy = request.app.state.login_policy
+        return Redirect(
+            target,
+            status_code=303,
+            cookies=[
+                session_cookie(
+                    session.token,
+                    int(policy.session_ttl.total_seconds()),
+                    request.app.state.cookie_secure,
+                )
+            ],
+        )
+
+    @get("/")
+    async def devices_page(
+        self,
+        principal: CurrentUser,
+        kind: FromQuery[str] = "",
+        ward: FromQuery[str] = "",
+        status: FromQuery[str] = "",
+        q: Annotated[str, QueryParameter(max_length=200)] = "",
+        cursor: FromQuery[str] = "",
+    ) -> Template:
+        query = service.DeviceQuery(
+            kind=kind or None, wards=(ward,) if ward else (), status=status or None, q=q or None
+        )
+        page = await service.list_devices(principal, query, 100, cursor or None)
+        wards = await service.list_wards(principal)
+        counts: Counter[str] = Counter()
+        kinds: Counter[str] = Counter()
+        for row_status, row_kind in await service.scoped(principal).values_list("status", "kind"):
+            counts[row_status] += 1
+            kinds[row_kind] += 1
+        filters = {"kind": kind, "ward": ward, "status": status, "q": q}
+        next_link = (
+            "/?" + urlencode({**filters, "cursor": page.next_cursor}) if page.next_cursor else None
+        )
+        return Template(
+            "devices.html",
+            context={
+                "principal": principal,
+                "page": page,
+                "wards": wards,
+                "counts": counts,
+                "kinds": kinds,
+                "statuses": STATUSES,
+                "filters": filters,
+                "next_link": next_link,
+                "total": sum(kinds.values()),
+            },
+        )
+
+    @get("/devices/{uid:str}")
+    async def device_page(self, principal: CurrentUser, uid: FromPath[str]) -> Template:
+        device = await service.get_device(principal, uid)
+        return Template("device.html", context={"principal": principal, "device": device})
+
+    @get("/map")
+    async def map_page(self, principal: CurrentUser, kind: FromQuery[str] = "") -> Template:
+        devices = service.scoped(principal).filter(latitude__isnull=False)
+        if kind:
+            devices = devices.filter(kind=kind)
+        points = await devices.values_list("uid", "kind", "status", "latitude", "longitude")
+        return Template(
+            "map.html",
+            context={
+                "principal": principal,
+                "points": points,
+                "kind": kind,
+                "bounds": bounds(points),
+            },
+        )
+
+    @post("/logout", status_code=303)
+    async def logout(self, request: Request[Principal, Any, Any]) -> Redirect:
+        cookie = request.cookies.get("iochub_session")
+        if cookie:
+            await auth_service.logout(cookie)
+        return Redirect(
+            "/login",
+            status_code=303,
+            cookies=[session_cookie("", 0, request.app.state.cookie_secure)],
+        )
+
+
+def bounds(points: list[tuple[Any, ...]]) -> dict[str, float]:
+    if not points:
+        return {"min_lat": 20.84, "max_lat": 20.87, "min_lon": 106.68, "max_lon": 106.72}
+    lats = [p[3] for p in points]
+    lons = [p[4] for p in points]
+    pad = 0.002
+    return {
+        "min_lat": min(lats) - pad,
+        "max_lat": max(lats) + pad,
+        "min_lon": min(lons) - pad,
+        "max_lon": max(lons) + pad,
+    }
+
+
+__all__ = ["ConsoleController", "Device"]

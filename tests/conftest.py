@@ -1,0 +1,111 @@
+"""Shared fixtures: a fresh PostgreSQL database per run, a private broker, a running hub,
+and one HTTP client per role."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+
+from hub.auth import service as auth
+from hub.auth.models import Role, User
+from hub.devices.models import Ward
+from hub.storage.database import run_migrations
+from tests.support.brokers import PrivateBroker, mosquitto_available, private_mosquitto
+from tests.support.hub import RunningHub, create_database, drop_database, hub_settings, running_hub
+
+WARDS = (("ward-a", "Phường A"), ("ward-b", "Phường B"), ("ward-c", "Phường C"))
+PASSWORD = "correct horse battery staple"
+RESET_TABLES = ("device_group_member", "device_group", "device", "audit_log")
+
+
+@dataclass
+class Clients:
+    admin: httpx.AsyncClient
+    technician: httpx.AsyncClient
+    staff_a: httpx.AsyncClient
+    """ward_staff serving ward-a only"""
+    viewer: httpx.AsyncClient
+    anonymous: httpx.AsyncClient
+
+    def all_roles(self) -> dict[str, httpx.AsyncClient]:
+        return {
+            "admin": self.admin,
+            "technician": self.technician,
+            "staff_a": self.staff_a,
+            "viewer": self.viewer,
+        }
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[PrivateBroker]:
+    if not mosquitto_available():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    with private_mosquitto() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    try:
+        url = await create_database()
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.exit(f"no PostgreSQL for the tests ({exc}); set IOCHUB_TEST_DATABASE_URL", 2)
+    await run_migrations(url)
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+async def hub(database_url: str, broker: PrivateBroker) -> AsyncIterator[RunningHub]:
+    async with running_hub(hub_settings(database_url, broker.port)) as running:
+        for code, name in WARDS:
+            await Ward.get_or_create(code=code, defaults={"name": name})
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def tokens(hub: RunningHub) -> dict[str, str]:
+    users = {
+        "admin": (Role.ADMIN, ()),
+        "technician": (Role.TECHNICIAN, ()),
+        "staff_a": (Role.WARD_STAFF, ("ward-a",)),
+        "viewer": (Role.VIEWER, ()),
+    }
+    issued = {}
+    for name, (role, wards) in users.items():
+        user = await User.get_or_none(username=name.replace("_", "-"))
+        if user is None:
+            user = await auth.create_user(name.replace("_", "-"), PASSWORD, role, wards)
+        issued[name] = (await auth.issue_token(user, "tests"))[1]
+    return issued
+
+
+@pytest.fixture
+async def clients(
+    hub: RunningHub, tokens: dict[str, str], db: asyncpg.Connection
+) -> AsyncIterator[Clients]:
+    await db.execute(f"TRUNCATE {', '.join(RESET_TABLES)} RESTART IDENTITY CASCADE")
+    async with contextlib.AsyncExitStack() as stack:
+        made = {}
+        for name, token in tokens.items():
+            made[name] = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=hub.base_url, headers={"authorization": f"Bearer {token}"}, timeout=30
+                )
+            )
+        anonymous = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=hub.base_url, timeout=30)
+        )
+        yield Clients(anonymous=anonymous, **made)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()

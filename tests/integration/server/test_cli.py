@@ -1,0 +1,129 @@
+"""The `iochub` command as a person runs it: real processes, real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.support.hub import RunningHub
+
+IOCHUB = [sys.executable, "-m", "hub.server"]
+
+
+def iochub(
+    database_url: str, *args: str, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "IOCHUB_DATABASE__URL": database_url,
+        "COLUMNS": "200",
+        "IOCHUB_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.run(
+        [*IOCHUB, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=input,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_config_masks_secrets() -> None:
+    env = {
+        **os.environ,
+        "IOCHUB_DATABASE__URL": "postgresql://hub:hunter2pass@db/iochub",
+        "IOCHUB_MQTT__PASSWORD": "mqtt-secret-42",
+        "IOCHUB_SECRET_KEY": "k3y-s3cret",
+        "COLUMNS": "250",
+    }
+    result = subprocess.run(
+        [*IOCHUB, "config"], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    assert "IOCHUB_DATABASE__URL" in result.stdout and "hub:***@db/iochub" in result.stdout
+    for secret in ("hunter2pass", "mqtt-secret-42", "k3y-s3cret"):
+        assert secret not in result.stdout
+
+
+async def test_users_and_tokens_from_the_command_line(
+    hub: RunningHub, database_url: str, db: asyncpg.Connection
+) -> None:
+    await db.execute("DELETE FROM hub_user WHERE username = 'cli-tech'")
+    made = iochub(
+        database_url,
+        "users",
+        "create",
+        "cli-tech",
+        "--role",
+        "technician",
+        "--password",
+        "a long enough password",
+    )
+    assert made.returncode == 0, made.stderr
+    again = iochub(
+        database_url,
+        "users",
+        "create",
+        "cli-tech",
+        "--role",
+        "technician",
+        "--password",
+        "a long enough password",
+    )
+    assert again.returncode == 1 and "exists already" in again.stderr
+    bad_role = iochub(
+        database_url, "users", "create", "x", "--role", "king", "--password", "p" * 12
+    )
+    assert bad_role.returncode == 2 and "role must be one of" in bad_role.stderr
+    token = iochub(database_url, "users", "token", "cli-tech", "--name", "ci")
+    assert token.returncode == 0, token.stderr
+    secret = token.stdout.strip().splitlines()[-1]
+    assert secret.startswith("ioc_t_")
+    listed = iochub(database_url, "users", "list")
+    assert "cli-tech" in listed.stdout and "technician" in listed.stdout
+
+
+async def test_device_import_list_and_export(
+    hub: RunningHub, database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await db.execute("TRUNCATE device, audit_log RESTART IDENTITY CASCADE")
+    source = tmp_path / "devices.csv"
+    source.write_text(
+        "uid,kind,ward,latitude,longitude\n"
+        + "".join(f"cli-{n},sensor,ward-a,20.8{n},106.7\n" for n in range(5))
+    )
+    imported = iochub(database_url, "devices", "import", str(source))
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 5 devices" in imported.stdout
+    broken = tmp_path / "broken.csv"
+    broken.write_text("uid,kind,ward\nok-1,sensor,ward-a\nbad-1,sensor,nowhere\n")
+    failed = iochub(database_url, "devices", "import", str(broken))
+    assert failed.returncode == 1 and "row 2 ward" in failed.stderr
+    assert await db.fetchval("SELECT count(*) FROM device") == 5
+
+    listed = iochub(database_url, "devices", "list", "--ward", "ward-a")
+    assert listed.returncode == 0 and "cli-4" in listed.stdout and "5 shown" in listed.stdout
+    target = tmp_path / "out.geojson"
+    exported = iochub(database_url, "devices", "export", str(target))
+    assert exported.returncode == 0, exported.stderr
+    assert len(json.loads(target.read_text())["features"]) == 5
+
+
+async def test_migrate_reports_and_serve_refuses_an_unreachable_database() -> None:
+    result = iochub("postgresql://postgres@127.0.0.1:1/none", "migrate")
+    assert result.returncode == 1 and "error:" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["devices", "--help"], ["users", "--help"]])
+def test_help(args: list[str]) -> None:
+    assert (
+        subprocess.run([*IOCHUB, *args], capture_output=True, check=False, timeout=60).returncode
+        == 0
+    )

@@ -1,0 +1,85 @@
+"""Run a real hub (uvicorn on a free loopback port) inside the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import uvicorn
+from pydantic import SecretStr
+
+from hub.server.app import create_app
+from hub.server.settings import AuthSettings, DatabaseSettings, MqttSettings, Settings
+from tests.support.brokers import free_port
+
+ADMIN_SERVER = os.environ.get(
+    "IOCHUB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@dataclass
+class RunningHub:
+    base_url: str
+    settings: Settings
+    server: uvicorn.Server
+
+
+def hub_settings(database_url: str, broker_port: int, **overrides: object) -> Settings:
+    settings = Settings(
+        database=DatabaseSettings(url=SecretStr(database_url), pool_min_size=1, pool_max_size=5),
+        mqtt=MqttSettings(
+            host="127.0.0.1", port=broker_port, client_id=f"iochub-test-{secrets.token_hex(3)}"
+        ),
+        auth=AuthSettings(login_delay_ms=0),
+        secret_key=SecretStr("test-secret-key-not-for-production"),
+    )
+    return settings.model_copy(update=overrides)
+
+
+@contextlib.asynccontextmanager
+async def running_hub(settings: Settings) -> AsyncIterator[RunningHub]:
+    port = free_port()
+    settings = settings.model_copy(update={"http": settings.http.model_copy(update={"port": port})})
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(300):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+            raise RuntimeError("the hub stopped during start")
+        yield RunningHub(f"http://127.0.0.1:{port}", settings, server)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+async def create_database() -> str:
+    """A fresh, empty database on the test server; returns its URL."""
+    name = f"iochub_test_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(ADMIN_SERVER)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return ADMIN_SERVER.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(ADMIN_SERVER)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
