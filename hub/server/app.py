@@ -24,18 +24,28 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from drivers.sensors.mqtt import SensorMqttDriver
 from hub.auth.api import AuthController, LoginThrottle, UserController
 from hub.auth.audit_api import AuditController
 from hub.auth.middleware import HubAuthentication
 from hub.auth.principal import Principal
 from hub.auth.service import LoginPolicy
 from hub.devices.api import DeviceController
+from hub.health.activity import ActivityTracker
+from hub.integrations import wiring as integrations
+from hub.server.context import HubContext
 from hub.server.errors import EXCEPTION_HANDLERS
 from hub.server.health import healthz, readyz
 from hub.server.security import SecurityHeaders
-from hub.server.services import ServiceGroup
+from hub.server.services import BackgroundService, ServiceGroup
 from hub.server.settings import Settings
+from hub.server.sink import HubSink
 from hub.storage import database
+from hub.telemetry.api import QuarantineController, TelemetryController, prometheus_metrics
+from hub.telemetry.directory import DeviceDirectory
+from hub.telemetry.ingest import Quarantine, TelemetryIngest
+from hub.telemetry.policies import RetentionPolicy, apply_timescaledb, run_plain_retention
+from hub.telemetry.store import ReadingWriter
 from hub.web.console import ConsoleController
 
 log = logging.getLogger("hub.server")
@@ -46,9 +56,57 @@ def principal(request: Request[Principal, Any, Any]) -> Principal:
     return request.user
 
 
-def build_services(settings: Settings, state: State) -> ServiceGroup:
-    """Every background service of the hub, in start order."""
-    return ServiceGroup(stop_timeout_s=settings.shutdown_timeout_s)
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    t = settings.telemetry
+    return RetentionPolicy(
+        raw_days=t.raw_retention_days,
+        rollup_1m_days=t.rollup_1m_retention_days,
+        rollup_1h_days=t.rollup_1h_retention_days,
+        compress_after_days=t.compress_after_days,
+    )
+
+
+async def build_services(settings: Settings, state: State) -> ServiceGroup:
+    """Every background service of the hub, in start order (they stop in reverse)."""
+    db: database.Database = state.database
+    services = ServiceGroup(stop_timeout_s=settings.shutdown_timeout_s)
+    t = settings.telemetry
+    policy = retention_policy(settings)
+    if db.backend == "timescaledb":
+        await apply_timescaledb(db.pool, policy)
+    else:
+        services.add(BackgroundService("retention", lambda: run_plain_retention(db.pool, policy)))
+
+    writer = ReadingWriter(
+        db.pool,
+        batch_rows=t.batch_rows,
+        batch_age_s=t.batch_age_ms / 1000,
+        max_queued_rows=t.max_queued_rows,
+        writers=t.writers,
+    )
+    directory = DeviceDirectory(db.pool)
+    sink = HubSink(
+        telemetry=TelemetryIngest(directory, writer, Quarantine(db.pool)),
+        activity=ActivityTracker(directory),
+    )
+    state.writer, state.sink, state.directory = writer, sink, directory
+    services.add(BackgroundService("telemetry-writer", writer.run, stop=writer.drain))
+
+    mqtt = settings.mqtt
+    password = mqtt.password.get_secret_value() if mqtt.password else None
+    if t.mqtt_ingest:
+        sensors = SensorMqttDriver(
+            mqtt.host,
+            mqtt.port,
+            client_id=f"{mqtt.client_id}-sensors",
+            username=mqtt.username,
+            password=password,
+            shared_group=mqtt.shared_group,
+        )
+        services.add(BackgroundService("sensor-mqtt", lambda: sensors.run(sink)))
+    ctx = HubContext(settings=settings, database=db, state=state)
+    await integrations.add_services(ctx, services)
+    return services
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -65,7 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             auto_migrate=db.auto_migrate,
             timescaledb=db.timescaledb,
         )
-        services = build_services(settings, app.state)
+        services = await build_services(settings, app.state)
         app.state.services = services
         await services.start()
         log.info(
@@ -116,6 +174,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UserController,
             DeviceController,
             AuditController,
+            TelemetryController,
+            QuarantineController,
+            prometheus_metrics,
+            *integrations.routes(),
             ConsoleController,
             create_static_files_router(
                 "/static/swagger",

@@ -15,7 +15,7 @@ log = logging.getLogger("hub.services")
 class BackgroundService:
     name: str
     run: Callable[[], Awaitable[None]]
-    # Called after cancellation, to flush what the service holds.
+    # Called before cancellation, to finish or flush what the service holds.
     stop: Callable[[], Awaitable[None]] | None = None
 
 
@@ -54,14 +54,14 @@ class ServiceGroup:
             task = self.tasks.pop(service.name, None)
             if task is None:
                 continue
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, self.stop_timeout_s)
-            if service.stop is not None:
+            if service.stop is not None and not task.done():
                 try:
                     await asyncio.wait_for(service.stop(), self.stop_timeout_s)
                 except TimeoutError:
-                    log.error("%s did not stop within %.0f s", service.name, self.stop_timeout_s)
+                    log.error("%s did not finish within %.0f s", service.name, self.stop_timeout_s)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, self.stop_timeout_s)
             log.info("stopped %s", service.name)
 
     def status(self) -> dict[str, str]:

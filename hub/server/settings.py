@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.integrations.settings import DeliverySettings
+
 
 class DatabaseSettings(BaseModel):
     url: SecretStr = Field(
@@ -42,6 +44,39 @@ class MqttSettings(BaseModel):
         "iochub-1", description="Stable client id; keeps the persistent session across restarts."
     )
     tls: bool = Field(False, description="Connect to the broker over TLS.")
+    admin_username: str | None = Field(
+        None, description="Broker admin (dynamic-security) user; set to manage device identities."
+    )
+    admin_password: SecretStr | None = Field(None, description="Broker admin password.")
+    shared_group: str = Field(
+        "iochub", description="Shared-subscription group: hub processes in it split the load."
+    )
+
+
+class TelemetrySettings(BaseModel):
+    mqtt_ingest: bool = Field(True, description="Take sensor readings from the MQTT broker.")
+    batch_rows: int = Field(5000, ge=1, description="Readings written per COPY at most.")
+    batch_age_ms: int = Field(50, ge=1, description="Longest a reading waits for its batch.")
+    max_queued_rows: int = Field(
+        200_000, ge=1000, description="Readings held in memory at most; beyond, ingest waits."
+    )
+    writers: int = Field(2, ge=1, le=16, description="Concurrent COPY connections.")
+    raw_retention_days: int = Field(30, ge=1, description="How long raw readings are kept.")
+    rollup_1m_retention_days: int = Field(
+        90, ge=1, description="How long 1-minute rollups are kept."
+    )
+    rollup_1h_retention_days: int = Field(
+        730, ge=1, description="How long 1-hour rollups are kept."
+    )
+    compress_after_days: int = Field(
+        7, ge=1, description="Raw chunks older than this are compressed (TimescaleDB)."
+    )
+
+
+class CoapSettings(BaseModel):
+    enabled: bool = Field(True, description="Serve the CoAP ingest endpoint.")
+    host: str = Field("127.0.0.1", description="Address the CoAP server binds to (:: for all).")
+    port: int = Field(5683, ge=1, le=65535, description="CoAP UDP port.")
 
 
 class HttpSettings(BaseModel):
@@ -88,6 +123,9 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    coap: CoapSettings = Field(default_factory=CoapSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     data_dir: Path = Field(
         Path(".iochub-data"), description="Folder for local state: embedded services, keys."
     )

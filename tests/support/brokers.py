@@ -76,6 +76,8 @@ def private_mosquitto(
 ) -> Iterator[PrivateBroker]:
     """Start a mosquitto on a free port with the given extra config lines; stop it after."""
     workdir = Path(tempfile.mkdtemp(prefix="iochub-mosquitto-"))
+    # Started as root, mosquitto drops to its own user: let it write its persistence file.
+    workdir.chmod(0o777)
     port = free_port()
     (workdir / "mosquitto.conf").write_text(
         f"listener {port} 127.0.0.1\n"

@@ -1,0 +1,363 @@
+"""Telemetry routes: latest values, series, ward summaries with AQI, CSV export, quarantine."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import Stream
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hub.auth.principal import CurrentUser, Principal
+from hub.devices import service as registry
+from hub.errors import FieldProblem, NotFound, ValidationFailed
+from hub.telemetry import queries
+from hub.telemetry.catalog import METRICS
+
+Uids = Annotated[list[str] | None, QueryParameter(description="Device uid; repeat for several.")]
+MetricName = Annotated[
+    str, QueryParameter(max_length=64, description="Metric name (see /metrics).")
+]
+
+
+class PointOut(msgspec.Struct):
+    time: datetime
+    value: float | None
+    count: int
+
+
+class SeriesOut(msgspec.Struct):
+    device: str
+    metric: str
+    unit: str
+    bucket: str
+    aggregate: str
+    source: str
+    """Which table answered: reading, or a continuous aggregate (reading_1m, reading_1h)."""
+    points: list[PointOut]
+
+
+class LatestOut(msgspec.Struct):
+    device: str
+    metric: str
+    time: datetime
+    value: float
+    unit: str
+
+
+class AqiOut(msgspec.Struct):
+    value: int
+    category: str
+    label_vi: str
+    label_en: str
+    colour: str
+    dominant: str
+    station: str | None
+    sub_indices: dict[str, int]
+
+
+class MetricSummaryOut(msgspec.Struct):
+    metric: str
+    unit: str
+    latest_avg: float | None
+    today_min: float | None
+    today_max: float | None
+    devices: int
+
+
+class WardSummaryOut(msgspec.Struct):
+    ward: str
+    name: str
+    aqi: AqiOut | None
+    metrics: list[MetricSummaryOut]
+
+
+class MetricOut(msgspec.Struct):
+    name: str
+    unit: str
+    min_value: float
+    max_value: float
+    description: str
+
+
+class QuarantineOut(msgspec.Struct):
+    id: int
+    received_at: datetime
+    source: str
+    device_uid: str | None
+    reason: str
+    size: int
+    raw_text: str | None
+    raw_base64: str
+
+
+def unit_of(metric: str) -> str:
+    return METRICS[metric].unit if metric in METRICS else ""
+
+
+def check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValidationFailed(
+            "unknown metric",
+            [
+                FieldProblem(
+                    "metric", f"{metric!r} is not in the catalog ({', '.join(sorted(METRICS))})"
+                )
+            ],
+        )
+
+
+def time_range(
+    start: datetime | None, end: datetime | None, default: timedelta
+) -> tuple[datetime, datetime]:
+    end = end or datetime.now(UTC)
+    start = start or end - default
+    for name, value in (("start", start), ("end", end)):
+        if value.tzinfo is None:
+            raise ValidationFailed(
+                "times need a zone",
+                [
+                    FieldProblem(
+                        name,
+                        "give an RFC 3339 time with its offset, e.g. 2026-01-31T07:00:00+07:00",
+                    )
+                ],
+            )
+    queries.check_range(start, end)
+    return start, end
+
+
+async def device_ids(
+    principal: Principal, uids: list[str] | None, wards: list[str] | None
+) -> dict[int, str]:
+    devices = registry.scoped(principal).filter(kind="sensor")
+    if uids:
+        devices = devices.filter(uid__in=uids)
+    if wards:
+        directory = await registry.WardDirectory.load()
+        devices = devices.filter(ward_id__in=directory.ids(wards))
+    found = dict(await devices.values_list("id", "uid"))
+    missing = sorted(set(uids or ()) - set(found.values()))
+    if missing:
+        raise NotFound(f"no sensor {', '.join(missing)} in your wards")
+    return found
+
+
+def aqi_out(result: Any, station: str | None) -> AqiOut | None:
+    if result is None:
+        return None
+    return AqiOut(
+        result.value,
+        result.category.value,
+        result.category.label_vi,
+        result.category.label_en,
+        result.colour,
+        result.dominant,
+        station,
+        dict(result.sub_indices),
+    )
+
+
+class TelemetryController(Controller):
+    path = "/api/v1/telemetry"
+    tags = ["telemetry"]
+
+    @get("/metrics")
+    async def catalog(self, principal: CurrentUser) -> list[MetricOut]:
+        """The metric catalog: names, canonical units, valid ranges."""
+        return [
+            MetricOut(m.name, m.unit, m.min_value, m.max_value, m.description)
+            for m in METRICS.values()
+        ]
+
+    @get("/latest")
+    async def latest(
+        self,
+        request: Request[Any, Any, Any],
+        principal: CurrentUser,
+        device: Uids = None,
+        ward: Annotated[list[str] | None, QueryParameter(description="Ward code.")] = None,
+        metric: Annotated[list[str] | None, QueryParameter(description="Metric name.")] = None,
+    ) -> list[LatestOut]:
+        """The newest value of each metric of each sensor you may see."""
+        for name in metric or ():
+            check_metric(name)
+        ids = await device_ids(principal, device, ward)
+        rows = await queries.latest(request.app.state.database.pool, list(ids), metric or ())
+        return [LatestOut(r.device, r.metric, r.time, r.value, unit_of(r.metric)) for r in rows]
+
+    @get("/series")
+    async def series(
+        self,
+        request: Request[Any, Any, Any],
+        principal: CurrentUser,
+        device: Annotated[str, QueryParameter(max_length=128)],
+        metric: MetricName,
+        start: FromQuery[datetime | None] = None,
+        end: FromQuery[datetime | None] = None,
+        bucket: Annotated[
+            str,
+            QueryParameter(
+                max_length=8, description="raw, auto, or a size like 1m, 15m, 1h, 1d (local days)"
+            ),
+        ] = "auto",
+        aggregate: FromQuery[queries.Aggregate] = "avg",
+        fill: FromQuery[queries.Fill] = "none",
+    ) -> SeriesOut:
+        """One metric of one sensor over time, bucketed (default: chosen from the span)."""
+        check_metric(metric)
+        first, last = time_range(start, end, timedelta(hours=24))
+        ids = await device_ids(principal, [device], None)
+        (device_id,) = ids
+        db = request.app.state.database
+        result = await queries.series(
+            db.pool, db.backend, device_id, device, metric, first, last, bucket, aggregate, fill
+        )
+        return SeriesOut(
+            result.device,
+            result.metric,
+            unit_of(metric),
+            result.bucket,
+            result.aggregate,
+            result.source,
+            [PointOut(p.time, p.value, p.count) for p in result.points],
+        )
+
+    @get("/wards")
+    async def wards(
+        self, request: Request[Any, Any, Any], principal: CurrentUser
+    ) -> list[WardSummaryOut]:
+        """Per ward: latest averages, today's min/max (local day) and the hourly VN_AQI."""
+        pool = request.app.state.database.pool
+        directory = await registry.WardDirectory.load()
+        out = []
+        for ward in await registry.list_wards(principal):
+            summary = await queries.ward_summary(pool, directory.by_code[ward.code].id, ward.code)
+            out.append(
+                WardSummaryOut(
+                    ward.code,
+                    ward.name,
+                    aqi_out(summary.aqi, summary.aqi_station),
+                    [
+                        MetricSummaryOut(
+                            m.metric,
+                            unit_of(m.metric),
+                            m.latest_avg,
+                            m.today_min,
+                            m.today_max,
+                            m.devices,
+                        )
+                        for m in summary.metrics
+                    ],
+                )
+            )
+        return out
+
+    @get("/export.csv", media_type="text/csv")
+    async def export(
+        self,
+        request: Request[Any, Any, Any],
+        principal: CurrentUser,
+        device: Uids = None,
+        ward: Annotated[list[str] | None, QueryParameter(description="Ward code.")] = None,
+        metric: Annotated[list[str] | None, QueryParameter(description="Metric name.")] = None,
+        start: FromQuery[datetime | None] = None,
+        end: FromQuery[datetime | None] = None,
+    ) -> Stream:
+        """Raw readings as CSV (time, device, metric, value, unit), streamed."""
+        for name in metric or ():
+            check_metric(name)
+        first, last = time_range(start, end, timedelta(days=1))
+        ids = await device_ids(principal, device, ward)
+        rows = queries.export_rows(
+            request.app.state.database.pool, list(ids), metric or (), first, last
+        )
+
+        async def lines() -> AsyncIterator[str]:
+            yield "time,device,metric,value,unit\n"
+            async for row in rows:
+                yield (
+                    f"{row['time'].isoformat()},{row['uid']},{row['metric']},"
+                    f"{row['value']!r},{unit_of(row['metric'])}\n"
+                )
+
+        return Stream(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="readings.csv"'},
+        )
+
+
+class QuarantineController(Controller):
+    path = "/api/v1/quarantine"
+    tags = ["telemetry"]
+
+    @get("/")
+    async def list_items(
+        self,
+        request: Request[Any, Any, Any],
+        principal: CurrentUser,
+        device: Annotated[str | None, QueryParameter(max_length=128)] = None,
+        before_id: Annotated[int | None, QueryParameter(ge=1)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+    ) -> list[QuarantineOut]:
+        """Payloads kept aside with the reason they were not stored, newest first."""
+        visible = await registry.scoped(principal).values_list("uid", flat=True)
+        # Ward staff see what their devices sent; payloads of unknown origin are for technicians.
+        allowed = None if principal.ward_ids is None else [str(u) for u in visible]
+        rows = await request.app.state.database.pool.fetch(
+            "SELECT * FROM quarantine WHERE ($1::text IS NULL OR device_uid = $1) "
+            "AND ($2::bigint IS NULL OR id < $2) "
+            "AND ($3::text[] IS NULL OR device_uid = ANY($3)) ORDER BY id DESC LIMIT $4",
+            device,
+            before_id,
+            allowed,
+            limit,
+        )
+        return [quarantine_out(r) for r in rows]
+
+    @get("/{item_id:int}")
+    async def get_item(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, item_id: FromPath[int]
+    ) -> QuarantineOut:
+        row = await request.app.state.database.pool.fetchrow(
+            "SELECT * FROM quarantine WHERE id = $1", item_id
+        )
+        if row is None or (
+            principal.ward_ids is not None
+            and not (
+                row["device_uid"]
+                and await registry.scoped(principal).filter(uid=row["device_uid"]).exists()
+            )
+        ):
+            raise NotFound(f"no quarantined payload {item_id}")
+        return quarantine_out(row)
+
+
+def quarantine_out(row: Any) -> QuarantineOut:
+    raw = bytes(row["raw"])
+    try:
+        text: str | None = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return QuarantineOut(
+        row["id"],
+        row["received_at"],
+        row["source"],
+        row["device_uid"],
+        row["reason"],
+        row["size"],
+        text,
+        base64.b64encode(raw).decode(),
+    )
+
+
+@get("/metrics", tags=["health"], media_type=CONTENT_TYPE_LATEST, include_in_schema=False)
+async def prometheus_metrics(principal: CurrentUser) -> Response[bytes]:
+    """Prometheus exposition (scrape with a bearer token)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

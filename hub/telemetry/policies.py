@@ -1,0 +1,122 @@
+"""Retention, compression and rollup refresh, set from settings at every start.
+
+On TimescaleDB these are the extension's own background policies; on plain PostgreSQL
+the hub deletes expired raw readings itself (rollups are computed at query time there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+
+from hub.errors import HubError
+
+log = logging.getLogger("hub.telemetry.policies")
+
+
+class PolicyError(HubError):
+    status = 500
+    slug = "bad-retention-settings"
+    title = "Retention settings are inconsistent"
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    raw_days: int = 30
+    rollup_1m_days: int = 90
+    rollup_1h_days: int = 730
+    compress_after_days: int = 7
+    # How far back each rollup is refreshed; must stay inside raw retention, or a refresh
+    # would recompute buckets from raw data that is already gone.
+    refresh_1m_hours: int = 6
+    refresh_1h_days: int = 3
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.refresh_1m_hours >= self.raw_days * 24:
+            found.append("the 1-minute refresh window reaches past raw retention")
+        if self.refresh_1h_days >= self.raw_days:
+            found.append("the 1-hour refresh window reaches past raw retention")
+        if self.rollup_1m_days < self.raw_days or self.rollup_1h_days < self.rollup_1m_days:
+            found.append("rollups must be kept at least as long as the data they summarise")
+        return found
+
+
+async def apply_timescaledb(pool: asyncpg.Pool, policy: RetentionPolicy) -> None:
+    if problems := policy.problems():
+        raise PolicyError("; ".join(problems))
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT remove_compression_policy('reading', if_exists => true)")
+        await conn.execute(
+            "SELECT add_compression_policy('reading', make_interval(days => $1))",
+            policy.compress_after_days,
+        )
+        for relation, days in (
+            ("reading", policy.raw_days),
+            ("reading_1m", policy.rollup_1m_days),
+            ("reading_1h", policy.rollup_1h_days),
+        ):
+            await conn.execute("SELECT remove_retention_policy($1, if_exists => true)", relation)
+            await conn.execute(
+                "SELECT add_retention_policy($1, make_interval(days => $2))", relation, days
+            )
+        await conn.execute(
+            "SELECT remove_continuous_aggregate_policy('reading_1m', if_exists => true)"
+        )
+        await conn.execute(
+            "SELECT add_continuous_aggregate_policy('reading_1m', "
+            "start_offset => make_interval(hours => $1), end_offset => INTERVAL '1 minute', "
+            "schedule_interval => INTERVAL '1 minute')",
+            policy.refresh_1m_hours,
+        )
+        await conn.execute(
+            "SELECT remove_continuous_aggregate_policy('reading_1h', if_exists => true)"
+        )
+        await conn.execute(
+            "SELECT add_continuous_aggregate_policy('reading_1h', "
+            "start_offset => make_interval(days => $1), end_offset => INTERVAL '1 hour', "
+            "schedule_interval => INTERVAL '30 minutes')",
+            policy.refresh_1h_days,
+        )
+    log.info(
+        "TimescaleDB policies: raw %d d, 1 min %d d, 1 h %d d, compress after %d d",
+        policy.raw_days,
+        policy.rollup_1m_days,
+        policy.rollup_1h_days,
+        policy.compress_after_days,
+    )
+
+
+async def expire_plain(pool: asyncpg.Pool, policy: RetentionPolicy, batch: int = 50_000) -> int:
+    """Delete raw readings past retention, in slices that keep locks short."""
+    deleted = 0
+    while True:
+        status = await pool.execute(
+            "DELETE FROM reading WHERE ctid = ANY(ARRAY(SELECT ctid FROM reading "
+            "WHERE time < now() - make_interval(days => $1) LIMIT $2))",
+            policy.raw_days,
+            batch,
+        )
+        count = int(status.split()[-1])
+        deleted += count
+        if count < batch:
+            return deleted
+
+
+async def run_plain_retention(
+    pool: asyncpg.Pool, policy: RetentionPolicy, every_s: float = 3600.0
+) -> None:
+    while True:
+        try:
+            if deleted := await expire_plain(pool, policy):
+                log.info(
+                    "retention: deleted %d raw readings older than %d days",
+                    deleted,
+                    policy.raw_days,
+                )
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("retention pass failed (%s); next pass in %.0f s", exc, every_s)
+        await asyncio.sleep(every_s)
