@@ -19,6 +19,9 @@ class Permission(enum.StrEnum):
     GROUPS_WRITE = "groups:write"
     USERS_ADMIN = "users:admin"
     AUDIT_READ = "audit:read"
+    ALERTS_HANDLE = "alerts:handle"
+    RULES_WRITE = "rules:write"
+    MAINTENANCE_WRITE = "maintenance:write"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -29,9 +32,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.DEVICES_WRITE,
             Permission.GROUPS_WRITE,
             Permission.AUDIT_READ,
+            Permission.ALERTS_HANDLE,
+            Permission.RULES_WRITE,
+            Permission.MAINTENANCE_WRITE,
         }
     ),
-    Role.WARD_STAFF: frozenset({Permission.DEVICES_READ, Permission.GROUPS_WRITE}),
+    Role.WARD_STAFF: frozenset(
+        {Permission.DEVICES_READ, Permission.GROUPS_WRITE, Permission.ALERTS_HANDLE}
+    ),
     Role.VIEWER: frozenset({Permission.DEVICES_READ}),
 }
 

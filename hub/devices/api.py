@@ -6,12 +6,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, delete, get, patch, post
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from hub.auth.principal import CurrentUser, Permission, Principal
 from hub.devices import service, transfer
+from hub.devices.credentials import CredentialsOut, DeviceCredentials
 from hub.devices.schemas import (
     DeviceIn,
     DeviceOut,
@@ -21,12 +23,16 @@ from hub.devices.schemas import (
     GroupOut,
     ImportReport,
     Kind,
+    Latitude,
     LifecycleName,
+    Longitude,
+    ShortText,
     StatusName,
+    WardCode,
     WardIn,
     WardOut,
 )
-from hub.errors import BadRequest, FieldProblem
+from hub.errors import BadRequest, Conflict, FieldProblem
 
 UidParam = Annotated[str, PathParameter(max_length=128, description="The device's uid.")]
 
@@ -93,9 +99,56 @@ class DeviceController(Controller):
         return await service.update_device(principal, uid, data)
 
     @delete("/devices/{uid:str}", status_code=200)
-    async def remove_device(self, principal: CurrentUser, uid: UidParam) -> DeviceOut | None:
-        """Decommission a device (it keeps its history); a pending device is rejected outright."""
-        return await service.remove_device(principal, uid)
+    async def remove_device(
+        self, request: Request[Principal, Any, Any], principal: CurrentUser, uid: UidParam
+    ) -> DeviceOut | None:
+        """Decommission a device (it keeps its history and is cut off the broker at once);
+        a pending device is rejected outright."""
+        device = await service.get_scoped(principal, uid)
+        result = await service.remove_device(principal, uid)
+        if result is not None:
+            await credentials_of(request).revoke(principal, device)
+        request.app.state.directory.forget(uid)
+        return result
+
+    @post("/devices/{uid:str}/approve", status_code=200)
+    async def approve_device(
+        self,
+        request: Request[Principal, Any, Any],
+        principal: CurrentUser,
+        uid: UidParam,
+        data: JSONBody[ApprovalIn],
+    ) -> ApprovalOut:
+        """Approve a pending device: it joins a ward, becomes active and gets its broker
+        credentials (the secret is in this answer only)."""
+        device = await service.get_scoped(principal, uid)
+        if device.lifecycle != "pending":
+            raise Conflict(f"device {uid!r} is {device.lifecycle}, not pending")
+        patch_fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+        updated = await service.update_device(
+            principal, uid, msgspec.convert(patch_fields | {"lifecycle": "active"}, DevicePatch)
+        )
+        request.app.state.directory.forget(uid)
+        issued = None
+        if updated.kind in ("sensor", "speaker"):
+            issued = await credentials_of(request).issue(principal, uid)
+        return ApprovalOut(updated, issued)
+
+    @get("/devices/{uid:str}/credentials")
+    async def credential_status(
+        self, request: Request[Principal, Any, Any], principal: CurrentUser, uid: UidParam
+    ) -> CredentialsOut:
+        """The device's broker username and whether its credentials are active (no secret)."""
+        return await credentials_of(request).status(principal, uid)
+
+    @post("/devices/{uid:str}/credentials", status_code=201)
+    async def issue_credentials(
+        self, request: Request[Principal, Any, Any], principal: CurrentUser, uid: UidParam
+    ) -> CredentialsOut:
+        """Issue (or rotate) the device's MQTT credentials; the secret is in this answer only.
+
+        Rotation takes effect at once: the device must reconnect with the new secret."""
+        return await credentials_of(request).issue(principal, uid)
 
     @post("/devices/import", status_code=201, request_max_body_size=5 * 1024 * 1024)
     async def import_devices(
@@ -215,5 +268,17 @@ class DeviceController(Controller):
         await service.delete_group(principal, group_id)
 
 
-def json_response(data: Any, status: int = 200) -> Response[Any]:
-    return Response(data, status_code=status)
+class ApprovalIn(msgspec.Struct, forbid_unknown_fields=True):
+    ward: WardCode
+    name: ShortText | None = None
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+
+
+class ApprovalOut(msgspec.Struct):
+    device: DeviceOut
+    credentials: CredentialsOut | None
+
+
+def credentials_of(request: Request[Any, Any, Any]) -> DeviceCredentials:
+    return request.app.state.credentials  # type: ignore[no-any-return]

@@ -83,3 +83,18 @@ class DeviceGroup(Model):
 
     class Meta:
         table = "device_group"
+
+
+class DeviceCredential(Model):
+    device: fields.OneToOneRelation[Device] = fields.OneToOneField(
+        "hub.Device", related_name="credential", primary_key=True, on_delete=fields.CASCADE
+    )
+    device_id: int
+    username = fields.TextField()
+    secret_hash = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+    rotated_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "device_credential"

@@ -4,13 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.integrations.api import GrafanaDeliveryController, WebhookController
+from hub.integrations.crypto import SecretBox, hub_key
+from hub.integrations.engine import DeliveryEngine
+from hub.integrations.runtime import SECRETS_PURPOSE, Integrations
 from hub.server.context import HubContext
-from hub.server.services import ServiceGroup
+from hub.server.services import BackgroundService, ServiceGroup
+from hub.storage.database import asyncpg_dsn
 
 
 def routes() -> list[Any]:
-    return []
+    return [WebhookController, GrafanaDeliveryController]
 
 
 async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
-    return None
+    settings = ctx.settings
+    box = SecretBox(hub_key(settings.secret_key, settings.data_dir), SECRETS_PURPOSE)
+    pool = ctx.database.pool
+    engine = None
+    if settings.delivery.enabled:
+        engine = DeliveryEngine(
+            pool,
+            listen_dsn=asyncpg_dsn(ctx.database.url),
+            settings=settings.delivery,
+            box=box,
+        )
+        services.add(BackgroundService("alert-delivery", engine.run, stop=engine.stop))
+    ctx.state.integrations = Integrations(
+        pool=pool, box=box, settings=settings.delivery, engine=engine
+    )

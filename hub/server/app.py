@@ -25,13 +25,18 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from drivers.sensors.mqtt import SensorMqttDriver
+from hub.alerts.api import AlertController, RuleController
+from hub.alerts.engine import AlertEngine
 from hub.auth.api import AuthController, LoginThrottle, UserController
 from hub.auth.audit_api import AuditController
 from hub.auth.middleware import HubAuthentication
 from hub.auth.principal import Principal
 from hub.auth.service import LoginPolicy
 from hub.devices.api import DeviceController
-from hub.health.activity import ActivityTracker
+from hub.devices.broker import BrokerAccess, BrokerAccessError, MosquittoDynsec, NoBrokerAccess
+from hub.devices.credentials import DeviceCredentials
+from hub.health.api import HealthController
+from hub.health.monitor import HealthMonitor
 from hub.integrations import wiring as integrations
 from hub.server.context import HubContext
 from hub.server.errors import EXCEPTION_HANDLERS
@@ -66,6 +71,16 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
     )
 
 
+def broker_access(settings: Settings) -> BrokerAccess:
+    mqtt = settings.mqtt
+    if mqtt.admin_username and mqtt.admin_password:
+        return MosquittoDynsec(mqtt.host, mqtt.port, mqtt.admin_username, mqtt.admin_password)
+    return NoBrokerAccess(
+        "no broker admin configured (IOCHUB_MQTT__ADMIN_USERNAME/PASSWORD): "
+        "devices are not confined to their own topics by the broker"
+    )
+
+
 async def build_services(settings: Settings, state: State) -> ServiceGroup:
     """Every background service of the hub, in start order (they stop in reverse)."""
     db: database.Database = state.database
@@ -85,15 +100,29 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
         writers=t.writers,
     )
     directory = DeviceDirectory(db.pool)
-    sink = HubSink(
-        telemetry=TelemetryIngest(directory, writer, Quarantine(db.pool)),
-        activity=ActivityTracker(directory),
-    )
+    health = HealthMonitor(db.pool, directory, settings.health)
+    engine = AlertEngine(db.pool)
+    await engine.refresh()
+    writer.on_stored += [health.readings_stored, engine.readings_stored]
+    health.on_tick.append(engine.health_tick)
+    sink = HubSink(telemetry=TelemetryIngest(directory, writer, Quarantine(db.pool)), health=health)
     state.writer, state.sink, state.directory = writer, sink, directory
+    state.health, state.alert_engine = health, engine
     services.add(BackgroundService("telemetry-writer", writer.run, stop=writer.drain))
+    services.add(BackgroundService("health-monitor", health.run))
 
     mqtt = settings.mqtt
     password = mqtt.password.get_secret_value() if mqtt.password else None
+    broker = broker_access(settings)
+    log.info("device identities: %s", broker.describe())
+    try:
+        await broker.ensure_base_roles()
+        if mqtt.username and password:
+            await broker.ensure_hub_client(mqtt.username, password)
+    except BrokerAccessError as exc:
+        # The hub still serves; provisioning calls will say the broker is away.
+        log.error("the broker's device identities could not be set up: %s", exc)
+    state.credentials = DeviceCredentials(broker)
     if t.mqtt_ingest:
         sensors = SensorMqttDriver(
             mqtt.host,
@@ -175,6 +204,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DeviceController,
             AuditController,
             TelemetryController,
+            HealthController,
+            AlertController,
+            RuleController,
             QuarantineController,
             prometheus_metrics,
             *integrations.routes(),

@@ -12,7 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.health.settings import HealthSettings
 from hub.integrations.settings import DeliverySettings
+from hub.storage.crypto import SecretBox, local_key
 
 
 class DatabaseSettings(BaseModel):
@@ -126,6 +128,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     coap: CoapSettings = Field(default_factory=CoapSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     data_dir: Path = Field(
         Path(".iochub-data"), description="Folder for local state: embedded services, keys."
     )
@@ -134,9 +137,20 @@ class Settings(BaseSettings):
         description="Key for signing and encrypting hub secrets; generated into data_dir "
         "when unset (set it in production).",
     )
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Earlier secret keys, still accepted to open what they sealed (rotation).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the hub's loggers."
     )
+
+    def secret_box(self) -> SecretBox:
+        current = (
+            self.secret_key.get_secret_value() if self.secret_key else local_key(self.data_dir)
+        )
+        return SecretBox(current, [k.get_secret_value() for k in self.previous_secret_keys])
+
     shutdown_timeout_s: float = Field(
         10.0, gt=0, description="How long each background service may take to stop."
     )
@@ -151,7 +165,10 @@ def describe(settings: BaseModel, prefix: str = "IOCHUB_") -> list[tuple[str, st
         if isinstance(value, BaseModel):
             rows.extend(describe(value, prefix=f"{env}__"))
             continue
-        shown = "**********" if isinstance(value, SecretStr) else str(value)
+        secret = isinstance(value, SecretStr) or (
+            isinstance(value, list) and any(isinstance(v, SecretStr) for v in value)
+        )
+        shown = "**********" if secret else str(value)
         if isinstance(value, SecretStr) and name == "url":
             shown = mask_url(value.get_secret_value())
         rows.append((env, shown, field.description or ""))

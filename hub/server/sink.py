@@ -5,23 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drivers.contract import Ack, DeviceEvent, Heartbeat, Reading, Rejected
-from hub.health.activity import ActivityTracker
+from hub.health.monitor import HealthMonitor
 from hub.telemetry.ingest import TelemetryIngest
 
 
 @dataclass
 class HubSink:
     telemetry: TelemetryIngest
-    activity: ActivityTracker
+    health: HealthMonitor
 
     async def readings(self, items: list[Reading], source: str) -> None:
         await self.telemetry.readings(items, source)
 
     async def heartbeat(self, item: Heartbeat) -> None:
-        await self.activity.heartbeat(item)
+        await self.health.heartbeat(item)
 
     async def event(self, item: DeviceEvent) -> None:
-        await self.activity.event(item)
+        await self.health.event(item)
 
     async def ack(self, item: Ack) -> None:
         # Broadcast delivery tracking takes acks; until then they are only counted.

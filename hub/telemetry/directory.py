@@ -51,6 +51,9 @@ class DeviceDirectory:
     def forget(self, uid: str) -> None:
         self._cache.pop(uid, None)
 
+    def forget_all(self) -> None:
+        self._cache.clear()
+
     async def register_pending(self, uid: str, kind: str, source: str) -> bool:
         """Record an unknown device for a technician to approve; True if it is new."""
         status = await self.pool.execute(

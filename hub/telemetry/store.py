@@ -120,14 +120,16 @@ class ReadingWriter:
             self._queued_rows -= len(rows)
             metrics.QUEUE_DEPTH.set(self._queued_rows)
             self._room_freed.notify_all()
-        for item in batch:
-            if not item.done.done():
-                item.done.set_result(None)
+        # Health and alert evaluation see the rows before producers are released, so when
+        # a driver acknowledges a message its readings are stored and evaluated.
         for hook in self.on_stored:
             try:
                 await hook(rows)
             except Exception:
                 log.exception("a stored-readings hook failed")
+        for item in batch:
+            if not item.done.done():
+                item.done.set_result(None)
 
     async def _store(self, rows: list[Row]) -> None:
         async with self.pool.acquire() as conn:

@@ -1,0 +1,306 @@
+"""Evaluation: threshold rules on every stored reading, health rules on every health tick.
+
+Rules and the devices each one covers are compiled in memory (refreshed when rules change
+and periodically, for new devices and group members); where a (rule, device) pair stands
+is kept in memory and in alert_rule_state, so a restart keeps pending "for" durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from hub.alerts import lifecycle
+from hub.alerts.rules import DEFAULT_MESSAGES, ThresholdRule, Track, render, step
+from hub.health.monitor import DeviceHealth
+from hub.telemetry.catalog import METRICS
+from hub.telemetry.store import Row
+
+log = logging.getLogger("hub.alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    uid: str
+    name: str
+    kind: str
+    ward_id: int | None
+    ward: str | None
+    in_maintenance: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRule:
+    id: int
+    name: str
+    kind: str  # offline | degraded
+    severity: str
+    hold: timedelta
+    message: str
+
+
+@dataclass
+class AlertEngine:
+    pool: asyncpg.Pool
+    # A cleared health condition must hold this long before its alert resolves, so a
+    # device bouncing on and off raises one alert, not ten.
+    health_resolve_hold: timedelta = timedelta(minutes=2)
+    refresh_every_s: float = 30.0
+    rules_by_metric: dict[str, list[tuple[ThresholdRule, frozenset[int]]]] = field(
+        default_factory=dict
+    )
+    health_rules: list[tuple[HealthRule, frozenset[int]]] = field(default_factory=list)
+    devices: dict[int, DeviceInfo] = field(default_factory=dict)
+    tracks: dict[tuple[int, int], Track] = field(default_factory=dict)
+    _refreshed_at: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def refresh(self) -> None:
+        """Reload rules, devices, and where every (rule, device) pair stands."""
+        async with self._lock:
+            devices = await self.pool.fetch(
+                "SELECT d.id, d.uid, d.name, d.kind, d.ward_id, w.code AS ward, "
+                "coalesce(d.maintenance_until > now(), false) AS in_maintenance "
+                "FROM device d LEFT JOIN ward w ON w.id = d.ward_id WHERE d.lifecycle = 'active'"
+            )
+            self.devices = {
+                r["id"]: DeviceInfo(
+                    r["uid"], r["name"], r["kind"], r["ward_id"], r["ward"], r["in_maintenance"]
+                )
+                for r in devices
+            }
+            rules = await self.pool.fetch("SELECT * FROM alert_rule WHERE enabled ORDER BY id")
+            by_metric: dict[str, list[tuple[ThresholdRule, frozenset[int]]]] = defaultdict(list)
+            health: list[tuple[HealthRule, frozenset[int]]] = []
+            for rule in rules:
+                covered = await self._covered(rule)
+                if rule["kind"] == "threshold":
+                    by_metric[rule["metric"]].append((compile_threshold(rule), covered))
+                else:
+                    health.append(
+                        (
+                            HealthRule(
+                                rule["id"],
+                                rule["name"],
+                                rule["kind"],
+                                rule["severity"],
+                                timedelta(seconds=rule["for_seconds"]),
+                                rule["message_template"] or DEFAULT_MESSAGES[rule["kind"]],
+                            ),
+                            covered,
+                        )
+                    )
+            self.rules_by_metric, self.health_rules = dict(by_metric), health
+            tracks: dict[tuple[int, int], Track] = {}
+            for row in await self.pool.fetch(
+                "SELECT rule_id, device_id, pending_since FROM alert_rule_state"
+            ):
+                tracks[(row["rule_id"], row["device_id"])] = Track(
+                    pending_since=row["pending_since"]
+                )
+            for row in await self.pool.fetch(
+                "SELECT rule_id, device_id, severity FROM alert WHERE state <> 'resolved' "
+                "AND rule_id IS NOT NULL"
+            ):
+                tracks[(row["rule_id"], row["device_id"])] = Track(severity=row["severity"])
+            self.tracks = tracks
+            self._refreshed_at = time.monotonic()
+
+    async def _covered(self, rule: asyncpg.Record) -> frozenset[int]:
+        scope, value = rule["scope_type"], rule["scope_value"]
+        ids: list[int]
+        if scope == "all":
+            ids = list(self.devices)
+        elif scope == "kind":
+            ids = [i for i, d in self.devices.items() if d.kind == value]
+        elif scope == "ward":
+            ids = [i for i, d in self.devices.items() if d.ward == value]
+        elif scope == "device":
+            ids = [i for i, d in self.devices.items() if d.uid == value]
+        else:
+            ids = await group_device_ids(self.pool, int(value))
+        return frozenset(i for i in ids if i in self.devices)
+
+    async def maybe_refresh(self) -> None:
+        if time.monotonic() - self._refreshed_at > self.refresh_every_s:
+            await self.refresh()
+
+    async def readings_stored(self, rows: Sequence[Row]) -> None:
+        await self.maybe_refresh()
+        for at, device_id, metric, value in sorted(rows, key=lambda r: r[0]):
+            for rule, covered in self.rules_by_metric.get(metric, ()):
+                if device_id not in covered:
+                    continue
+                device = self.devices[device_id]
+                key = (rule.id, device_id)
+                before = self.tracks.get(key, Track())
+                if device.in_maintenance and not before.firing:
+                    continue
+                after, action = step(rule, before, value, at)
+                self.tracks[key] = after
+                if action is None:
+                    if after.pending_since != before.pending_since:
+                        await lifecycle.save_pending(
+                            self.pool, rule.id, device_id, after.pending_since
+                        )
+                    continue
+                if action.kind == "fire":
+                    await lifecycle.fire(
+                        self.pool,
+                        lifecycle.NewAlert(
+                            rule.id,
+                            rule.name,
+                            device_id,
+                            device.ward_id,
+                            action.severity or rule.severity,
+                            value,
+                            rule.threshold,
+                            render(
+                                rule.message,
+                                self._values(
+                                    device,
+                                    rule.name,
+                                    action.severity or rule.severity,
+                                    metric=metric,
+                                    value=value,
+                                    threshold=rule.threshold,
+                                ),
+                            ),
+                            action.since or at,
+                        ),
+                    )
+                elif action.kind == "resolve":
+                    await lifecycle.resolve_open(self.pool, rule.id, device_id, "auto", value)
+                else:
+                    await lifecycle.raise_severity(
+                        self.pool, rule.id, device_id, action.severity or rule.severity, value
+                    )
+
+    async def health_tick(self, assessed: Sequence[DeviceHealth], now: datetime) -> None:
+        await self.maybe_refresh()
+        for device in assessed:
+            info = self.devices.get(device.id)
+            if info is None:
+                continue
+            for rule, covered in self.health_rules:
+                if device.id not in covered:
+                    continue
+                key = (rule.id, device.id)
+                track = self.tracks.get(key, Track())
+                since = device.status_changed_at or now
+                bad = device.status == rule.kind
+                if (
+                    not track.firing
+                    and bad
+                    and not info.in_maintenance
+                    and now - since >= rule.hold
+                ):
+                    alert_id = await lifecycle.fire(
+                        self.pool,
+                        lifecycle.NewAlert(
+                            rule.id,
+                            rule.name,
+                            device.id,
+                            device.ward_id,
+                            rule.severity,
+                            None,
+                            None,
+                            render(
+                                rule.message,
+                                self._values(
+                                    info,
+                                    rule.name,
+                                    rule.severity,
+                                    status=device.status,
+                                    reason=await self._reason(device.id),
+                                ),
+                            ),
+                            since,
+                        ),
+                    )
+                    self.tracks[key] = Track(severity=rule.severity)
+                    if alert_id:
+                        log.info("alert %s fired: %s %s", alert_id, info.uid, rule.kind)
+                elif (
+                    track.firing
+                    and not bad
+                    and device.status not in ("unknown",)
+                    and (device.status == "maintenance" or now - since >= self.health_resolve_hold)
+                ):
+                    await lifecycle.resolve_open(self.pool, rule.id, device.id, "auto")
+                    self.tracks[key] = Track()
+
+    async def _reason(self, device_id: int) -> str:
+        return str(
+            await self.pool.fetchval("SELECT status_reason FROM device WHERE id = $1", device_id)
+            or ""
+        )
+
+    @staticmethod
+    def _values(device: DeviceInfo, rule: str, severity: str, **extra: Any) -> dict[str, Any]:
+        metric = extra.get("metric")
+        return {
+            "device": device.uid,
+            "device_name": device.name or device.uid,
+            "ward": device.ward or "",
+            "rule": rule,
+            "severity": severity,
+            "unit": METRICS[metric].unit if isinstance(metric, str) and metric in METRICS else "",
+            "metric": "",
+            "value": float("nan"),
+            "threshold": float("nan"),
+            "status": "",
+            "reason": "",
+            **extra,
+        }
+
+
+def compile_threshold(rule: asyncpg.Record) -> ThresholdRule:
+    escalations = tuple(
+        (float(e["threshold"]), str(e["severity"])) for e in json.loads(rule["escalations"] or "[]")
+    )
+    return ThresholdRule(
+        id=rule["id"],
+        name=rule["name"],
+        metric=rule["metric"],
+        comparison=rule["comparison"],
+        threshold=rule["threshold"],
+        clear_threshold=rule["clear_threshold"],
+        severity=rule["severity"],
+        escalations=escalations,
+        hold=timedelta(seconds=rule["for_seconds"]),
+        message=rule["message_template"] or DEFAULT_MESSAGES["threshold"],
+    )
+
+
+async def group_device_ids(pool: asyncpg.Pool, group_id: int) -> list[int]:
+    group = await pool.fetchrow("SELECT * FROM device_group WHERE id = $1", group_id)
+    if group is None:
+        return []
+    if group["filter"] is None:
+        rows = await pool.fetch(
+            "SELECT device_id FROM device_group_member WHERE group_id = $1", group_id
+        )
+        return [r["device_id"] for r in rows]
+    saved = json.loads(group["filter"])
+    rows = await pool.fetch(
+        "SELECT d.id FROM device d LEFT JOIN ward w ON w.id = d.ward_id WHERE "
+        "($1::text IS NULL OR d.kind = $1) AND (cardinality($2::text[]) = 0 OR w.code = ANY($2)) "
+        "AND ($3::text IS NULL OR d.status = $3) AND ($4::text IS NULL OR $4 = ANY(d.tags)) "
+        "AND ($5::int IS NULL OR d.ward_id = $5)",
+        saved.get("kind"),
+        saved.get("wards", []),
+        saved.get("status"),
+        saved.get("tag"),
+        group["ward_id"],
+    )
+    return [r["id"] for r in rows]

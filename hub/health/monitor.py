@@ -1,0 +1,241 @@
+"""Health of every device: transports report, the monitor decides, history is kept.
+
+Heartbeats and readings update what is known (connected, last_seen, last_data_at,
+faults); the state machine in `machine.assess` turns that into a status, at once for a
+heartbeat and every few seconds for silence. Each change is a health_event row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from drivers.contract import DeviceEvent, Heartbeat, UnknownDevice
+from hub.health.machine import Observed, Timing, assess
+from hub.health.settings import HealthSettings
+from hub.telemetry.directory import DeviceDirectory
+from hub.telemetry.store import Row
+
+log = logging.getLogger("hub.health")
+FAULT_EVENTS = frozenset(
+    {"amplifier_fault", "speaker_fault", "clock_drift", "auth_failed", "low_battery", "tamper"}
+)
+LOW_BATTERY_PERCENT, BATTERY_RECOVERED_PERCENT = 15.0, 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    id: int
+    uid: str
+    kind: str
+    ward_id: int | None
+    status: str
+    status_changed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    device: DeviceHealth
+    from_status: str
+    to_status: str
+    reason: str
+    at: datetime
+
+
+TickHook = Callable[[Sequence[DeviceHealth], datetime], Awaitable[None]]
+TransitionHook = Callable[[Transition], Awaitable[None]]
+
+_SELECT = """
+SELECT id, uid, kind, ward_id, status, status_reason, status_changed_at, last_seen, connected,
+       faults, maintenance_until, expected_interval_s
+FROM device WHERE lifecycle = 'active'
+"""
+
+
+@dataclass
+class HealthMonitor:
+    pool: asyncpg.Pool
+    directory: DeviceDirectory
+    settings: HealthSettings = field(default_factory=HealthSettings)
+    on_tick: list[TickHook] = field(default_factory=list)
+    on_transition: list[TransitionHook] = field(default_factory=list)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    async def heartbeat(self, item: Heartbeat) -> None:
+        ref = await self.directory.resolve(item.device_uid)
+        if ref is None or ref.lifecycle == "pending":
+            raise UnknownDevice(f"device {item.device_uid!r} is not registered")
+        if item.connected:
+            await self.pool.execute(
+                "UPDATE device SET connected = true, last_seen = greatest(last_seen, $2) "
+                "WHERE id = $1",
+                ref.id,
+                item.time,
+            )
+        else:
+            await self.pool.execute("UPDATE device SET connected = false WHERE id = $1", ref.id)
+        await self.reassess([ref.id])
+
+    async def event(self, item: DeviceEvent) -> None:
+        ref = await self.directory.resolve(item.device_uid)
+        if ref is None or ref.lifecycle == "pending":
+            raise UnknownDevice(f"device {item.device_uid!r} is not registered")
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO device_event (device_id, at, kind, active, data) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                ref.id,
+                item.time,
+                item.kind,
+                item.active,
+                json.dumps(dict(item.data), default=str),
+            )
+            if item.kind in FAULT_EVENTS:
+                await set_fault(conn, ref.id, item.kind, item.active)
+        await self.reassess([ref.id])
+
+    async def readings_stored(self, rows: Sequence[Row]) -> None:
+        """Data is activity: refresh last_seen and last_data_at; watch battery levels."""
+        newest: dict[int, datetime] = {}
+        battery: dict[int, float] = {}
+        for time, device_id, metric, value in rows:
+            if time > newest.get(device_id, time - timedelta(seconds=1)):
+                newest[device_id] = time
+            if metric == "battery":
+                battery[device_id] = value
+        async with self.pool.acquire() as conn, conn.transaction():
+            ids = sorted(newest)
+            await conn.execute(
+                "UPDATE device d SET last_data_at = greatest(d.last_data_at, n.at), "
+                "last_seen = greatest(d.last_seen, n.at), connected = true "
+                "FROM unnest($1::bigint[], $2::timestamptz[]) AS n(id, at) WHERE d.id = n.id",
+                ids,
+                [newest[i] for i in ids],
+            )
+            for device_id, level in sorted(battery.items()):
+                if level < LOW_BATTERY_PERCENT:
+                    await set_fault(conn, device_id, "low_battery", True)
+                elif level >= BATTERY_RECOVERED_PERCENT:
+                    await set_fault(conn, device_id, "low_battery", False)
+        await self.reassess(list(newest))
+
+    async def reassess(self, device_ids: Sequence[int] | None = None) -> list[DeviceHealth]:
+        """Apply the state machine; return every assessed device as it now stands."""
+        now = self.clock()
+        if device_ids is None:
+            rows = await self.pool.fetch(_SELECT)
+        else:
+            rows = await self.pool.fetch(_SELECT + " AND id = ANY($1::bigint[])", list(device_ids))
+        assessed = []
+        for row in rows:
+            interval = row["expected_interval_s"] or self.settings.interval_for(row["kind"])
+            timing = Timing(
+                timedelta(seconds=interval), self.settings.late_factor, self.settings.offline_factor
+            )
+            verdict = assess(
+                Observed(
+                    row["last_seen"], row["connected"], row["faults"], row["maintenance_until"]
+                ),
+                timing,
+                now,
+            )
+            health = DeviceHealth(
+                row["id"],
+                row["uid"],
+                row["kind"],
+                row["ward_id"],
+                row["status"],
+                row["status_changed_at"],
+            )
+            if verdict.status != row["status"] or verdict.reason != row["status_reason"]:
+                health = await self._apply(
+                    health,
+                    verdict.status,
+                    verdict.reason,
+                    now,
+                    changed=verdict.status != row["status"],
+                )
+            assessed.append(health)
+        return assessed
+
+    async def _apply(
+        self, device: DeviceHealth, status: str, reason: str, now: datetime, changed: bool
+    ) -> DeviceHealth:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not changed:
+                await conn.execute(
+                    "UPDATE device SET status_reason = $2 WHERE id = $1", device.id, reason
+                )
+                return device
+            await conn.execute(
+                "UPDATE device SET status = $2, status_reason = $3, status_changed_at = $4 "
+                "WHERE id = $1",
+                device.id,
+                status,
+                reason,
+                now,
+            )
+            await conn.execute(
+                "INSERT INTO health_event (device_id, at, from_status, to_status, reason) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                device.id,
+                now,
+                device.status,
+                status,
+                reason,
+            )
+        log.info(
+            "%s: %s → %s %s", device.uid, device.status, status, f"({reason})" if reason else ""
+        )
+        transition = Transition(device, device.status, status, reason, now)
+        for hook in self.on_transition:
+            await hook(transition)
+        return DeviceHealth(device.id, device.uid, device.kind, device.ward_id, status, now)
+
+    async def tick(self) -> None:
+        assessed = await self.reassess()
+        now = self.clock()
+        for hook in self.on_tick:
+            try:
+                await hook(assessed, now)
+            except Exception:
+                log.exception("a health tick hook failed")
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("health check failed (%s); retrying", exc)
+            await asyncio.sleep(self.settings.check_interval_s)
+
+    async def set_maintenance(self, device_id: int, until: datetime | None, reason: str) -> None:
+        await self.pool.execute(
+            "UPDATE device SET maintenance_until = $2, maintenance_reason = $3 WHERE id = $1",
+            device_id,
+            until,
+            reason,
+        )
+        await self.reassess([device_id])
+
+
+async def set_fault(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], device_id: int, fault: str, active: bool
+) -> None:
+    if active:
+        await conn.execute(
+            "UPDATE device SET faults = array_append(faults, $2) "
+            "WHERE id = $1 AND NOT ($2 = ANY(faults))",
+            device_id,
+            fault,
+        )
+    else:
+        await conn.execute(
+            "UPDATE device SET faults = array_remove(faults, $2) WHERE id = $1", device_id, fault
+        )

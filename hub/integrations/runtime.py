@@ -1,0 +1,22 @@
+"""What the integrations API and workers share while the hub runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from hub.integrations.crypto import SecretBox
+from hub.integrations.engine import DeliveryEngine
+from hub.integrations.settings import DeliverySettings
+
+SECRETS_PURPOSE = "webhook-secrets"
+
+
+@dataclass
+class Integrations:
+    pool: asyncpg.Pool
+    box: SecretBox
+    settings: DeliverySettings
+    # None when this process runs no delivery workers (another hub process does).
+    engine: DeliveryEngine | None

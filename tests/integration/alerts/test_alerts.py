@@ -1,0 +1,222 @@
+"""Alerts end to end below the transport: rules through HTTP, readings through the sink,
+alert changes written with their outbox rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from drivers.contract import Heartbeat, Reading
+from tests.conftest import Clients
+from tests.integration.devices.test_registry_api import assert_problem
+
+PM_RULE = {
+    "name": "PM2.5 high",
+    "kind": "threshold",
+    "severity": "minor",
+    "metric": "pm2_5",
+    "comparison": ">",
+    "threshold": 50,
+    "clear_threshold": 40,
+    "for_seconds": 60,
+    "escalations": [{"threshold": 150, "severity": "critical"}],
+    "message": "PM2.5 {value:.0f} at {device}",
+}
+
+
+@pytest.fixture
+def state(hub: Any) -> Any:
+    return hub.server.config.app.state
+
+
+@pytest.fixture
+async def fleet(clients: Clients, db: asyncpg.Connection, state: Any) -> None:
+    await db.execute(
+        "TRUNCATE alert, alert_rule, alert_rule_state, health_event, outbox "
+        "RESTART IDENTITY CASCADE"
+    )
+    for uid, ward in (("aq-1", "ward-a"), ("aq-2", "ward-b")):
+        assert (
+            await clients.admin.post(
+                "/api/v1/devices", json={"uid": uid, "kind": "sensor", "ward": ward}
+            )
+        ).status_code == 201
+    await state.alert_engine.refresh()
+
+
+async def outbox(db: asyncpg.Connection) -> list[tuple[str, dict[str, Any]]]:
+    rows = await db.fetch("SELECT event_type, data FROM outbox ORDER BY id")
+    return [(r["event_type"].rsplit(".", 1)[1], json.loads(r["data"])) for r in rows]
+
+
+async def feed(state: Any, uid: str, values: list[tuple[int, float]], start: datetime) -> None:
+    for seconds, value in values:
+        await state.sink.readings(
+            [Reading(uid, "pm2_5", value, start + timedelta(seconds=seconds))], "test"
+        )
+
+
+async def test_threshold_alert_lifecycle(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    created = await clients.technician.post("/api/v1/alert-rules", json=PM_RULE)
+    assert created.status_code == 201, created.text
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    await feed(state, "aq-1", [(0, 60), (30, 70)], start)
+    assert await db.fetchval("SELECT count(*) FROM alert") == 0  # pending, not yet 60 s
+    await feed(state, "aq-1", [(61, 65)], start)
+    alert = (await clients.viewer.get("/api/v1/alerts")).json()["items"][0]
+    assert alert["state"] == "firing" and alert["severity"] == "minor"
+    assert alert["message"] == "PM2.5 65 at aq-1" and alert["ward"] == "ward-a"
+    assert alert["started_at"].startswith(start.isoformat()[:16])
+    await feed(state, "aq-1", [(90, 45), (120, 200)], start)  # inside hysteresis, then worse
+    assert (await clients.viewer.get(f"/api/v1/alerts/{alert['id']}")).json()[
+        "severity"
+    ] == "critical"
+    ack = await clients.staff_a.post(f"/api/v1/alerts/{alert['id']}/acknowledge")
+    assert ack.json()["state"] == "acknowledged" and ack.json()["acknowledged_by"] == "staff-a"
+    assert_problem(await clients.staff_a.post(f"/api/v1/alerts/{alert['id']}/acknowledge"), 409)
+    comment = await clients.technician.post(
+        f"/api/v1/alerts/{alert['id']}/comments", json={"text": "crew sent"}
+    )
+    assert comment.status_code == 201
+    assign = await clients.technician.post(
+        f"/api/v1/alerts/{alert['id']}/assign", json={"assignee": "technician"}
+    )
+    assert assign.json()["assignee"] == "technician"
+    await feed(state, "aq-1", [(150, 39)], start)
+    resolved = (await clients.viewer.get(f"/api/v1/alerts/{alert['id']}")).json()
+    assert resolved["state"] == "resolved" and resolved["resolved_by"] == "auto"
+    changes = [kind for kind, _ in await outbox(db)]
+    assert changes == [
+        "firing",
+        "severity_raised",
+        "acknowledged",
+        "commented",
+        "assigned",
+        "resolved",
+    ]
+    _, first = (await outbox(db))[0]
+    assert (
+        first["device_uid"] == "aq-1" and first["severity"] == "minor" and first["ward"] == "ward-a"
+    )
+
+
+async def test_one_alert_per_fingerprint_and_ward_scope(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    await clients.technician.post("/api/v1/alert-rules", json=PM_RULE | {"for_seconds": 0})
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    await feed(state, "aq-1", [(0, 60), (1, 70), (2, 80)], start)
+    await feed(state, "aq-2", [(0, 60)], start)
+    assert await db.fetchval("SELECT count(*) FROM alert") == 2
+    mine = (await clients.staff_a.get("/api/v1/alerts")).json()["items"]
+    assert [a["device"] for a in mine] == ["aq-1"]
+    other = await db.fetchval(
+        "SELECT a.id FROM alert a JOIN device d ON d.id = a.device_id WHERE d.uid = 'aq-2'"
+    )
+    assert_problem(await clients.staff_a.get(f"/api/v1/alerts/{other}"), 404)
+    assert_problem(await clients.staff_a.post(f"/api/v1/alerts/{other}/acknowledge"), 404)
+    assert_problem(await clients.viewer.post(f"/api/v1/alerts/{other}/acknowledge"), 403)
+
+
+async def test_pending_duration_survives_a_restart(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    await clients.technician.post("/api/v1/alert-rules", json=PM_RULE)
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    await feed(state, "aq-1", [(0, 60)], start)
+    assert await db.fetchval("SELECT count(*) FROM alert_rule_state") == 1
+    state.alert_engine.tracks.clear()  # what a restart loses from memory
+    await state.alert_engine.refresh()  # and reloads from the database
+    await feed(state, "aq-1", [(70, 61)], start)
+    assert await db.fetchval("SELECT count(*) FROM alert WHERE state = 'firing'") == 1
+
+
+async def test_maintenance_silences_alerts(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    await clients.technician.post("/api/v1/alert-rules", json=PM_RULE | {"for_seconds": 0})
+    await clients.technician.put(
+        "/api/v1/devices/aq-1/maintenance",
+        json={
+            "until": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+            "reason": "calibration",
+        },
+    )
+    await feed(state, "aq-1", [(0, 500)], datetime.now(UTC))
+    assert await db.fetchval("SELECT count(*) FROM alert") == 0
+
+
+async def test_offline_rule_fires_once_for_a_flapping_device(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    await clients.technician.post(
+        "/api/v1/alert-rules",
+        json={"name": "offline 2 min", "kind": "offline", "severity": "major", "for_seconds": 120},
+    )
+    monitor, engine = state.health, state.alert_engine
+    real_clock = monitor.clock
+    offset = timedelta(0)
+    monitor.clock = lambda: real_clock() + offset
+    try:
+        for cycle in range(4):
+            now = monitor.clock()
+            await state.sink.heartbeat(Heartbeat("aq-1", now, True, "mqtt-status"))
+            await state.sink.heartbeat(Heartbeat("aq-1", now, False, "mqtt-lwt"))
+            offset += timedelta(minutes=3)  # offline for three minutes
+            await monitor.tick()
+            await state.sink.heartbeat(Heartbeat("aq-1", monitor.clock(), True, "mqtt-status"))
+            offset += timedelta(minutes=1)  # back for one minute only
+            await monitor.tick()
+        assert await db.fetchval("SELECT count(*) FROM alert") == 1
+        assert await db.fetchval("SELECT state FROM alert") == "firing"
+        offset += timedelta(minutes=5)
+        await state.sink.heartbeat(Heartbeat("aq-1", monitor.clock(), True, "mqtt-status"))
+        await monitor.tick()
+        assert await db.fetchval("SELECT state FROM alert") == "resolved"
+    finally:
+        monitor.clock = real_clock
+        engine.tracks.clear()
+
+
+async def test_rule_validation_and_dry_run(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    before = await db.fetchval("SELECT count(*) FROM alert_rule")
+    assert_problem(
+        await clients.technician.post(
+            "/api/v1/alert-rules", json=PM_RULE | {"clear_threshold": 60}
+        ),
+        422,
+        "clear_threshold",
+    )
+    assert_problem(
+        await clients.technician.post(
+            "/api/v1/alert-rules", json=PM_RULE | {"scope": {"type": "ward", "value": "nowhere"}}
+        ),
+        422,
+        "scope.value",
+    )
+    assert_problem(await clients.viewer.post("/api/v1/alert-rules", json=PM_RULE), 403)
+    assert_problem(await clients.staff_a.post("/api/v1/alert-rules", json=PM_RULE), 403)
+    assert await db.fetchval("SELECT count(*) FROM alert_rule") == before
+    start = datetime.now(UTC) - timedelta(hours=2)
+    await feed(
+        state, "aq-1", [(0, 30), (60, 70), (200, 80), (400, 20), (500, 160), (700, 170)], start
+    )
+    run = await clients.viewer.post(
+        "/api/v1/alert-rules/dry-run", json={"rule": PM_RULE, "hours": 3}
+    )
+    assert run.status_code == 200, run.text
+    body = run.json()
+    assert body["readings"] == 6
+    assert [(e["severity"], e["resolved_at"] is not None, e["peak"]) for e in body["events"]] == [
+        ("minor", True, 80.0),
+        ("critical", False, 170.0),
+    ]
+    assert await db.fetchval("SELECT count(*) FROM alert") == 0
