@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
+import openapi_ui_bundles.swagger_ui
 from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -167,8 +167,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await services.stop()
             await app.state.database.close()
 
-    swagger_assets = Path(swagger_ui_bundle.__file__).parent / "vendor"
-    swagger_dir = next(swagger_assets.iterdir()) if swagger_assets.exists() else swagger_assets
+    # Swagger UI served by the hub itself: operators' networks often have no internet.
+    swagger_dir = Path(openapi_ui_bundles.swagger_ui.static_path)
     web_dir = resources.files("hub.web")
     openapi = OpenAPIConfig(
         title="iochub",
