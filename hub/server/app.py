@@ -24,6 +24,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from drivers.sensors.coap import SensorCoapDriver
 from drivers.sensors.mqtt import SensorMqttDriver
 from hub.alerts.api import AlertController, RuleController
 from hub.alerts.engine import AlertEngine
@@ -133,6 +134,9 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
             shared_group=mqtt.shared_group,
         )
         services.add(BackgroundService("sensor-mqtt", lambda: sensors.run(sink)))
+    if settings.coap.enabled:
+        coap = SensorCoapDriver(settings.coap.host, settings.coap.port)
+        services.add(BackgroundService("sensor-coap", lambda: coap.run(sink)))
     ctx = HubContext(settings=settings, database=db, state=state)
     await integrations.add_services(ctx, services)
     return services
@@ -250,7 +254,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     failure_delay_s=settings.auth.login_delay_ms / 1000,
                     session_ttl=timedelta(minutes=settings.auth.session_ttl_minutes),
                 ),
-                "login_throttle": LoginThrottle(),
+                "login_throttle": LoginThrottle(limit=settings.auth.login_attempts_per_minute),
             }
         ),
         logging_config=LoggingConfig(

@@ -14,8 +14,14 @@ import uvicorn
 from pydantic import SecretStr
 
 from hub.server.app import create_app
-from hub.server.settings import AuthSettings, DatabaseSettings, MqttSettings, Settings
-from tests.support.brokers import free_port
+from hub.server.settings import (
+    AuthSettings,
+    CoapSettings,
+    DatabaseSettings,
+    MqttSettings,
+    Settings,
+)
+from tests.support.brokers import free_port, free_udp_port
 
 ADMIN_SERVER = os.environ.get(
     "IOCHUB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -35,7 +41,8 @@ def hub_settings(database_url: str, broker_port: int, **overrides: object) -> Se
         mqtt=MqttSettings(
             host="127.0.0.1", port=broker_port, client_id=f"iochub-test-{secrets.token_hex(3)}"
         ),
-        auth=AuthSettings(login_delay_ms=0),
+        auth=AuthSettings(login_delay_ms=0, login_attempts_per_minute=8),
+        coap=CoapSettings(host="127.0.0.1", port=free_udp_port()),
         secret_key=SecretStr("test-secret-key-not-for-production"),
     )
     return settings.model_copy(update=overrides)

@@ -59,7 +59,7 @@ async def test_browser_pages_redirect_to_login(clients: Clients) -> None:
     assert response.status_code in (302, 307) and response.headers["location"] == "/login?next=/"
 
 
-async def test_session_login_cookie_flags_and_csrf(hub: RunningHub) -> None:
+async def test_session_login_cookie_flags_and_csrf(clients: Clients, hub: RunningHub) -> None:
     async with httpx.AsyncClient(base_url=hub.base_url) as browser:
         response = await browser.post(
             "/api/v1/auth/login", json={"username": "technician", "password": PASSWORD}
@@ -84,7 +84,7 @@ async def test_session_login_cookie_flags_and_csrf(hub: RunningHub) -> None:
 
 
 async def test_wrong_password_is_refused_and_repeated_failures_lock(
-    hub: RunningHub, db: asyncpg.Connection
+    clients: Clients, hub: RunningHub, db: asyncpg.Connection
 ) -> None:
     from hub.auth import service
     from hub.auth.models import Role, User
@@ -110,7 +110,7 @@ async def test_wrong_password_is_refused_and_repeated_failures_lock(
         )
 
 
-async def test_login_attempts_per_address_are_throttled(hub: RunningHub) -> None:
+async def test_login_attempts_per_address_are_throttled(clients: Clients, hub: RunningHub) -> None:
     throttle = hub.server.config.app.state.login_throttle  # type: ignore[union-attr]
     throttle.attempts.clear()
     async with httpx.AsyncClient(base_url=hub.base_url) as client:
