@@ -33,6 +33,7 @@ from hub.auth.audit_api import AuditController
 from hub.auth.middleware import HubAuthentication
 from hub.auth.principal import Principal
 from hub.auth.service import LoginPolicy
+from hub.cameras import wiring as cameras
 from hub.devices.api import DeviceController
 from hub.devices.broker import BrokerAccess, BrokerAccessError, MosquittoDynsec, NoBrokerAccess
 from hub.devices.credentials import DeviceCredentials
@@ -139,6 +140,7 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
         services.add(BackgroundService("sensor-coap", lambda: coap.run(sink)))
     ctx = HubContext(settings=settings, database=db, state=state)
     await integrations.add_services(ctx, services)
+    await cameras.add_services(ctx, services)
     return services
 
 
@@ -214,6 +216,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             QuarantineController,
             prometheus_metrics,
             *integrations.routes(),
+            *cameras.routes(),
             ConsoleController,
             create_static_files_router(
                 "/static/swagger",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -25,8 +26,12 @@ app = typer.Typer(
 )
 devices_app = typer.Typer(help="List, import and export devices.", no_args_is_help=True)
 users_app = typer.Typer(help="Create users and API tokens.", no_args_is_help=True)
+simulate_app = typer.Typer(
+    help="Run simulated devices speaking the real protocols.", no_args_is_help=True
+)
 app.add_typer(devices_app, name="devices")
 app.add_typer(users_app, name="users")
+app.add_typer(simulate_app, name="simulate")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -105,11 +110,13 @@ def config() -> None:
 @app.command()
 def demo(
     port: Annotated[int, typer.Option(help="HTTP port of the demo hub.")] = 8080,
+    simulate: Annotated[bool, typer.Option(help="Run the simulated fleet beside the hub.")] = True,
 ) -> None:
-    """Run the hub with a seeded fleet; start local PostgreSQL/MQTT if none is reachable."""
+    """Run the hub with a seeded fleet and its simulated devices; start local PostgreSQL and a
+    private MQTT broker when needed."""
     from hub.server.demo import run_demo
 
-    run_demo(port)
+    run_demo(port, simulate)
 
 
 @devices_app.command("list")
@@ -299,6 +306,64 @@ def users_token(
     token = run(with_database(Settings(), work))
     console.print("API token (shown once; store it now):")
     print(token)
+
+
+CredentialsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="JSON file {uid: secret} of per-device broker credentials (the demo writes one)"
+    ),
+]
+
+
+@simulate_app.command("sensors")
+def simulate_sensors(
+    credentials: CredentialsOption = None,
+    interval: Annotated[float, typer.Option(help="seconds between readings")] = 10.0,
+    time_scale: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
+    malformed: Annotated[float, typer.Option(help="share of malformed payloads")] = 0.0,
+) -> None:
+    """The demo fleet's ~120 environmental sensors, publishing over MQTT."""
+    from hub.server.simulate import read_credentials
+    from hub.server.simulate import simulate_sensors as run_sensors
+
+    mqtt = Settings().mqtt
+    console.print(f"simulating sensors against {mqtt.host}:{mqtt.port}; Ctrl-C stops")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_sensors(
+                mqtt.host,
+                mqtt.port,
+                read_credentials(credentials),
+                interval=interval,
+                time_scale=time_scale,
+                malformed=malformed,
+            )
+        )
+
+
+@simulate_app.command("speakers")
+def simulate_speakers(
+    credentials: CredentialsOption = None,
+    speed: Annotated[float, typer.Option(help="playback speed factor")] = 1.0,
+    status_interval: Annotated[float, typer.Option(help="seconds between status reports")] = 30.0,
+) -> None:
+    """The demo fleet's 272 loudspeakers: they download, verify and play what they are sent."""
+    from hub.server.simulate import read_credentials
+    from hub.server.simulate import simulate_speakers as run_speakers
+
+    mqtt = Settings().mqtt
+    console.print(f"simulating speakers against {mqtt.host}:{mqtt.port}; Ctrl-C stops")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_speakers(
+                mqtt.host,
+                mqtt.port,
+                read_credentials(credentials),
+                speed=speed,
+                status_interval=status_interval,
+            )
+        )
 
 
 async def system_principal() -> Any:

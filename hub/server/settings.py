@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.cameras.settings import CameraSettings
 from hub.health.settings import HealthSettings
 from hub.integrations.settings import DeliverySettings
 from hub.storage.crypto import SecretBox, local_key
@@ -132,6 +133,7 @@ class Settings(BaseSettings):
     coap: CoapSettings = Field(default_factory=CoapSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    cameras: CameraSettings = Field(default_factory=CameraSettings)
     data_dir: Path = Field(
         Path(".iochub-data"), description="Folder for local state: embedded services, keys."
     )

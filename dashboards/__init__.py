@@ -1,0 +1,1 @@
+"""Grafana dashboards of the IOC, built as code and checked in as JSON."""

@@ -1,0 +1,124 @@
+"""A private Mosquitto with the dynamic-security plugin, for the demo and for trials.
+
+Devices then log in with their own credentials and are confined to their own topics,
+exactly as in production (deploy/mosquitto/); only the listener is loopback and plain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MOSQUITTO = Path(shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+MOSQUITTO_CTRL = Path(shutil.which("mosquitto_ctrl") or "/usr/bin/mosquitto_ctrl")
+DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+BROKER_USER = "mosquitto"  # mosquitto started as root drops to this user
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    port: int
+    admin_username: str
+    admin_password: str
+    hub_username: str
+    hub_password: str
+
+
+def unavailable_reason() -> str | None:
+    for path, what in (
+        (MOSQUITTO, "mosquitto"),
+        (MOSQUITTO_CTRL, "mosquitto_ctrl"),
+        (DYNSEC_PLUGIN, "the dynamic-security plugin"),
+    ):
+        if not path.exists():
+            return f"{what} is not installed ({path})"
+    return None
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _give_to_broker_user(*paths: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    with contextlib.suppress(KeyError):
+        user = pwd.getpwnam(BROKER_USER)
+        for path in paths:
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+
+@contextlib.contextmanager
+def local_broker(folder: Path, preferred_port: int = 1883) -> Iterator[LocalBroker]:
+    """Start mosquitto with a fresh dynamic-security admin; stop it on exit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o750)
+    dynsec = folder / "dynamic-security.json"
+    dynsec.unlink(missing_ok=True)
+    admin_password = secrets.token_urlsafe(18)
+    subprocess.run(
+        [str(MOSQUITTO_CTRL), "dynsec", "init", str(dynsec), "iochub-admin", admin_password],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=True,
+        timeout=15,
+    )
+    port = preferred_port if port_free(preferred_port) else free_port()
+    config = folder / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous false\n"
+        f"plugin {DYNSEC_PLUGIN}\n"
+        f"plugin_opt_config_file {dynsec}\n"
+        "persistence true\n"
+        f"persistence_location {folder}/\n"
+        "max_queued_messages 100000\n"
+        "max_inflight_messages 1000\n"
+    )
+    _give_to_broker_user(folder, dynsec)
+    log = (folder / "mosquitto.log").open("ab")
+    process = subprocess.Popen(
+        [str(MOSQUITTO), "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not start; see {folder / 'mosquitto.log'}")
+            time.sleep(0.05)
+        yield LocalBroker(
+            port, "iochub-admin", admin_password, "iochub-hub", secrets.token_urlsafe(18)
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False

@@ -1,0 +1,109 @@
+"""One fresh database per time-series backend (TimescaleDB where installed), migrated,
+filled with the fleet and queried the way Grafana's datasource would: read-only, as a
+role holding only deploy/grafana/grafana-reader.sql's grants, in an unusual session time
+zone so no query can lean on the server's."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+import pytest
+
+from hub.storage import migrations
+from hub.storage.database import run_migrations
+from tests.integration.dashboards import fleet
+from tests.integration.dashboards.panels import READER_GRANTS
+from tests.support.hub import ADMIN_SERVER, create_database, drop_database
+
+# UTC-03:30 (-02:30 in summer): a query assuming UTC or UTC+7 sessions gets it wrong.
+SESSION_TIME_ZONE = "America/St_Johns"
+
+
+@dataclass
+class PanelDatabase:
+    backend: str
+    conn: asyncpg.Connection
+    reader: str
+    _answers: dict[str, list[asyncpg.Record]] = field(default_factory=dict)
+
+    async def query(self, sql: str) -> list[asyncpg.Record]:
+        async with self.conn.transaction(readonly=True):
+            await self.conn.execute(
+                f'SET LOCAL ROLE "{self.reader}"; SET LOCAL statement_timeout = 10000'
+            )
+            return await self.conn.fetch(sql)
+
+    async def cached_query(self, sql: str) -> list[asyncpg.Record]:
+        """For variable queries: the data never changes under the tests."""
+        if sql not in self._answers:
+            self._answers[sql] = await self.query(sql)
+        return self._answers[sql]
+
+
+async def timescaledb_installed() -> bool:
+    conn = await asyncpg.connect(ADMIN_SERVER)
+    try:
+        return await migrations.timescaledb_available(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def fleet_data() -> fleet.Fleet:
+    return fleet.build()
+
+
+@pytest.fixture(scope="session")
+async def reader_role() -> AsyncIterator[str]:
+    """A role like Grafana's, unique to this run (roles are shared by the whole server)."""
+    name = f"iochub_grafana_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(ADMIN_SERVER)
+    try:
+        await conn.execute(f'CREATE ROLE "{name}" NOLOGIN')
+        yield name
+        await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+    finally:
+        await conn.close()
+
+
+async def open_database(
+    backend: str, reader: str, data: fleet.Fleet | None
+) -> AsyncIterator[PanelDatabase]:
+    if backend == "timescaledb" and not await timescaledb_installed():
+        pytest.skip("the TimescaleDB extension is not installed on this PostgreSQL server")
+    url = await create_database()
+    try:
+        chosen, _ = await run_migrations(url, "require" if backend == "timescaledb" else "off")
+        assert chosen == backend
+        conn = await asyncpg.connect(url, server_settings={"TimeZone": SESSION_TIME_ZONE})
+        try:
+            if data is not None:
+                await fleet.load(conn, data)
+            grants = READER_GRANTS.read_text("utf-8")
+            await conn.execute(re.sub(r"\biochub_grafana\b", reader, grants))
+            yield PanelDatabase(backend, conn, reader)
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(url)
+
+
+@pytest.fixture(scope="session", params=["postgres", "timescaledb"])
+async def database(
+    request: pytest.FixtureRequest, reader_role: str, fleet_data: fleet.Fleet
+) -> AsyncIterator[PanelDatabase]:
+    async for opened in open_database(request.param, reader_role, fleet_data):
+        yield opened
+
+
+@pytest.fixture(scope="module", params=["postgres", "timescaledb"])
+async def empty_database(
+    request: pytest.FixtureRequest, reader_role: str
+) -> AsyncIterator[PanelDatabase]:
+    """A freshly migrated database without a single ward: the day Grafana is installed."""
+    async for opened in open_database(request.param, reader_role, None):
+        yield opened
