@@ -156,6 +156,27 @@ class Topics:
         return parts[0], parts[1]
 
 
+def status_dialect(payload: bytes) -> str:
+    """Which kind of device wrote a status payload: "sensor", "speaker" or "unknown".
+
+    Every MQTT device publishes its status on the same channel, and each driver
+    subscribes to all of them; a driver leaves the other kinds' statuses to their own
+    driver instead of calling them malformed. Sensors write `online`/`offline` or an
+    object with "state" (docs/protocol/sensors.md); speakers an object with "online"
+    (docs/protocol/speakers.md).
+    """
+    text = payload.strip()
+    if text.lower() in (b"online", b"offline"):
+        return "sensor"
+    if text.startswith(b"{"):
+        head = text[:4096]
+        if b'"state"' in head:
+            return "sensor"
+        if b'"online"' in head:
+            return "speaker"
+    return "unknown"
+
+
 @runtime_checkable
 class DriverSink(Protocol):
     """What the hub offers a running driver."""

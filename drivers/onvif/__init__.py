@@ -1,0 +1,1 @@
+"""ONVIF cameras: WS-Discovery, onboarding probe, health sweeps, PullPoint events, snapshots."""

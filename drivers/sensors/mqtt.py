@@ -1,4 +1,4 @@
-"""Sensor telemetry over MQTT 5: paho-mqtt driven by the asyncio loop, acknowledged after storage.
+"""Sensor telemetry over MQTT: paho-mqtt driven by the asyncio loop, acknowledged after storage.
 
 paho's socket is watched by the event loop (``add_reader``/``add_writer``) rather
 than by a network thread: no lock hand-offs per message, and acknowledgements
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import logging
 import random
@@ -20,7 +21,7 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -38,7 +39,9 @@ from drivers.contract import (
     Rejected,
     Topics,
     UnknownDevice,
+    status_dialect,
 )
+from drivers.sensors.errors import BrokerRefused, BrokerUnavailable, SensorTransportError
 from drivers.sensors.payloads import (
     DEFAULT_LIMITS,
     PayloadLimits,
@@ -51,6 +54,7 @@ __all__ = [
     "BrokerRefused",
     "BrokerUnavailable",
     "MqttDriverStats",
+    "MqttVersion",
     "SensorMqttDriver",
     "SensorTransportError",
 ]
@@ -80,20 +84,18 @@ _READS_PER_WAKEUP: Final = 512
 _MISC_INTERVAL: Final = 1.0
 
 
-class SensorTransportError(Exception):
-    """The broker connection failed; ``retryable`` tells back-off from configuration errors."""
+class MqttVersion(enum.StrEnum):
+    """The protocol the driver speaks to the broker.
 
-    retryable: ClassVar[bool] = True
+    3.1.1 is the default for throughput: paho parses MQTT 5 properties in Python
+    on every PUBLISH, which nearly halved the driver's measured throughput
+    (docs/protocol/sensors.md, section 7). MQTT 5 adds a session expiry and a Receive Maximum the broker
+    honours; under 3.1.1 the broker's ``max_inflight_messages`` bounds the
+    messages in flight instead (docs/protocol/sensors.md).
+    """
 
-
-class BrokerUnavailable(SensorTransportError):
-    """The broker cannot be reached or dropped the connection; the driver retries."""
-
-
-class BrokerRefused(SensorTransportError):
-    """The broker refused the driver (credentials, authorisation, subscription); not retried."""
-
-    retryable = False
+    V311 = "3.1.1"
+    V5 = "5"
 
 
 @dataclass
@@ -127,6 +129,7 @@ class SensorMqttDriver:
         username: str | None = None,
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
+        version: MqttVersion = MqttVersion.V311,
         shared_group: str | None = "iochub",
         session_expiry: int = 3600,
         keepalive: int = 30,
@@ -146,13 +149,14 @@ class SensorMqttDriver:
         self._username = username
         self._password = password
         self._tls = tls
+        self.version = version
         self.shared_group = shared_group
         self.session_expiry = session_expiry
         self.keepalive = keepalive
         self.batch_size = batch_size
         self.max_batches = max_batches
-        # The broker may not have more unacknowledged messages in flight than this.
-        self.receive_maximum = min(batch_size * max_batches, 65_535)
+        # Unacknowledged messages this driver holds at most; MQTT 5's Receive Maximum.
+        self.max_in_flight = min(batch_size * max_batches, 65_535)
         self.limits = limits
         self.reconnect_min_delay = reconnect_min_delay
         self.reconnect_max_delay = reconnect_max_delay
@@ -179,7 +183,7 @@ class SensorMqttDriver:
         """Consume until cancelled; reconnect with exponential back-off and jitter.
 
         Raises BrokerRefused when the broker rejects the credentials or the
-        subscriptions: retrying would not help.
+        subscriptions, or its TLS certificate is not trusted: retrying would not help.
         """
         failures = 0
         try:
@@ -272,13 +276,21 @@ class _Session:
 
     def _make_client(self) -> paho.Client:
         driver = self.driver
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=driver.client_id,
-            protocol=paho.MQTTv311,
-            clean_session=False,
-            manual_ack=True,
-        )
+        if driver.version is MqttVersion.V5:
+            client = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=driver.client_id,
+                protocol=paho.MQTTv5,
+                manual_ack=True,
+            )
+        else:
+            client = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=driver.client_id,
+                protocol=paho.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
         client.connect_timeout = driver.connect_timeout
         if driver._username is not None:
             client.username_pw_set(driver._username, driver._password)
@@ -304,15 +316,14 @@ class _Session:
 
     async def _connect(self) -> None:
         driver = self.driver
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = driver.session_expiry
-        properties.ReceiveMaximum = driver.receive_maximum
         connect = functools.partial(
-            self._client.connect,
-            driver.host,
-            driver.port,
-            driver.keepalive,
+            self._client.connect, driver.host, driver.port, driver.keepalive
         )
+        if driver.version is MqttVersion.V5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = driver.session_expiry
+            properties.ReceiveMaximum = driver.max_in_flight
+            connect = functools.partial(connect, clean_start=False, properties=properties)
         # Name resolution, TCP and TLS handshakes block; keep them off the loop.
         attempt = self._loop.run_in_executor(None, connect)
         try:
@@ -321,6 +332,9 @@ class _Session:
             with contextlib.suppress(Exception):
                 await attempt
             raise
+        except ssl.SSLCertVerificationError as error:
+            # Not something time fixes: the broker is not who it should be, or the CA is wrong.
+            raise BrokerRefused(f"broker certificate not trusted: {error}") from error
         except (OSError, ValueError) as error:
             raise BrokerUnavailable(f"cannot connect: {error}") from error
         if result != paho.MQTT_ERR_SUCCESS:
@@ -348,12 +362,15 @@ class _Session:
 
     async def _subscribe(self) -> None:
         driver = self.driver
-        result, self._subscribe_mid = self._client.subscribe(
-            [
-                (driver.telemetry_filter, SubscribeOptions(qos=1)),
-                (driver.status_filter, SubscribeOptions(qos=1)),
-            ]
-        )
+        filters = (driver.telemetry_filter, driver.status_filter)
+        if driver.version is MqttVersion.V5:
+            result, self._subscribe_mid = self._client.subscribe(
+                [(topic_filter, SubscribeOptions(qos=1)) for topic_filter in filters]
+            )
+        else:
+            result, self._subscribe_mid = self._client.subscribe(
+                [(topic_filter, 1) for topic_filter in filters]
+            )
         if result != paho.MQTT_ERR_SUCCESS:
             raise BrokerUnavailable(f"cannot subscribe: {paho.error_string(result)}")
         try:
@@ -361,7 +378,6 @@ class _Session:
                 granted = await asyncio.shield(self._suback)
         except TimeoutError:
             raise BrokerUnavailable("no SUBACK from the broker") from None
-        filters = (driver.telemetry_filter, driver.status_filter)
         for topic_filter, reason in zip(filters, granted, strict=False):
             if reason.is_failure:
                 error_type = (
@@ -415,12 +431,13 @@ class _Session:
 
     def _on_readable(self) -> None:
         client = self._client
+        limit = self.driver.max_in_flight
         for _ in range(_READS_PER_WAKEUP):
             received = self.driver.stats.received
             if client.loop_read() != paho.MQTT_ERR_SUCCESS or client.socket() is None:
                 break
-            if self.driver.stats.received == received:
-                break  # no more data, or a control packet: let the loop poll again
+            if self.driver.stats.received == received or self._in_flight >= limit:
+                break  # no more data, a control packet, or enough held: let the loop decide
         sock = client.socket()
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             # Decrypted bytes wait inside the TLS layer where the selector cannot see them.
@@ -482,7 +499,7 @@ class _Session:
             del self._pending[: driver.batch_size]
             self._unacknowledged.append(batch)
             driver._start_batch(self._process(batch))
-        if self._in_flight >= driver.receive_maximum:
+        if self._in_flight >= driver.max_in_flight:
             # The broker sends past its quota at times; back-pressure through TCP instead.
             self._pause_reading()
 
@@ -530,6 +547,9 @@ class _Session:
                     limits=limits,
                 )
             elif channel == Topics.STATUS:
+                if status_dialect(payload) == "speaker":
+                    # Another kind's status: its own driver reads it.
+                    return item
                 report = decode_status(payload, item.device_uid, now=now, limits=limits)
                 if report is not None:
                     detail = dict(report.detail)
@@ -544,9 +564,13 @@ class _Session:
                 raise DecodeError(f"channel {channel!r} is not read by the sensor driver")
         except DecodeError as error:
             item.reject_reason = str(error)
-            if len(payload) > limits.max_bytes:
-                item.payload = payload[: limits.max_bytes]
-                item.reject_reason += f" (the first {limits.max_bytes} bytes are kept)"
+        except Exception as error:
+            # A decoder bug must cost one message, not the batch.
+            log.exception("decoding a message on %s failed", topic)
+            item.reject_reason = f"decoder failure: {error!r}"
+        if item.reject_reason is not None and len(payload) > limits.max_bytes:
+            item.payload = payload[: limits.max_bytes]
+            item.reject_reason += f" (the first {limits.max_bytes} bytes are kept)"
         return item
 
     async def _close(self) -> None:
@@ -578,8 +602,8 @@ async def _deliver(sink: DriverSink, decoded: list[_Decoded], stats: MqttDriverS
         try:
             await _patiently(functools.partial(sink.readings, readings, READINGS_SOURCE))
             stats.readings += len(readings)
-        except (UnknownDevice, RefusedDevice):
-            await _deliver_per_device(sink, accepted, stats)
+        except (UnknownDevice, RefusedDevice) as refusal:
+            await _deliver_per_device(sink, accepted, refusal, stats)
     for item in accepted:
         if item.heartbeat is not None and item.reject_reason is None:
             heartbeat = item.heartbeat
@@ -592,18 +616,29 @@ async def _deliver(sink: DriverSink, decoded: list[_Decoded], stats: MqttDriverS
     for item in decoded:
         if item.reject_reason is not None:
             rejected = Rejected(item.topic, item.payload, item.reject_reason, item.device_uid, now)
-            await _patiently(functools.partial(sink.rejected, rejected))
+            try:
+                await _patiently(functools.partial(sink.rejected, rejected))
+            except (UnknownDevice, RefusedDevice) as error:
+                log.warning("the hub keeps no quarantine copy of %s: %s", item.topic, error)
             stats.rejected += 1
 
 
 async def _deliver_per_device(
-    sink: DriverSink, accepted: Iterable[_Decoded], stats: MqttDriverStats
+    sink: DriverSink,
+    accepted: Iterable[_Decoded],
+    refusal: UnknownDevice | RefusedDevice,
+    stats: MqttDriverStats,
 ) -> None:
-    """The sink refused a mixed batch: find out which devices it refuses, store the others."""
+    """The sink refused a batch: find out which devices it refuses, store the others."""
     by_device: defaultdict[str | None, list[_Decoded]] = defaultdict(list)
     for item in accepted:
         if item.readings:
             by_device[item.device_uid].append(item)
+    if len(by_device) == 1:
+        [(device_uid, items)] = by_device.items()
+        for item in items:
+            item.reject_reason = _refusal_reason(refusal, device_uid)
+        return
     for device_uid, items in by_device.items():
         readings = [reading for item in items for reading in item.readings]
         try:

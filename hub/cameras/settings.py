@@ -19,11 +19,9 @@ class CameraSettings(BaseModel):
     probe_timeout_s: float = Field(
         15.0, gt=0, le=120, description="Longest an onboarding or re-probe may take."
     )
-    health_enabled: bool = Field(True, description="Sweep every active camera's health.")
-    health_interval_s: float = Field(
-        60.0,
-        ge=5,
-        description="Seconds between health sweeps (match IOCHUB_HEALTH__CAMERA_INTERVAL_S).",
+    health_enabled: bool = Field(
+        True,
+        description="Sweep every active camera's health, every IOCHUB_HEALTH__CAMERA_INTERVAL_S.",
     )
     health_concurrency: int = Field(
         16, ge=1, le=256, description="Cameras checked at once during a sweep."

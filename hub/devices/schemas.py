@@ -10,8 +10,8 @@ import msgspec
 Uid = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
-        description="Stable device id: letters, digits, . _ : - (max 128).",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="Stable device id: letters, digits, . _ - (max 128).",
         examples=["spk-maychai-001"],
     ),
 ]

@@ -201,6 +201,8 @@ def geojson_feature(device: DeviceOut, base_url: str = "") -> dict[str, Any]:
     properties = msgspec.to_builtins(device)
     del properties["latitude"], properties["longitude"]
     properties["href"] = f"{base_url}/api/v1/devices/{device.uid}"
+    if device.kind == "camera":
+        properties["snapshot"] = f"{base_url}/api/v1/cameras/{device.uid}/snapshot"
     geometry = (
         {"type": "Point", "coordinates": [device.longitude, device.latitude]}
         if device.latitude is not None and device.longitude is not None

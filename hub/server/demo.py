@@ -202,8 +202,12 @@ async def issue_fleet_credentials(settings: Settings) -> dict[str, str]:
                 await broker.provision_device(device.uid, DeviceKind(device.kind), secret)
             await DeviceCredential.update_or_create(
                 device_id=device.id,
-                defaults={"username": device.uid, "secret_hash": hash_device_secret(secret),
-                          "revoked_at": None})
+                defaults={
+                    "username": device.uid,
+                    "secret_hash": hash_device_secret(secret),
+                    "revoked_at": None,
+                },
+            )
             secrets_by_uid[device.uid] = secret
             bar.advance(task)
 

@@ -93,7 +93,7 @@ def local_broker(folder: Path, preferred_port: int = 1883) -> Iterator[LocalBrok
         "persistence true\n"
         f"persistence_location {folder}/\n"
         "max_queued_messages 100000\n"
-        "max_inflight_messages 1000\n"
+        "max_inflight_messages 0\n"
     )
     _give_to_broker_user(folder, dynsec)
     log = (folder / "mosquitto.log").open("ab")

@@ -17,7 +17,7 @@ from hub.telemetry.directory import DeviceDirectory
 from hub.telemetry.store import ReadingWriter, Row
 
 log = logging.getLogger("hub.telemetry.ingest")
-_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 @dataclass

@@ -91,6 +91,7 @@ def private_mosquitto(
         "persistence true\n"
         f"persistence_location {workdir}/\n"
         "max_queued_messages 100000\n"
+        "max_inflight_messages 0\n"
         f"{extra_config}\n"
     )
     broker = PrivateBroker(port=port, workdir=workdir, process=_spawn(workdir))

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 # The registry's own constraint on device.uid. It also keeps MQTT wildcards
 # (+ #), topic separators and '$' out of usernames that become ACL topics.
-DEVICE_UID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+DEVICE_UID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)

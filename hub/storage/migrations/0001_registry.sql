@@ -8,7 +8,7 @@ CREATE TABLE ward (
 
 CREATE TABLE device (
     id                bigserial PRIMARY KEY,
-    uid               text NOT NULL UNIQUE CHECK (uid ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$'),
+    uid               text NOT NULL UNIQUE CHECK (uid ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'),
     kind              text NOT NULL CHECK (kind IN ('camera', 'speaker', 'sensor')),
     name              text NOT NULL DEFAULT '',
     serial            text,

@@ -31,8 +31,8 @@ CREATE TABLE webhook_subscription (
 CREATE TABLE webhook_secret (
     id               serial PRIMARY KEY,
     subscription_id  integer NOT NULL REFERENCES webhook_subscription (id) ON DELETE CASCADE,
-    -- AES-GCM sealed "whsec_..." (format byte, nonce, ciphertext), bound to subscription_id.
-    sealed           bytea NOT NULL,
+    -- "whsec_..." sealed by the hub's secret box (AES-GCM), bound to subscription_id.
+    sealed           text NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT now(),
     -- Set when rotated out: it keeps signing, beside the new secret, until then.
     expires_at       timestamptz

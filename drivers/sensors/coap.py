@@ -1,0 +1,232 @@
+"""Sensor telemetry over CoAP: ``POST /s/<device uid>`` with a SenML pack (aiocoap server).
+
+A request is answered 2.04 Changed only after the sink has stored its readings,
+so a device that sees 2.04 may forget the data. Failures map to CoAP codes
+(docs/protocol/sensors.md): 4.00 malformed, 4.03 refused, 4.04 unknown device,
+4.13 too large, 4.15 unsupported content format, 5.03 storage unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import aiocoap
+import aiocoap.resource as resource
+from aiocoap.numbers.codes import Code
+
+from drivers.contract import (
+    DecodeError,
+    DriverSink,
+    Heartbeat,
+    RefusedDevice,
+    Rejected,
+    UnknownDevice,
+)
+from drivers.sensors.errors import CoapBindFailed
+from drivers.sensors.payloads import (
+    DEFAULT_LIMITS,
+    PayloadFormat,
+    PayloadLimits,
+    decode_senml_cbor,
+    decode_senml_json,
+)
+
+__all__ = [
+    "CONTENT_FORMATS",
+    "RequestAuthoriser",
+    "SensorCoapDriver",
+    "allow_any_sender",
+]
+
+log = logging.getLogger(__name__)
+
+SOURCE: Final = "coap"
+RESOURCE_PATH: Final = ("s",)
+# CoAP Content-Format numbers (IANA "CoAP Content-Formats", RFC 8428 section 12.3).
+CONTENT_FORMATS: Final[Mapping[int, PayloadFormat]] = {
+    110: PayloadFormat.SENML_JSON,
+    112: PayloadFormat.SENML_CBOR,
+}
+# How long a device should wait before retrying after 5.03 (the Max-Age option).
+RETRY_AFTER_SECONDS: Final = 30
+
+
+class RequestAuthoriser(Protocol):
+    """Decides whether a request may speak for a device.
+
+    This is where OSCORE (RFC 8613) plugs in: with the site wrapped in
+    aiocoap's ``OscoreSiteWrapper``, an authoriser compares the security
+    context in ``request.remote.authenticated_claims`` with ``device_uid``.
+    """
+
+    def __call__(self, device_uid: str, request: Any) -> None:
+        """Return if allowed; raise RefusedDevice otherwise."""
+        ...
+
+
+def allow_any_sender(device_uid: str, request: Any) -> None:
+    """Plain CoAP: the network is the only gatekeeper, every sender is accepted."""
+
+
+class SensorCoapDriver:
+    """A CoAP server that accepts SenML packs from sensors and hands them to a sink."""
+
+    name = "sensors-coap"
+
+    def __init__(
+        self,
+        host: str = "::",
+        port: int = 5683,
+        *,
+        limits: PayloadLimits = DEFAULT_LIMITS,
+        authorise: RequestAuthoriser = allow_any_sender,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.authorise = authorise
+        self._listening = asyncio.Event()
+
+    async def wait_listening(self) -> None:
+        """Return once the server accepts requests."""
+        await self._listening.wait()
+
+    async def run(self, sink: DriverSink) -> None:
+        """Serve until cancelled; raises CoapBindFailed if the address cannot be bound."""
+        site = resource.Site()
+        site.add_resource(RESOURCE_PATH, _SensorResource(sink, self.limits, self.authorise))
+        try:
+            context = await aiocoap.Context.create_server_context(
+                site, bind=(self.host, self.port), transports=["udp6"]
+            )
+        except OSError as error:
+            raise CoapBindFailed(f"cannot listen on [{self.host}]:{self.port}: {error}") from error
+        log.info("CoAP sensor server listening on [%s]:%d", self.host, self.port)
+        self._listening.set()
+        try:
+            await asyncio.Future()
+        finally:
+            self._listening.clear()
+            await context.shutdown()
+
+
+class _SensorResource(resource.Resource, resource.PathCapable):  # type: ignore[misc]
+    """``/s/<device uid>``: the path segment after ``s`` names the device."""
+
+    rt = "iochub.sensor.telemetry"
+    ct = " ".join(str(number) for number in CONTENT_FORMATS)
+
+    def __init__(
+        self, sink: DriverSink, limits: PayloadLimits, authorise: RequestAuthoriser
+    ) -> None:
+        super().__init__()
+        self._sink = sink
+        self._limits = limits
+        self._authorise = authorise
+
+    async def needs_blockwise_assembly(self, request: Any) -> bool:
+        # Never assemble past the limit: an oversized block-wise upload is answered
+        # 4.13 on the first block if Size1 announces it, else on the block crossing it.
+        return _body_size(request) <= self._limits.max_bytes
+
+    async def render_post(self, request: Any) -> Any:
+        path = request.opt.uri_path
+        if len(path) != 1 or not path[0]:
+            return _error(Code.NOT_FOUND, "POST to /s/<device uid>")
+        device_uid: str = path[0]
+        source = f"coap:/s/{device_uid}"
+        if _body_size(request) > self._limits.max_bytes:
+            await self._reject(
+                source,
+                bytes(request.payload[: self._limits.max_bytes]),
+                f"payload exceeds the limit of {self._limits.max_bytes} bytes "
+                "(the bytes received up to the limit are kept)",
+                device_uid,
+            )
+            response = _error(
+                Code.REQUEST_ENTITY_TOO_LARGE,
+                f"payload exceeds the limit of {self._limits.max_bytes} bytes",
+            )
+            response.opt.size1 = self._limits.max_bytes
+            return response
+        payload = bytes(request.payload)
+        payload_format = CONTENT_FORMATS.get(request.opt.content_format)
+        if payload_format is None:
+            await self._reject(
+                source,
+                payload,
+                f"unsupported Content-Format {request.opt.content_format}",
+                device_uid,
+            )
+            return _error(
+                Code.UNSUPPORTED_CONTENT_FORMAT,
+                "Content-Format must be 110 (application/senml+json) "
+                "or 112 (application/senml+cbor)",
+            )
+        try:
+            self._authorise(device_uid, request)
+        except RefusedDevice as error:
+            await self._reject(source, payload, f"refused sender: {error}", device_uid)
+            return _error(Code.FORBIDDEN, "this sender may not speak for the device")
+        decode = (
+            decode_senml_json if payload_format is PayloadFormat.SENML_JSON else decode_senml_cbor
+        )
+        now = datetime.now(UTC)
+        try:
+            readings = decode(
+                payload, device_uid, now=now, limits=self._limits, claim_location="resource"
+            )
+        except DecodeError as error:
+            await self._reject(source, payload, str(error), device_uid)
+            return _error(Code.BAD_REQUEST, str(error))
+        try:
+            await self._sink.readings(readings, SOURCE)
+        except UnknownDevice as error:
+            await self._reject(source, payload, f"unknown device: {error}", device_uid)
+            return _error(Code.NOT_FOUND, f"device {device_uid!r} is not registered")
+        except RefusedDevice as error:
+            await self._reject(source, payload, f"refused device: {error}", device_uid)
+            return _error(Code.FORBIDDEN, f"device {device_uid!r} may not send data")
+        except Exception:
+            log.exception("sensor sink failed for %s", source)
+            response = _error(Code.SERVICE_UNAVAILABLE, "storage unavailable; retry later")
+            response.opt.max_age = RETRY_AFTER_SECONDS
+            return response
+        remote = {"remote": str(request.remote.hostinfo)}
+        try:
+            await self._sink.heartbeat(Heartbeat(device_uid, now, True, SOURCE, remote))
+        except Exception:
+            # The readings are stored: answering an error would only make the device resend them.
+            log.exception("sensor sink refused a heartbeat for %s", source)
+        return aiocoap.Message(code=Code.CHANGED)
+
+    async def _reject(self, source: str, payload: bytes, reason: str, device_uid: str) -> None:
+        try:
+            await self._sink.rejected(
+                Rejected(source, payload, reason, device_uid, datetime.now(UTC))
+            )
+        except Exception:
+            # The device still gets its answer; the quarantine copy is best effort here.
+            log.exception("cannot quarantine a rejected CoAP request from %s", source)
+
+
+def _body_size(request: Any) -> int:
+    """The size of the body a request carries, announces (Size1), or reaches with its block.
+
+    An assembled request keeps the last block's Block1 option but holds the
+    whole body, which is longer than one block; a lone block is not.
+    """
+    size = len(request.payload)
+    block1 = request.opt.block1
+    if block1 is not None and (block1.more or size <= block1.size):
+        size += block1.start
+    return max(size, request.opt.size1 or 0)
+
+
+def _error(code: Code, diagnostic: str) -> Any:
+    """An error response with a diagnostic payload (RFC 7252 section 5.5.2)."""
+    return aiocoap.Message(code=code, payload=diagnostic.encode())

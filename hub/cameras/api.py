@@ -1,0 +1,158 @@
+"""Camera routes under /api/v1/cameras."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeAlias
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
+
+from hub.auth.principal import CurrentUser
+from hub.cameras.errors import CameraAlreadyOnboarded
+from hub.cameras.schemas import (
+    CameraDetail,
+    CameraIn,
+    CameraPage,
+    CandidateOut,
+    CredentialsIn,
+    DiscoverIn,
+    DiscoveryOut,
+    HealthStateName,
+)
+from hub.cameras.service import MAX_PAGE, CameraService
+from hub.devices.schemas import StatusName
+from hub.server.errors import problem
+
+UidParam = Annotated[str, PathParameter(max_length=128, description="The camera's uid.")]
+Cameras: TypeAlias = NamedDependency[CameraService]
+
+
+def camera_service(state: State) -> CameraService:
+    service: CameraService = state.cameras
+    return service
+
+
+def already_onboarded(
+    request: Request[Any, Any, Any], exc: CameraAlreadyOnboarded
+) -> Response[dict[str, Any]]:
+    response = problem(
+        request, exc.status, exc.slug, exc.title, exc.detail, [e.as_dict() for e in exc.errors]
+    )
+    response.content["uid"] = exc.uid
+    return response
+
+
+class CameraController(Controller):
+    path = "/api/v1/cameras"
+    tags = ["cameras"]
+    dependencies = {"cameras": Provide(camera_service, sync_to_thread=False)}
+    exception_handlers = {CameraAlreadyOnboarded: already_onboarded}
+
+    @get("")
+    async def list_cameras(
+        self,
+        principal: CurrentUser,
+        cameras: Cameras,
+        ward: Annotated[
+            list[str] | None, QueryParameter(description="Ward code; repeat for several.")
+        ] = None,
+        health: FromQuery[HealthStateName | None] = None,
+        status: FromQuery[StatusName | None] = None,
+        decommissioned: Annotated[
+            bool, QueryParameter(description="List decommissioned cameras instead.")
+        ] = False,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 100,
+        cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> CameraPage:
+        """Cameras in the wards you serve, filtered by ward, health state or status."""
+        return await cameras.list_cameras(
+            principal,
+            wards=tuple(ward or ()),
+            health=health,
+            status=status,
+            lifecycle="decommissioned" if decommissioned else "active",
+            limit=limit,
+            cursor=cursor,
+        )
+
+    @post("", status_code=201)
+    async def onboard(
+        self, principal: CurrentUser, cameras: Cameras, data: JSONBody[CameraIn]
+    ) -> Response[CameraDetail]:
+        """Probe a camera over ONVIF and register it (technicians).
+
+        201: registered. 200: the camera was onboarded already and answered at a new
+        address, which is now stored with these credentials. 409: onboarded already at
+        this address (`uid` names it). 422 camera-credentials-rejected: wrong username or
+        password. 502/504: the camera is unreachable, not ONVIF there, or too slow.
+        """
+        camera, created = await cameras.onboard(principal, data)
+        return Response(camera, status_code=201 if created else 200)
+
+    @get("/candidates")
+    async def list_candidates(
+        self, principal: CurrentUser, cameras: Cameras, dismissed: FromQuery[bool] = False
+    ) -> list[CandidateOut]:
+        """Cameras discovered on the network and not onboarded yet (technicians)."""
+        return await cameras.list_candidates(principal, include_dismissed=dismissed)
+
+    @post("/candidates/{candidate_id:int}/dismiss", status_code=200)
+    async def dismiss_candidate(
+        self, principal: CurrentUser, cameras: Cameras, candidate_id: FromPath[int]
+    ) -> CandidateOut:
+        return await cameras.dismiss_candidate(principal, candidate_id)
+
+    @post("/discover", status_code=200)
+    async def discover(
+        self, principal: CurrentUser, cameras: Cameras, data: JSONBody[DiscoverIn]
+    ) -> DiscoveryOut:
+        """WS-Discovery: unicast Probes to the configured and given targets, multicast on
+        the configured interfaces. New cameras become candidates; onboarded cameras
+        heard at a new address are followed there once they prove to be the same camera."""
+        return await cameras.discover(principal, data)
+
+    @get("/{uid:str}")
+    async def get_camera(
+        self, principal: CurrentUser, cameras: Cameras, uid: UidParam
+    ) -> CameraDetail:
+        """Identity, profiles (stream URIs without credentials), capabilities, health, events."""
+        return await cameras.get_camera(principal, uid)
+
+    @get("/{uid:str}/snapshot", media_type="image/jpeg")
+    async def snapshot(
+        self, principal: CurrentUser, cameras: Cameras, uid: UidParam
+    ) -> Response[bytes]:
+        """The camera's current image, fetched by the hub (which alone holds its password)."""
+        image = await cameras.snapshot(principal, uid)
+        return Response(
+            image.content,
+            media_type=image.content_type,
+            headers={"cache-control": "no-store"},
+        )
+
+    @post("/{uid:str}/probe", status_code=200)
+    async def reprobe(
+        self, principal: CurrentUser, cameras: Cameras, uid: UidParam
+    ) -> CameraDetail:
+        """Read the camera again (firmware, profiles, features) with its stored credentials."""
+        return await cameras.reprobe(principal, uid)
+
+    @put("/{uid:str}/credentials")
+    async def update_credentials(
+        self,
+        principal: CurrentUser,
+        cameras: Cameras,
+        uid: UidParam,
+        data: JSONBody[CredentialsIn],
+    ) -> CameraDetail:
+        """Replace the camera's credentials; they are stored only once the camera accepts them."""
+        return await cameras.update_credentials(principal, uid, data)
+
+    @delete("/{uid:str}", status_code=200)
+    async def decommission(
+        self, principal: CurrentUser, cameras: Cameras, uid: UidParam
+    ) -> CameraDetail:
+        """Decommission the camera in the registry (history kept) and drop its password."""
+        return await cameras.decommission(principal, uid)

@@ -1,0 +1,728 @@
+"""Cameras: onboarding, credentials, re-probes, discovery candidates, snapshots and reads.
+
+Every camera is a registry device (kind camera) plus a camera row with its address, its
+sealed credentials and what its last probe said. Ward scope comes from the registry:
+outside the caller's wards a camera does not exist. Passwords are sealed with the hub's
+SecretBox, bound to the camera's uid, and never returned, logged or audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from drivers.contract import DeviceEvent, DriverSink, Heartbeat
+from drivers.onvif.client import CameraError, CameraProbe, probe_camera
+from drivers.onvif.discovery import discover, normalize_endpoint_ref, parse_targets, scope_value
+from drivers.onvif.health import HEARTBEAT_SOURCE
+from drivers.onvif.snapshot import Snapshot, fetch_snapshot
+from hub.auth import audit
+from hub.auth.principal import Permission, Principal
+from hub.cameras import store
+from hub.cameras.errors import CameraAlreadyOnboarded, onboarding_error, snapshot_error
+from hub.cameras.events import ChangeSignal
+from hub.cameras.schemas import (
+    CameraDetail,
+    CameraEventOut,
+    CameraHealthOut,
+    CameraIn,
+    CameraOut,
+    CameraPage,
+    CandidateOut,
+    CapabilitiesOut,
+    CredentialsIn,
+    DiscoverIn,
+    DiscoveryOut,
+    IgnoredOut,
+    MoveOut,
+    ProfileOut,
+)
+from hub.cameras.settings import CameraSettings
+from hub.devices import service as registry
+from hub.devices.models import Device, Lifecycle
+from hub.errors import Conflict, FieldProblem, NotFound, Unavailable, ValidationFailed
+from hub.storage.crypto import SecretBox
+
+log = logging.getLogger("hub.cameras")
+MAX_PAGE = 500
+MOVE_CHECKS_AT_ONCE = 8
+_UID_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+def derive_uid(serial: str) -> str | None:
+    """cam-<serial>, lower case, in the registry's uid alphabet."""
+    slug = _UID_UNSAFE.sub("-", serial.lower()).strip("-._")
+    return f"cam-{slug}"[:128] if slug else None
+
+
+def address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def host_refusal(host: str, subnets: Sequence[ipaddress.IPv4Network]) -> str | None:
+    """Why the hub must not send camera credentials to this host, or None."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return "give the camera's IPv4 address; names are not resolved"
+    if not isinstance(ip, ipaddress.IPv4Address):
+        return "cameras are reached over IPv4"
+    if not any(ip in subnet for subnet in subnets):
+        return (
+            f"{host} is outside the camera subnets (IOCHUB_CAMERAS__ALLOWED_SUBNETS): "
+            "the hub sends camera credentials nowhere else"
+        )
+    return None
+
+
+def target_refusal(target: str, subnets: Sequence[ipaddress.IPv4Network]) -> str | None:
+    """Why a discovery target may not be probed, or None."""
+    text = target.strip()
+    try:
+        if "/" in text:
+            network = ipaddress.IPv4Network(text, strict=False)
+            if not any(network.subnet_of(subnet) for subnet in subnets):
+                return f"{text} is not inside the camera subnets"
+            return None
+        if text.count(":") > 1:
+            return "discovery is IPv4 only"
+        host, _, port = text.partition(":")
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"{port!r} is not a port"
+    except ValueError as error:
+        return str(error)
+    return host_refusal(host, subnets)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def camera_out(row: asyncpg.Record | dict[str, Any]) -> CameraOut:
+    capabilities = _json(row["capabilities"]) or {}
+    return CameraOut(
+        uid=row["uid"],
+        name=row["name"],
+        ward=row["ward"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        lifecycle=row["lifecycle"],
+        status=row["status"],
+        status_reason=row["status_reason"],
+        last_seen=row["last_seen"],
+        host=row["host"],
+        port=row["port"],
+        username=row["username"],
+        endpoint_ref=row["endpoint_ref"],
+        manufacturer=row["vendor"],
+        model=row["model"],
+        firmware=row["firmware_version"],
+        serial=row["serial"],
+        hardware_id=row["hardware_id"],
+        hostname=row["hostname"],
+        mac_addresses=list(row["mac_addresses"]),
+        capabilities=CapabilitiesOut(
+            events=bool(capabilities.get("events")),
+            pullpoint=bool(capabilities.get("pullpoint")),
+            ptz=bool(capabilities.get("ptz")),
+            event_topics=list(capabilities.get("event_topics", [])),
+            services=dict(capabilities.get("services", {})),
+        ),
+        profiles=[msgspec.convert(p, ProfileOut) for p in _json(row["profiles"]) or []],
+        snapshot=f"/api/v1/cameras/{row['uid']}/snapshot" if row["has_snapshot"] else None,
+        health=CameraHealthOut(
+            state=row["health_state"],
+            latency_ms=row["latency_ms"],
+            clock_drift_s=row["clock_drift_s"],
+            checked_at=row["last_probe_at"],
+            error=row["last_error"],
+        ),
+        onboarded_at=row["onboarded_at"],
+    )
+
+
+def candidate_out(row: asyncpg.Record | dict[str, Any]) -> CandidateOut:
+    addresses = list(row["addresses"])
+    scopes = list(row["scopes"])
+    reachable = next((a for x in addresses if (a := store.xaddr_address(x))), None)
+    return CandidateOut(
+        id=row["id"],
+        endpoint_ref=row["endpoint_ref"],
+        addresses=addresses,
+        host=reachable[0] if reachable else None,
+        port=reachable[1] if reachable else None,
+        name=scope_value(scopes, "name"),
+        hardware=scope_value(scopes, "hardware"),
+        location=scope_value(scopes, "location"),
+        scopes=scopes,
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        dismissed=row["dismissed"],
+    )
+
+
+def audit_view(camera: CameraOut) -> dict[str, Any]:
+    """What the audit log keeps of a camera: identity and address, never credentials."""
+    view: dict[str, Any] = msgspec.to_builtins(camera)
+    for transient in ("status", "status_reason", "last_seen", "health", "recent_events"):
+        view.pop(transient, None)
+    return view
+
+
+@dataclass
+class CameraService:
+    pool: asyncpg.Pool
+    box: SecretBox
+    settings: CameraSettings
+    # The hub's sink: a successful probe is news about the camera's health.
+    sink: DriverSink | None = None
+    changes: ChangeSignal = field(default_factory=ChangeSignal)
+    _discovering: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def list_cameras(
+        self,
+        principal: Principal,
+        *,
+        wards: Sequence[str] = (),
+        health: str | None = None,
+        status: str | None = None,
+        lifecycle: str = Lifecycle.ACTIVE.value,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> CameraPage:
+        principal.require(Permission.DEVICES_READ)
+        ward_ids = (await registry.WardDirectory.load()).ids(wards) if wards else None
+        scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
+        after = registry.decode_cursor(cursor) if cursor else 0
+        limit = min(limit, MAX_PAGE)
+        rows = await self.pool.fetch(
+            store.CAMERA_VIEW + " WHERE d.lifecycle = $1 AND d.id > $2 "
+            "AND ($3::int[] IS NULL OR d.ward_id = ANY($3)) "
+            "AND ($4::int[] IS NULL OR d.ward_id = ANY($4)) "
+            "AND ($5::text IS NULL OR c.health_state = $5) "
+            "AND ($6::text IS NULL OR d.status = $6) ORDER BY d.id LIMIT $7",
+            lifecycle,
+            after,
+            scope,
+            ward_ids,
+            health,
+            status,
+            limit + 1,
+        )
+        page = rows[:limit]
+        more = len(rows) > limit
+        return CameraPage(
+            items=[camera_out(row) for row in page],
+            next_cursor=registry.encode_cursor(page[-1]["id"]) if more and page else None,
+        )
+
+    async def get_camera(self, principal: Principal, uid: str) -> CameraDetail:
+        device = await self._scoped_camera(principal, uid)
+        return await self._detail(device.id)
+
+    async def _detail(self, device_id: int) -> CameraDetail:
+        row = await self.pool.fetchrow(store.CAMERA_VIEW + " WHERE d.id = $1", device_id)
+        if row is None:
+            raise NotFound(f"device {device_id} is not an onboarded camera")
+        events = await store.recent_events(self.pool, device_id)
+        return CameraDetail(
+            **msgspec.structs.asdict(camera_out(row)),
+            recent_events=[
+                CameraEventOut(
+                    at=e["at"], kind=e["kind"], active=e["active"], data=_json(e["data"])
+                )
+                for e in events
+            ],
+        )
+
+    async def _scoped_camera(self, principal: Principal, uid: str) -> Device:
+        device = await registry.get_scoped(principal, uid)
+        if device.kind != "camera" or not await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM camera WHERE device_id = $1)", device.id
+        ):
+            raise NotFound(f"{uid!r} is not an onboarded camera")
+        return device
+
+    async def snapshot(self, principal: Principal, uid: str) -> Snapshot:
+        """One image from the camera, fetched with its stored credentials, bounded."""
+        device = await self._scoped_camera(principal, uid)
+        access = await store.load_access(self.pool, device.id)
+        if access is None or not access.snapshot_uri:
+            raise NotFound(f"camera {uid} offers no snapshot")
+        password = access.password(self.box)
+        if password is None or access.lifecycle != Lifecycle.ACTIVE:
+            raise NotFound(f"camera {uid} is decommissioned")
+        limit = self.settings.snapshot_max_bytes
+        try:
+            return await fetch_snapshot(
+                access.snapshot_uri,
+                access.username,
+                password,
+                camera_host=access.host,
+                max_bytes=limit,
+                timeout=self.settings.snapshot_timeout_s,
+            )
+        except CameraError as error:
+            raise snapshot_error(error, uid, limit) from error
+
+    # -- onboarding and changes ------------------------------------------------------------
+
+    async def _probe(self, host: str, port: int, username: str, password: str) -> CameraProbe:
+        try:
+            return await probe_camera(host, port, username, password, self.settings.probe_timeout_s)
+        except CameraError as error:
+            log.info("probe of %s failed: %s", address(host, port), error)
+            raise onboarding_error(error, host, port) from error
+
+    def _check_host(self, host: str) -> None:
+        reason = host_refusal(host, self.settings.subnets())
+        if reason:
+            raise ValidationFailed(
+                "the hub will not contact that address", [FieldProblem("host", reason)]
+            )
+
+    async def onboard(self, principal: Principal, data: CameraIn) -> tuple[CameraDetail, bool]:
+        """Probe the camera and register it; (camera, True) when it is new.
+
+        A camera onboarded already (same serial number or endpoint reference) is not
+        registered twice: at its stored address it is a Conflict naming its uid; found at
+        another address, its stored address and credentials are moved there (False).
+        """
+        principal.require(Permission.DEVICES_WRITE)
+        wards = await registry.WardDirectory.load()
+        ward_id = wards.ids([data.ward])[0]
+        principal.require_wards([ward_id])
+        problems = registry.check_location(data.latitude, data.longitude)
+        if problems:
+            raise ValidationFailed("the camera cannot be saved as given", problems)
+        endpoint_ref, host, port = await self._resolve_address(data)
+        self._check_host(host)
+        probe = await self._probe(host, port, data.username, data.password)
+        endpoint_ref = endpoint_ref or await store.candidate_at(self.pool, host, port)
+
+        known = await store.find_known(self.pool, probe.serial, endpoint_ref)
+        if known is not None:
+            if known.lifecycle != Lifecycle.ACTIVE:
+                raise Conflict(
+                    f"this camera was decommissioned as {known.uid}; the registry keeps its "
+                    "history under that uid",
+                    [FieldProblem("uid", f"the camera was {known.uid}")],
+                )
+            if (known.host, known.port) == (host, port):
+                raise CameraAlreadyOnboarded(
+                    f"this camera is onboarded already as {known.uid}", known.uid
+                )
+            moved = await self._move(
+                principal, known, probe, (data.username, data.password), endpoint_ref
+            )
+            return moved, False
+        if probe.serial and (
+            registered := await store.camera_device_with_serial(self.pool, probe.serial)
+        ):
+            raise Conflict(
+                f"a camera with serial {probe.serial} is registered as {registered} without "
+                "ONVIF access; decommission it or give this one another serial",
+                [FieldProblem("uid", f"the camera is {registered}")],
+            )
+        uid = data.uid or derive_uid(probe.serial)
+        if uid is None:
+            raise ValidationFailed(
+                "the camera reports no serial number to derive its uid from",
+                [FieldProblem("uid", "give the camera a uid")],
+            )
+        if await Device.filter(uid=uid).exists():
+            raise Conflict(
+                f"a device with uid {uid!r} exists already",
+                [FieldProblem("uid", "choose another uid")],
+            )
+        sealed = self.box.seal(data.password, store.camera_context(uid))
+        try:
+            async with in_transaction() as conn:
+                device = await Device.create(
+                    uid=uid,
+                    kind="camera",
+                    name=data.name or f"{probe.manufacturer} {probe.model}".strip(),
+                    serial=probe.serial or None,
+                    vendor=probe.manufacturer,
+                    model=probe.model,
+                    firmware_version=probe.firmware,
+                    ward_id=ward_id,
+                    latitude=data.latitude,
+                    longitude=data.longitude,
+                    endpoint=store.device_endpoint(probe),
+                    tags=sorted(set(data.tags)),
+                    lifecycle=Lifecycle.ACTIVE.value,
+                    discovered_from="onvif-discovery" if endpoint_ref else "onvif-onboarding",
+                    using_db=conn,
+                )
+                await store.insert_camera(
+                    conn, device.id, probe, data.username, sealed, endpoint_ref
+                )
+                if endpoint_ref:
+                    await store.delete_candidate(conn, endpoint_ref)
+                row = await conn.execute_query_dict(
+                    store.CAMERA_VIEW + " WHERE d.id = $1", [device.id]
+                )
+                await audit.record(
+                    principal,
+                    "camera.onboard",
+                    "camera",
+                    uid,
+                    ward_id=ward_id,
+                    after=audit_view(camera_out(row[0])),
+                    connection=conn,
+                )
+        except IntegrityError as error:
+            raise Conflict(f"the camera clashes with one registered meanwhile: {error}") from error
+        log.info("onboarded camera %s at %s", uid, address(host, port))
+        self.changes.notify()
+        await self._report_up(uid, probe)
+        return await self._detail(device.id), True
+
+    async def _resolve_address(self, data: CameraIn) -> tuple[str | None, str, int]:
+        """(endpoint reference, host, port) from the request and the candidate it names."""
+        if data.candidate is None:
+            if data.host is None:
+                raise ValidationFailed(
+                    "say where the camera is", [FieldProblem("host", "give host, or a candidate")]
+                )
+            return None, data.host, data.port or 80
+        endpoint_ref = normalize_endpoint_ref(data.candidate)
+        candidate = await store.candidate_by_ref(self.pool, endpoint_ref)
+        if candidate is None:
+            raise ValidationFailed(
+                "no such discovered camera",
+                [FieldProblem("candidate", "not among the candidates; run a discovery first")],
+            )
+        advertised = next(
+            (a for x in candidate["addresses"] if (a := store.xaddr_address(x))), None
+        )
+        host = data.host or (advertised[0] if advertised else None)
+        if host is None:
+            raise ValidationFailed(
+                "the candidate advertises no usable address", [FieldProblem("host", "give host")]
+            )
+        port = data.port or (advertised[1] if advertised and advertised[0] == host else 80)
+        return endpoint_ref, host, port
+
+    async def _move(
+        self,
+        principal: Principal,
+        known: store.CameraAccess,
+        probe: CameraProbe,
+        credentials: tuple[str, str] | None,
+        endpoint_ref: str | None,
+    ) -> CameraDetail:
+        """Store a camera's new address (its probe there just succeeded)."""
+        before = {"host": known.host, "port": known.port}
+        after: dict[str, Any] = {"host": probe.host, "port": probe.port}
+        async with in_transaction() as conn:
+            await store.apply_probe(conn, known.device_id, probe)
+            if credentials is not None:
+                username, password = credentials
+                sealed = self.box.seal(password, store.camera_context(known.uid))
+                await store.set_credentials(conn, known.device_id, username, sealed)
+                after["credentials_replaced"] = True
+            if endpoint_ref and known.endpoint_ref is None:
+                await store.link_endpoint(conn, known.device_id, endpoint_ref)
+                await store.delete_candidate(conn, endpoint_ref)
+            await audit.record(
+                principal,
+                "camera.move",
+                "camera",
+                known.uid,
+                ward_id=await self._ward_of(known.device_id),
+                before=before,
+                after=after,
+                connection=conn,
+            )
+        log.info(
+            "camera %s moved from %s to %s",
+            known.uid,
+            address(known.host, known.port),
+            address(probe.host, probe.port),
+        )
+        self.changes.notify()
+        await self._report_up(known.uid, probe)
+        return await self._detail(known.device_id)
+
+    async def _ward_of(self, device_id: int) -> int | None:
+        ward_id: int | None = await self.pool.fetchval(
+            "SELECT ward_id FROM device WHERE id = $1", device_id
+        )
+        return ward_id
+
+    async def _usable(self, principal: Principal, uid: str) -> tuple[Device, store.CameraAccess]:
+        principal.require(Permission.DEVICES_WRITE)
+        device = await self._scoped_camera(principal, uid)
+        access = await store.load_access(self.pool, device.id)
+        if access is None or access.lifecycle != Lifecycle.ACTIVE:
+            raise Conflict(f"camera {uid} is decommissioned")
+        return device, access
+
+    def _check_same_camera(self, access: store.CameraAccess, probe: CameraProbe) -> None:
+        if access.serial and probe.serial and access.serial != probe.serial:
+            raise Conflict(
+                f"another camera (serial {probe.serial}) answers at "
+                f"{address(probe.host, probe.port)}, not {access.uid} (serial {access.serial}): "
+                "onboard it as a new camera, and find where this one went",
+                [FieldProblem("serial", f"expected {access.serial}, found {probe.serial}")],
+            )
+
+    async def reprobe(self, principal: Principal, uid: str) -> CameraDetail:
+        """Read the camera again with its stored credentials: firmware, profiles, features."""
+        device, access = await self._usable(principal, uid)
+        password = access.password(self.box)
+        assert password is not None
+        before = audit_view(await self._detail(device.id))
+        probe = await self._probe(access.host, access.port, access.username, password)
+        self._check_same_camera(access, probe)
+        async with in_transaction() as conn:
+            await store.apply_probe(conn, device.id, probe)
+            row = await conn.execute_query_dict(store.CAMERA_VIEW + " WHERE d.id = $1", [device.id])
+            await audit.record(
+                principal,
+                "camera.reprobe",
+                "camera",
+                uid,
+                ward_id=device.ward_id,
+                before=before,
+                after=audit_view(camera_out(row[0])),
+                connection=conn,
+            )
+        self.changes.notify()
+        await self._report_up(uid, probe)
+        return await self._detail(device.id)
+
+    async def update_credentials(
+        self, principal: Principal, uid: str, data: CredentialsIn
+    ) -> CameraDetail:
+        """Store new credentials once the camera has accepted them."""
+        device, access = await self._usable(principal, uid)
+        probe = await self._probe(access.host, access.port, data.username, data.password)
+        self._check_same_camera(access, probe)
+        sealed = self.box.seal(data.password, store.camera_context(uid))
+        async with in_transaction() as conn:
+            await store.apply_probe(conn, device.id, probe)
+            await store.set_credentials(conn, device.id, data.username, sealed)
+            await audit.record(
+                principal,
+                "camera.credentials",
+                "camera",
+                uid,
+                ward_id=device.ward_id,
+                before={"username": access.username},
+                after={"username": data.username, "password": "replaced"},
+                connection=conn,
+            )
+        self.changes.notify()
+        await self._report_up(uid, probe)
+        if "auth_failed" in (await store.faults_of(self.pool, [uid])).get(uid, []):
+            await self._tell(
+                DeviceEvent(
+                    uid, datetime.now(UTC), "auth_failed", False, {"reason": "credentials updated"}
+                )
+            )
+        return await self._detail(device.id)
+
+    async def decommission(self, principal: Principal, uid: str) -> CameraDetail:
+        """Decommission through the registry, then forget the camera's password."""
+        device, _ = await self._usable(principal, uid)
+        await registry.remove_device(principal, uid)
+        await store.forget_password(self.pool, device.id)
+        self.changes.notify()
+        return await self._detail(device.id)
+
+    async def _report_up(self, uid: str, probe: CameraProbe) -> None:
+        """A probe that just succeeded is a heartbeat: the camera is up, our credentials work."""
+        drift = None if probe.clock_drift_s is None else round(probe.clock_drift_s, 1)
+        detail = {"state": "up_auth", "latency_ms": None, "clock_drift_s": drift, "reason": None}
+        await self._tell(Heartbeat(uid, datetime.now(UTC), True, HEARTBEAT_SOURCE, detail))
+
+    async def _tell(self, news: Heartbeat | DeviceEvent) -> None:
+        if self.sink is None:
+            return
+        try:
+            if isinstance(news, Heartbeat):
+                await self.sink.heartbeat(news)
+            else:
+                await self.sink.event(news)
+        except Exception:
+            log.warning("the hub did not take news of camera %s", news.device_uid, exc_info=True)
+
+    # -- discovery -----------------------------------------------------------------------
+
+    async def discover(self, principal: Principal, data: DiscoverIn) -> DiscoveryOut:
+        """Probe the network, record cameras not onboarded yet, follow cameras that moved."""
+        principal.require(Permission.DEVICES_WRITE)
+        subnets = self.settings.subnets()
+        problems = [
+            FieldProblem(f"targets[{index}]", reason)
+            for index, target in enumerate(data.targets)
+            if (reason := target_refusal(target, subnets))
+        ]
+        if problems:
+            raise ValidationFailed("the hub will not probe those targets", problems)
+        targets = [*self.settings.discovery_targets, *data.targets]
+        interfaces = self.settings.discovery_interfaces if data.multicast else []
+        if not targets and not interfaces:
+            raise ValidationFailed(
+                "nothing to probe",
+                [
+                    FieldProblem(
+                        "targets",
+                        "give targets, or configure IOCHUB_CAMERAS__DISCOVERY_TARGETS or "
+                        "IOCHUB_CAMERAS__DISCOVERY_INTERFACES",
+                    )
+                ],
+            )
+        try:
+            parse_targets(targets, self.settings.discovery_port)
+        except ValueError as error:
+            raise ValidationFailed(str(error), [FieldProblem("targets", str(error))]) from error
+        async with self._discovering:
+            try:
+                report = await discover(
+                    allowed_subnets=subnets,
+                    interfaces=interfaces,
+                    unicast_targets=targets,
+                    wait=data.wait_s or self.settings.discovery_wait_s,
+                    port=self.settings.discovery_port,
+                )
+            except OSError as error:
+                raise Unavailable(f"discovery could not use the network: {error}") from error
+
+        refs = [found.endpoint_ref for found in report.found]
+        advertised = {
+            found.endpoint_ref: [a for x in found.addresses if (a := store.xaddr_address(x))]
+            for found in report.found
+        }
+        onboarded = await store.cameras_for_discovery(
+            self.pool,
+            refs,
+            [address(*a) for addresses in advertised.values() for a in addresses],
+        )
+        by_ref = {c.endpoint_ref: c for c in onboarded if c.endpoint_ref}
+        by_address = {(c.host, c.port): c for c in onboarded if c.endpoint_ref is None}
+
+        known: list[str] = []
+        moves: list[tuple[store.CameraAccess, str, tuple[str, int]]] = []
+        candidates: list[CandidateOut] = []
+        new_candidates: list[str] = []
+        now = datetime.now(UTC)
+        async with in_transaction() as conn:
+            for found in report.found:
+                places = advertised[found.endpoint_ref]
+                camera = by_ref.get(found.endpoint_ref) or next(
+                    (by_address[p] for p in places if p in by_address), None
+                )
+                if camera is None:
+                    row = await store.upsert_candidate(
+                        conn, found.endpoint_ref, found.addresses, found.scopes, found.serial, now
+                    )
+                    candidates.append(candidate_out(row))
+                    if row["first_seen"] == now:
+                        new_candidates.append(found.endpoint_ref)
+                elif camera.lifecycle != Lifecycle.ACTIVE:
+                    continue
+                elif (camera.host, camera.port) in places:
+                    known.append(camera.uid)
+                    if camera.endpoint_ref is None:
+                        await store.link_endpoint(conn, camera.device_id, found.endpoint_ref)
+                elif places:
+                    moves.append((camera, found.endpoint_ref, places[0]))
+            await audit.record(
+                principal,
+                "camera.discover",
+                "camera",
+                "discovery",
+                after={
+                    "targets": targets,
+                    "multicast": bool(interfaces),
+                    "found": len(report.found),
+                    "new_candidates": new_candidates,
+                    "moved": [camera.uid for camera, _, _ in moves],
+                },
+                connection=conn,
+            )
+
+        checks = asyncio.Semaphore(MOVE_CHECKS_AT_ONCE)
+
+        async def follow(move: tuple[store.CameraAccess, str, tuple[str, int]]) -> MoveOut:
+            async with checks:
+                return await self._follow_move(principal, *move)
+
+        moved = list(await asyncio.gather(*(follow(move) for move in moves)))
+        return DiscoveryOut(
+            found=len(report.found),
+            candidates=candidates,
+            known=sorted(known),
+            moved=moved,
+            filtered=[IgnoredOut(f.xaddr, f.reason) for f in report.filtered],
+            skipped=[IgnoredOut(s.sender, s.reason) for s in report.skipped],
+        )
+
+    async def _follow_move(
+        self,
+        principal: Principal,
+        camera: store.CameraAccess,
+        endpoint_ref: str,
+        place: tuple[str, int],
+    ) -> MoveOut:
+        """Move a camera to where discovery heard it, once it proves to be the same camera."""
+        host, port = place
+        outcome = MoveOut(camera.uid, address(camera.host, camera.port), address(host, port), False)
+        password = camera.password(self.box)
+        if password is None:
+            return msgspec.structs.replace(outcome, reason="the camera has no stored credentials")
+        try:
+            probe = await probe_camera(
+                host, port, camera.username, password, self.settings.probe_timeout_s
+            )
+        except CameraError as error:
+            return msgspec.structs.replace(outcome, reason=str(error))
+        try:
+            self._check_same_camera(camera, probe)
+        except Conflict as conflict:
+            return msgspec.structs.replace(outcome, reason=conflict.detail)
+        await self._move(principal, camera, probe, None, endpoint_ref)
+        return msgspec.structs.replace(outcome, moved=True)
+
+    async def list_candidates(
+        self, principal: Principal, include_dismissed: bool = False
+    ) -> list[CandidateOut]:
+        principal.require(Permission.DEVICES_WRITE)
+        return [
+            candidate_out(row) for row in await store.list_candidates(self.pool, include_dismissed)
+        ]
+
+    async def dismiss_candidate(self, principal: Principal, candidate_id: int) -> CandidateOut:
+        """Hide a discovered camera nobody wants onboarded; it stays hidden when seen again."""
+        principal.require(Permission.DEVICES_WRITE)
+        async with in_transaction() as conn:
+            row = await store.dismiss_candidate(conn, candidate_id, principal.username)
+            if row is None:
+                raise NotFound(f"no camera candidate {candidate_id}")
+            await audit.record(
+                principal,
+                "camera.candidate.dismiss",
+                "camera_candidate",
+                candidate_id,
+                after={"endpoint_ref": row["endpoint_ref"], "addresses": list(row["addresses"])},
+                connection=conn,
+            )
+        return candidate_out(row)

@@ -1,0 +1,96 @@
+"""Fixtures: the running hub's camera services, simulated cameras, onboarding helpers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from litestar import Litestar
+from litestar.datastructures import State
+
+from drivers.onvif.client import preload_wsdls
+from drivers.onvif.simulator import CameraSimulator, CameraSpec, SimulatedCamera
+from hub.cameras.health import CameraHealthService
+from hub.cameras.service import CameraService
+from tests.conftest import Clients
+from tests.support.hub import RunningHub
+
+StartCameras = Callable[..., Awaitable[CameraSimulator]]
+
+
+def app_state(hub: RunningHub) -> State:
+    app = hub.server.config.app
+    assert isinstance(app, Litestar)
+    return app.state
+
+
+@pytest.fixture
+async def cameras(hub: RunningHub, clients: Clients, db: asyncpg.Connection) -> CameraService:
+    """The hub's camera service, with no candidates left over (cameras go with devices)."""
+    await db.execute("TRUNCATE camera_candidate RESTART IDENTITY")
+    service: CameraService = app_state(hub).cameras
+    return service
+
+
+@pytest.fixture
+def camera_health(hub: RunningHub, cameras: CameraService) -> CameraHealthService:
+    service: CameraHealthService = app_state(hub).camera_health
+    return service
+
+
+@pytest.fixture
+async def start_cameras() -> AsyncIterator[StartCameras]:
+    """Simulated cameras on loopback; every one is stopped after the test."""
+    await preload_wsdls()
+    running: list[CameraSimulator] = []
+
+    async def start(*specs: CameraSpec) -> CameraSimulator:
+        simulator = CameraSimulator(specs)
+        running.append(simulator)
+        # One by one: started together, cameras can be handed the same free port.
+        for camera in simulator.cameras.values():
+            await camera.start()
+        return simulator
+
+    yield start
+    for simulator in running:
+        await simulator.stop()
+
+
+def onboarding(camera: SimulatedCamera, ward: str = "ward-a", **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "host": camera.host,
+        "port": camera.port,
+        "username": camera.spec.username,
+        "password": camera.spec.password,
+        "ward": ward,
+        "name": f"Camera {camera.name}",
+        "latitude": 20.86,
+        "longitude": 106.69,
+    }
+    body.update(overrides)
+    return body
+
+
+async def onboard(
+    client: httpx.AsyncClient, camera: SimulatedCamera, ward: str = "ward-a", **overrides: Any
+) -> dict[str, Any]:
+    response = await client.post("/api/v1/cameras", json=onboarding(camera, ward, **overrides))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def assert_problem(
+    response: httpx.Response, status: int, slug: str | None = None
+) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    if slug is not None:
+        assert body["type"] == f"urn:iochub:problem:{slug}", body
+    return body
