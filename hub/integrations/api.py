@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import asyncpg
 from litestar import Controller, delete, get, patch, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from hub.auth import audit
-from hub.auth.principal import CurrentUser
+from hub.auth.principal import CurrentUser, Principal
 from hub.errors import Conflict, Forbidden, NotFound
 from hub.integrations import deliveries, subscriptions
 from hub.integrations.runtime import Integrations
@@ -32,6 +32,7 @@ from hub.integrations.schemas import (
 )
 
 MAX_PAGE = 500
+IntegrationsDep: TypeAlias = NamedDependency[Integrations]
 OBJECT_TYPE = "webhook_subscription"
 StatusFilter = Annotated[
     DeliveryStatus | None, QueryParameter(description="Only deliveries in this state.")
@@ -45,7 +46,7 @@ Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)]
 
 def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     user = connection.scope.get("user")
-    if getattr(getattr(user, "role", None), "value", None) != "admin":
+    if not (isinstance(user, Principal) and user.role.value == "admin"):
         raise Forbidden("only an admin may manage alert delivery")
 
 
@@ -130,7 +131,7 @@ class WebhookController(Controller):
 
     @post("/", status_code=201)
     async def create_subscription(
-        self, principal: CurrentUser, integrations: Integrations, data: JSONBody[SubscriptionIn]
+        self, principal: CurrentUser, integrations: IntegrationsDep, data: JSONBody[SubscriptionIn]
     ) -> SubscriptionCreated:
         """Subscribe a URL to alert events. The answer holds the signing secret, once."""
         subscription, secret = await subscriptions.create(integrations.pool, integrations.box, data)
@@ -144,12 +145,12 @@ class WebhookController(Controller):
         return SubscriptionCreated(subscription=subscription, secret=secret)
 
     @get("/")
-    async def list_subscriptions(self, integrations: Integrations) -> list[SubscriptionOut]:
+    async def list_subscriptions(self, integrations: IntegrationsDep) -> list[SubscriptionOut]:
         return await subscriptions.list_all(integrations.pool)
 
     @get("/{subscription_id:int}")
     async def get_subscription(
-        self, integrations: Integrations, subscription_id: FromPath[int]
+        self, integrations: IntegrationsDep, subscription_id: FromPath[int]
     ) -> SubscriptionOut:
         return await subscriptions.get(integrations.pool, subscription_id)
 
@@ -157,7 +158,7 @@ class WebhookController(Controller):
     async def update_subscription(
         self,
         principal: CurrentUser,
-        integrations: Integrations,
+        integrations: IntegrationsDep,
         subscription_id: FromPath[int],
         data: JSONBody[SubscriptionPatch],
     ) -> SubscriptionOut:
@@ -175,7 +176,7 @@ class WebhookController(Controller):
 
     @delete("/{subscription_id:int}", status_code=204)
     async def delete_subscription(
-        self, principal: CurrentUser, integrations: Integrations, subscription_id: FromPath[int]
+        self, principal: CurrentUser, integrations: IntegrationsDep, subscription_id: FromPath[int]
     ) -> None:
         """Remove a subscription with its secrets and delivery log."""
         before = await subscriptions.delete(integrations.pool, subscription_id)
@@ -191,7 +192,7 @@ class WebhookController(Controller):
     async def rotate_secret(
         self,
         principal: CurrentUser,
-        integrations: Integrations,
+        integrations: IntegrationsDep,
         subscription_id: FromPath[int],
         overlap_hours: Annotated[
             float | None,
@@ -221,7 +222,7 @@ class WebhookController(Controller):
 
     @post("/{subscription_id:int}/test", status_code=202)
     async def send_test_event(
-        self, principal: CurrentUser, integrations: Integrations, subscription_id: FromPath[int]
+        self, principal: CurrentUser, integrations: IntegrationsDep, subscription_id: FromPath[int]
     ) -> DeliveryOut:
         """Send a vn.iochub.webhook.test event to this subscription only; follow its delivery."""
         subscription = await subscriptions.get(integrations.pool, subscription_id)
@@ -248,7 +249,7 @@ class WebhookController(Controller):
     @get("/{subscription_id:int}/deliveries")
     async def list_deliveries(
         self,
-        integrations: Integrations,
+        integrations: IntegrationsDep,
         subscription_id: FromPath[int],
         status: StatusFilter = None,
         before: Before = None,
@@ -261,7 +262,10 @@ class WebhookController(Controller):
 
     @get("/{subscription_id:int}/deliveries/{delivery_id:int}")
     async def get_delivery(
-        self, integrations: Integrations, subscription_id: FromPath[int], delivery_id: FromPath[int]
+        self,
+        integrations: IntegrationsDep,
+        subscription_id: FromPath[int],
+        delivery_id: FromPath[int],
     ) -> DeliveryDetail:
         """One delivery with its event data and the log of every attempt."""
         return await _detail(integrations, deliveries.webhook_lane(subscription_id), delivery_id)
@@ -270,7 +274,7 @@ class WebhookController(Controller):
     async def redeliver(
         self,
         principal: CurrentUser,
-        integrations: Integrations,
+        integrations: IntegrationsDep,
         subscription_id: FromPath[int],
         delivery_id: FromPath[int],
     ) -> DeliveryOut:
@@ -288,7 +292,7 @@ class WebhookController(Controller):
 
     @post("/{subscription_id:int}/deliveries/redeliver-dead", status_code=202)
     async def redeliver_dead(
-        self, principal: CurrentUser, integrations: Integrations, subscription_id: FromPath[int]
+        self, principal: CurrentUser, integrations: IntegrationsDep, subscription_id: FromPath[int]
     ) -> RedeliveryReport:
         """Queue every dead-lettered delivery of this subscription again."""
         await subscriptions.get(integrations.pool, subscription_id)
@@ -316,7 +320,7 @@ class GrafanaDeliveryController(Controller):
     @get("/")
     async def list_annotation_deliveries(
         self,
-        integrations: Integrations,
+        integrations: IntegrationsDep,
         status: StatusFilter = None,
         before: Before = None,
         limit: Limit = 100,
@@ -326,13 +330,13 @@ class GrafanaDeliveryController(Controller):
 
     @get("/{delivery_id:int}")
     async def get_annotation_delivery(
-        self, integrations: Integrations, delivery_id: FromPath[int]
+        self, integrations: IntegrationsDep, delivery_id: FromPath[int]
     ) -> DeliveryDetail:
         return await _detail(integrations, deliveries.GRAFANA_LANE, delivery_id)
 
     @post("/{delivery_id:int}/redeliver", status_code=202)
     async def redeliver_annotation(
-        self, principal: CurrentUser, integrations: Integrations, delivery_id: FromPath[int]
+        self, principal: CurrentUser, integrations: IntegrationsDep, delivery_id: FromPath[int]
     ) -> DeliveryOut:
         delivery = await _redeliver(integrations, deliveries.GRAFANA_LANE, delivery_id)
         await audit.record(
@@ -342,7 +346,7 @@ class GrafanaDeliveryController(Controller):
 
     @post("/redeliver-dead", status_code=202)
     async def redeliver_dead_annotations(
-        self, principal: CurrentUser, integrations: Integrations
+        self, principal: CurrentUser, integrations: IntegrationsDep
     ) -> RedeliveryReport:
         queued = await deliveries.redeliver_dead(
             integrations.pool,

@@ -117,7 +117,8 @@ class Job:
     data_json: str
     ward_code: str | None
     url: str | None
-    sealed_secrets: Sequence[bytes]
+    # The secret box's tokens, newest first.
+    sealed_secrets: Sequence[str]
 
 
 async def claim_due(pool: asyncpg.Pool, *, limit: int, lease_s: float, grafana: bool) -> list[Job]:

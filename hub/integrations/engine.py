@@ -3,6 +3,11 @@
 PostgreSQL notifications wake the workers the moment an event or a delivery commits; a
 slow poll covers a lost listener connection. Several hub processes may run the workers
 against one database: fan-out takes turns, deliveries are claimed with SKIP LOCKED.
+
+The workers have a small pool of their own: requests to the API cannot starve delivery of
+connections, nor delivery the API. Its statements touch several tables at once; should one
+wait on a table lock (a migration, an operator's TRUNCATE), it gives up (lock_timeout) well
+before the deadlock detector would pick a victim, and the worker retries shortly.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ from typing import Any, Protocol
 import asyncpg
 
 from hub.integrations import deliveries, metrics
-from hub.integrations.crypto import SecretBox
 from hub.integrations.deliveries import Job, Outcome
 from hub.integrations.grafana import GrafanaSender
 from hub.integrations.outbox import DELIVERY_CHANNEL, OUTBOX_CHANNEL
 from hub.integrations.settings import DeliverySettings
 from hub.integrations.webhooks import WebhookSender
+from hub.storage.crypto import SecretBox
 
 log = logging.getLogger("hub.integrations")
 
@@ -31,7 +36,7 @@ HOUSEKEEPING_INTERVAL_S = 15.0
 RETENTION_INTERVAL_S = 3600.0
 # A claim outlives the request it covers, so a slow database write does not end it early.
 LEASE_MARGIN_S = 30.0
-STOP_GRACE_S = 3.0
+LOCK_TIMEOUT = "300ms"
 
 
 class Sender(Protocol):
@@ -49,22 +54,29 @@ def retry_delay(settings: DeliverySettings, attempts: int) -> float:
 class DeliveryEngine:
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        dsn: str,
         *,
-        listen_dsn: str,
         settings: DeliverySettings,
         box: SecretBox,
+        statement_timeout_ms: int = 30_000,
     ) -> None:
-        self.pool = pool
         self.settings = settings
-        self._listen_dsn = listen_dsn
+        self._dsn = dsn
         self._box = box
+        self._statement_timeout_ms = statement_timeout_ms
+        self._pool: asyncpg.Pool | None = None
         self._outbox_wake = asyncio.Event()
         self._send_wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
+        self._running = False
         self._in_flight: dict[asyncio.Task[None], Job] = {}
         self._senders: dict[str, Sender] = {}
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "the engine is not running"
+        return self._pool
 
     @property
     def grafana_enabled(self) -> bool:
@@ -75,23 +87,34 @@ class DeliveryEngine:
         self._send_wake.set()
 
     async def run(self) -> None:
-        self._stopping.clear()
+        if self._stopping.is_set():
+            return
+        self._running = True
         self._finished.clear()
-        self._senders = {
-            "webhook": WebhookSender(
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=min(10, 3 + self.settings.concurrency // 4),
+                server_settings={
+                    "application_name": "iochub-delivery",
+                    "timezone": "UTC",
+                    "lock_timeout": LOCK_TIMEOUT,
+                    "statement_timeout": str(self._statement_timeout_ms),
+                },
+            )
+            self._senders["webhook"] = WebhookSender(
                 source=self.settings.source,
                 box=self._box,
                 timeout_s=self.settings.request_timeout_s,
                 concurrency=self.settings.concurrency,
             )
-        }
-        if self.settings.grafana.url is not None:
-            self._senders["grafana"] = GrafanaSender(self.settings.grafana)
-        log.info(
-            "delivering alerts to IOC webhooks%s",
-            " and Grafana annotations" if self.grafana_enabled else "",
-        )
-        try:
+            if self.settings.grafana.url is not None:
+                self._senders["grafana"] = GrafanaSender(self.settings.grafana)
+            log.info(
+                "delivering alerts to IOC webhooks%s",
+                " and Grafana annotations" if self.grafana_enabled else "",
+            )
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._listen())
                 tasks.create_task(self._fan_out_loop())
@@ -106,19 +129,26 @@ class DeliveryEngine:
                 await self._finish_in_flight()
                 for sender in self._senders.values():
                     await sender.aclose()
+                self._senders.clear()
+                if self._pool is not None:
+                    await self._pool.close()
+                    self._pool = None
             finally:
+                self._running = False
                 self._finished.set()
 
     async def stop(self) -> None:
         """Stop claiming; let deliveries in flight finish briefly, hand back the rest."""
         self._stopping.set()
-        if self._senders:
+        if self._running:
             await self._finished.wait()
 
     async def _finish_in_flight(self) -> None:
         if not self._in_flight:
             return
-        _, unfinished = await asyncio.wait(list(self._in_flight), timeout=STOP_GRACE_S)
+        _, unfinished = await asyncio.wait(
+            list(self._in_flight), timeout=self.settings.shutdown_grace_s
+        )
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
@@ -131,7 +161,7 @@ class DeliveryEngine:
         while True:
             try:
                 conn = await asyncpg.connect(
-                    self._listen_dsn, server_settings={"application_name": "iochub-delivery"}
+                    self._dsn, server_settings={"application_name": "iochub-delivery"}
                 )
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("cannot listen for outbox events (%s); polling meanwhile", exc)

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from hub.integrations.crypto import SecretBox
 from hub.integrations.engine import DeliveryEngine
 from hub.integrations.settings import DeliverySettings
-
-SECRETS_PURPOSE = "webhook-secrets"
+from hub.storage.crypto import SecretBox
 
 
 @dataclass

@@ -59,6 +59,12 @@ class DeliverySettings(BaseModel):
     poll_interval_s: float = Field(
         5.0, gt=0, description="Safety poll when no database notification wakes the workers."
     )
+    shutdown_grace_s: float = Field(
+        3.0,
+        ge=0,
+        description="When the hub stops, deliveries in flight may finish this long; the rest "
+        "are handed back and retried (keep it below shutdown_timeout_s).",
+    )
     retention_days: int = Field(
         30, ge=1, description="Finished events and their delivery logs are kept this long."
     )

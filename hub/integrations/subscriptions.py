@@ -12,9 +12,9 @@ import msgspec
 
 from hub.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from hub.integrations import signing
-from hub.integrations.crypto import SecretBox
 from hub.integrations.schemas import SubscriptionIn, SubscriptionOut, SubscriptionPatch
 from hub.integrations.webhooks import secret_context
+from hub.storage.crypto import SecretBox
 from hub.storage.migrations import Connection
 
 _SELECT = """

@@ -10,8 +10,8 @@ import httpx
 import msgspec
 
 from hub.integrations import signing
-from hub.integrations.crypto import SecretBox, SecretUnreadable
 from hub.integrations.deliveries import Job, Outcome
+from hub.storage.crypto import SecretBox, SecretBoxError
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 USER_AGENT = "iochub-webhooks/1"
@@ -77,8 +77,8 @@ class WebhookSender:
         """The receiver's status code, and what went wrong if it did not accept."""
         try:
             secrets = self._secrets(job)
-        except SecretUnreadable as exc:
-            return None, f"cannot sign: the subscription's secret {exc}"
+        except SecretBoxError as exc:
+            return None, f"cannot sign: {exc.detail}"
         if not secrets or job.url is None:
             return None, "cannot sign: the subscription has no secret"
         body = cloud_event(job, self.source)

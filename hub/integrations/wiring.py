@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from hub.integrations.api import GrafanaDeliveryController, WebhookController
-from hub.integrations.crypto import SecretBox, hub_key
 from hub.integrations.engine import DeliveryEngine
-from hub.integrations.runtime import SECRETS_PURPOSE, Integrations
+from hub.integrations.runtime import Integrations
 from hub.server.context import HubContext
 from hub.server.services import BackgroundService, ServiceGroup
 from hub.storage.database import asyncpg_dsn
@@ -19,15 +18,15 @@ def routes() -> list[Any]:
 
 async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
     settings = ctx.settings
-    box = SecretBox(hub_key(settings.secret_key, settings.data_dir), SECRETS_PURPOSE)
+    box = settings.secret_box()
     pool = ctx.database.pool
     engine = None
     if settings.delivery.enabled:
         engine = DeliveryEngine(
-            pool,
-            listen_dsn=asyncpg_dsn(ctx.database.url),
+            asyncpg_dsn(ctx.database.url),
             settings=settings.delivery,
             box=box,
+            statement_timeout_ms=settings.database.statement_timeout_ms,
         )
         services.add(BackgroundService("alert-delivery", engine.run, stop=engine.stop))
     ctx.state.integrations = Integrations(

@@ -26,6 +26,7 @@ from litestar.template.config import TemplateConfig
 
 from drivers.sensors.coap import SensorCoapDriver
 from drivers.sensors.mqtt import SensorMqttDriver
+from drivers.sensors.oscore import OscoreAuthoriser
 from hub.alerts.api import AlertController, RuleController
 from hub.alerts.engine import AlertEngine
 from hub.auth.api import AuthController, LoginThrottle, UserController
@@ -33,9 +34,12 @@ from hub.auth.audit_api import AuditController
 from hub.auth.middleware import HubAuthentication
 from hub.auth.principal import Principal
 from hub.auth.service import LoginPolicy
+from hub.broadcasts import wiring as broadcasts
 from hub.cameras import wiring as cameras
 from hub.devices.api import DeviceController
 from hub.devices.broker import BrokerAccess, BrokerAccessError, MosquittoDynsec, NoBrokerAccess
+from hub.devices.coap_api import CoapCredentialController
+from hub.devices.coap_keys import CoapKeyring
 from hub.devices.credentials import DeviceCredentials
 from hub.health.api import HealthController
 from hub.health.monitor import HealthMonitor
@@ -135,11 +139,21 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
             shared_group=mqtt.shared_group,
         )
         services.add(BackgroundService("sensor-mqtt", lambda: sensors.run(sink)))
+    coap_keys = CoapKeyring(settings.secret_box())
+    state.coap_keys = coap_keys
     if settings.coap.enabled:
-        coap = SensorCoapDriver(settings.coap.host, settings.coap.port)
-        services.add(BackgroundService("sensor-coap", lambda: coap.run(sink)))
+        coap = SensorCoapDriver(
+            settings.coap.host,
+            settings.coap.port,
+            authorise=OscoreAuthoriser(required=settings.coap.require_oscore),
+            security_contexts=coap_keys.registry,
+        )
+        services.add(
+            BackgroundService("sensor-coap", lambda: coap_keys.serve(lambda: coap.run(sink)))
+        )
     ctx = HubContext(settings=settings, database=db, state=state)
     await integrations.add_services(ctx, services)
+    await broadcasts.add_services(ctx, services)
     await cameras.add_services(ctx, services)
     return services
 
@@ -208,6 +222,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuthController,
             UserController,
             DeviceController,
+            CoapCredentialController,
             AuditController,
             TelemetryController,
             HealthController,
@@ -216,6 +231,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             QuarantineController,
             prometheus_metrics,
             *integrations.routes(),
+            *broadcasts.routes(),
             *cameras.routes(),
             ConsoleController,
             create_static_files_router(

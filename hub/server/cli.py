@@ -369,8 +369,12 @@ def simulate_speakers(
 @simulate_app.command("cameras")
 def simulate_cameras(
     count: Annotated[int, typer.Option(help="how many cameras")] = 8,
-    register_ward: Annotated[str | None, typer.Option(help="also onboard them into this ward")] = None,
-    password: Annotated[str | None, typer.Option(help="their password (default: the simulator's)")] = None,
+    register_ward: Annotated[
+        str | None, typer.Option(help="also onboard them into this ward")
+    ] = None,
+    password: Annotated[
+        str | None, typer.Option(help="their password (default: the simulator's)")
+    ] = None,
 ) -> None:
     """Simulated ONVIF cameras on loopback (real SOAP, WS-Security, WS-Discovery)."""
     from hub.cameras.simulate import run_camera_simulation
@@ -378,8 +382,11 @@ def simulate_cameras(
     settings = Settings()
     setup_logging(settings)
     with contextlib.suppress(KeyboardInterrupt):
-        run(run_camera_simulation(count, password=password, register_ward=register_ward,
-                                  settings=settings))
+        run(
+            run_camera_simulation(
+                count, password=password, register_ward=register_ward, settings=settings
+            )
+        )
 
 
 async def system_principal() -> Any:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.broadcasts.settings import BroadcastSettings
 from hub.cameras.settings import CameraSettings
 from hub.health.settings import HealthSettings
 from hub.integrations.settings import DeliverySettings
@@ -80,6 +81,9 @@ class CoapSettings(BaseModel):
     enabled: bool = Field(True, description="Serve the CoAP ingest endpoint.")
     host: str = Field("127.0.0.1", description="Address the CoAP server binds to (:: for all).")
     port: int = Field(5683, ge=1, le=65535, description="CoAP UDP port.")
+    require_oscore: bool = Field(
+        True, description="Answer 4.01 to CoAP requests not protected with the device's OSCORE key."
+    )
 
 
 class HttpSettings(BaseModel):
@@ -133,6 +137,7 @@ class Settings(BaseSettings):
     coap: CoapSettings = Field(default_factory=CoapSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    broadcasts: BroadcastSettings = Field(default_factory=BroadcastSettings)
     cameras: CameraSettings = Field(default_factory=CameraSettings)
     data_dir: Path = Field(
         Path(".iochub-data"), description="Folder for local state: embedded services, keys."

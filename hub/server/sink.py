@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from drivers.contract import Ack, DeviceEvent, Heartbeat, Reading, Rejected
@@ -13,6 +14,8 @@ from hub.telemetry.ingest import TelemetryIngest
 class HubSink:
     telemetry: TelemetryIngest
     health: HealthMonitor
+    # Set by the broadcasts slice: its delivery recorder (hub.broadcasts.wiring).
+    on_ack: Callable[[Ack], Awaitable[None]] | None = None
 
     async def readings(self, items: list[Reading], source: str) -> None:
         await self.telemetry.readings(items, source)
@@ -24,8 +27,8 @@ class HubSink:
         await self.health.event(item)
 
     async def ack(self, item: Ack) -> None:
-        # Broadcast delivery tracking takes acks; until then they are only counted.
-        return None
+        if self.on_ack is not None:
+            await self.on_ack(item)
 
     async def rejected(self, item: Rejected) -> None:
         await self.telemetry.rejected(item)

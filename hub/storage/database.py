@@ -33,8 +33,11 @@ class Database:
     backend: Backend
     url: str
 
+    orm: bool = True
+
     async def close(self) -> None:
-        await Tortoise.close_connections()
+        if self.orm:
+            await Tortoise.close_connections()
         await self.pool.close()
 
 
@@ -46,6 +49,7 @@ async def connect(
     statement_timeout_ms: int = 30_000,
     auto_migrate: bool = False,
     timescaledb: str = "auto",
+    orm: bool = True,
 ) -> Database:
     """Open the pools and check the schema; refuse a schema this hub does not know."""
     try:
@@ -69,12 +73,13 @@ async def connect(
         problem = state.problem()
         if problem or state.backend is None:
             raise SchemaError(problem or "the database has no schema; run `iochub migrate`")
-        await init_orm(url, max_size=max_size)
+        if orm:
+            await init_orm(url, max_size=max_size)
     except BaseException:
         await pool.close()
         raise
     log.info("database ready; time-series backend: %s", state.backend)
-    return Database(pool=pool, backend=state.backend, url=url)
+    return Database(pool=pool, backend=state.backend, url=url, orm=orm)
 
 
 async def init_orm(url: str, *, max_size: int = 10) -> None:

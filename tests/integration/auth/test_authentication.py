@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -30,9 +31,17 @@ def every_route() -> list[tuple[str, str]]:
     return routes
 
 
+@pytest.fixture(scope="module")
+async def anonymous(hub: RunningHub) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=hub.base_url) as client:
+        yield client
+
+
 @pytest.mark.parametrize(("method", "path"), every_route())
-async def test_route_refuses_anonymous_callers(clients: Clients, method: str, path: str) -> None:
-    response = await clients.anonymous.request(method, path)
+async def test_route_refuses_anonymous_callers(
+    anonymous: httpx.AsyncClient, method: str, path: str
+) -> None:
+    response = await anonymous.request(method, path)
     assert_problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
 

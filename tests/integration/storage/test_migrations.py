@@ -21,7 +21,7 @@ async def empty_database() -> AsyncIterator[str]:
 
 async def test_hub_refuses_an_unmigrated_database(empty_database: str) -> None:
     with pytest.raises(SchemaError, match="run `iochub migrate`"):
-        await database.connect(empty_database)
+        await database.connect(empty_database, orm=False)
 
 
 async def test_migrate_applies_everything_once_and_records_the_backend(empty_database: str) -> None:
@@ -36,7 +36,7 @@ async def test_migrate_applies_everything_once_and_records_the_backend(empty_dat
         assert backend == expected
     finally:
         await conn.close()
-    db = await database.connect(empty_database)
+    db = await database.connect(empty_database, orm=False)
     await db.close()
 
 
@@ -48,7 +48,7 @@ async def test_a_schema_from_a_newer_hub_is_refused(empty_database: str) -> None
     finally:
         await conn.close()
     with pytest.raises(SchemaError, match="newer hub"):
-        await database.connect(empty_database)
+        await database.connect(empty_database, orm=False)
     with pytest.raises(SchemaError, match="newer hub"):
         await database.run_migrations(empty_database)
 
@@ -62,7 +62,7 @@ async def test_an_edited_migration_is_detected(empty_database: str) -> None:
     finally:
         await conn.close()
     with pytest.raises(SchemaError, match="differ"):
-        await database.connect(empty_database)
+        await database.connect(empty_database, orm=False)
 
 
 async def test_timescaledb_required_but_missing_is_a_clear_error(empty_database: str) -> None:
@@ -77,7 +77,7 @@ async def test_timescaledb_required_but_missing_is_a_clear_error(empty_database:
 
 
 async def test_auto_migrate_at_start(empty_database: str) -> None:
-    db = await database.connect(empty_database, auto_migrate=True, timescaledb="off")
+    db = await database.connect(empty_database, auto_migrate=True, timescaledb="off", orm=False)
     try:
         assert db.backend == "postgres"
     finally:

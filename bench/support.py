@@ -1,0 +1,134 @@
+"""What every benchmark needs: a private broker, a fresh database, a hub in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from hub.storage.database import asyncpg_dsn, run_migrations
+from tests.support.brokers import PrivateBroker, free_port, free_udp_port, private_mosquitto
+
+ADMIN_SERVER = os.environ.get(
+    "IOCHUB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def row(label: str, value: str, note: str = "") -> None:
+    print(f"  {label:<48} {value:>16}  {note}")
+
+
+@contextlib.contextmanager
+def bench_broker(queued: int = 5_000_000) -> Iterator[PrivateBroker]:
+    extra = f"max_queued_messages {queued}\nmax_queued_bytes 0\nmemory_limit 0\n"
+    with private_mosquitto(extra_config=extra) as broker:
+        yield broker
+
+
+@contextlib.asynccontextmanager
+async def bench_database(backend: str = "auto") -> AsyncIterator[str]:
+    name = f"iochub_bench_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(ADMIN_SERVER)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    url = ADMIN_SERVER.rsplit("/", 1)[0] + "/" + name
+    try:
+        await run_migrations(url, backend)
+        yield url
+    finally:
+        conn = await asyncpg.connect(ADMIN_SERVER)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+async def add_sensors(url: str, count: int, prefix: str = "bench") -> list[str]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        ward = await conn.fetchval(
+            "INSERT INTO ward (code, name) VALUES ('bench', 'Bench') "
+            "ON CONFLICT (code) DO UPDATE SET name = excluded.name RETURNING id"
+        )
+        uids = [f"{prefix}-{n:05d}" for n in range(count)]
+        await conn.copy_records_to_table(
+            "device",
+            records=[(u, "sensor", ward, "active") for u in uids],
+            columns=["uid", "kind", "ward_id", "lifecycle"],
+        )
+        return uids
+    finally:
+        await conn.close()
+
+
+@dataclass
+class HubProcess:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+async def start_hub(
+    database_url: str,
+    broker_port: int,
+    client_id: str,
+    log_dir: Path,
+    extra_env: dict[str, str] | None = None,
+) -> HubProcess:
+    port = free_port()
+    env = {
+        **os.environ,
+        "IOCHUB_DATABASE__URL": database_url,
+        "IOCHUB_MQTT__PORT": str(broker_port),
+        "IOCHUB_MQTT__CLIENT_ID": client_id,
+        "IOCHUB_HTTP__PORT": str(port),
+        "IOCHUB_COAP__PORT": str(free_udp_port()),
+        "IOCHUB_LOG_LEVEL": "WARNING",
+        "IOCHUB_SECRET_KEY": "bench-key",
+        **(extra_env or {}),
+    }
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{client_id}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hub.server", "serve"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the hub exited; see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(base_url + "/readyz")).status_code == 200:
+                    return HubProcess(process, base_url, log)
+            await asyncio.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"the hub did not become ready; see {log}")

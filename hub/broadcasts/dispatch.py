@@ -1,0 +1,380 @@
+"""Playing one occurrence: resolve its speakers, fan the play out, retry the silent ones.
+
+The scheduler leader hands each claimed occurrence to ``Dispatcher.run_occurrence``.
+Every speaker gets the same ``play`` (its own command id, one shared start instant a
+moment ahead, so the ward hears one voice); the commands go out concurrently through
+the speaker channel. Speakers that have not answered are sent the same command again
+every ``retry_interval_s`` and as soon as they report online, until the occurrence's
+retry window closes. A speaker acts on a command id once, so a resend never plays
+twice. A new leader resumes what an old one left unfinished, from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+
+from drivers.contract import Command
+from hub.broadcasts import metrics, planning
+from hub.broadcasts.delivery import INVALID_COMMAND, NO_ANSWER, QUIET_HOURS, command_id
+from hub.broadcasts.settings import BroadcastSettings
+from hub.broadcasts.targets import Speaker, resolve_stored
+from hub.broadcasts.urls import AudioUrlSigner
+
+log = logging.getLogger("hub.broadcasts")
+
+# A speaker that gets its command this long after the start still plays it (retry
+# window 0), and an occurrence fires this late after a hub restart.
+PLAY_GRACE = timedelta(seconds=5)
+NO_ACK = (
+    "received_at IS NULL AND downloading_at IS NULL AND started_at IS NULL "
+    "AND finished_at IS NULL AND preempted_at IS NULL AND failed_at IS NULL"
+)
+ONLINE_RESEND_SPACING_S = 1.0
+
+
+class SendFailure(Protocol):
+    @property
+    def command(self) -> Command: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def retryable(self) -> bool: ...
+
+
+class SpeakerChannel(Protocol):
+    """Sends many commands at once (``SpeakerMqttDriver``); ConnectionError when down."""
+
+    async def send_many(self, commands: Iterable[Command]) -> Sequence[SendFailure]: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _Job:
+    occurrence_id: int
+    broadcast_id: int
+    scheduled_at: datetime
+    params: dict[str, Any]
+    expires_at: datetime
+    pending: dict[str, str] = field(default_factory=dict)
+    """uid -> command id of speakers that have not answered yet."""
+    online: set[str] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+OCCURRENCE = """
+SELECT o.*, b.priority, b.volume, b.duration_s, b.retry_window_s, b.audio_asset_id,
+       b.target_all, b.target_wards, b.target_groups, b.target_speakers, b.ward_ids,
+       a.sha256
+FROM broadcast_occurrence o
+JOIN broadcast b ON b.id = o.broadcast_id
+JOIN audio_asset a ON a.id = b.audio_asset_id
+WHERE o.id = $1
+"""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        channel: SpeakerChannel,
+        signer: AudioUrlSigner,
+        settings: BroadcastSettings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.pool = pool
+        self.channel = channel
+        self.signer = signer
+        self.settings = settings
+        self._clock = clock
+        self._jobs: dict[int, _Job] = {}
+
+    def speaker_online(self, uid: str) -> None:
+        """A speaker reported online: resend at once whatever it has not answered."""
+        for job in self._jobs.values():
+            if uid in job.pending:
+                job.online.add(uid)
+                job.wake.set()
+
+    async def run_occurrence(self, occurrence_id: int) -> None:
+        """Fire a claimed occurrence, or resume one another leader left unfinished."""
+        row = await self.pool.fetchrow(OCCURRENCE, occurrence_id)
+        if row is None:
+            return
+        if row["status"] == "claimed":
+            job = await self._fire(row)
+        elif row["status"] in ("sending", "sent"):
+            job = self._job(row, row["start_at"], row["expires_at"])
+        else:
+            return
+        if job is None:
+            return
+        self._jobs[occurrence_id] = job
+        try:
+            await self._follow_up(job)
+        finally:
+            self._jobs.pop(occurrence_id, None)
+
+    # ------------------------------------------------------------------ first send
+
+    async def _fire(self, row: Any) -> _Job | None:
+        occurrence_id: int = row["id"]
+        scheduled_at: datetime = row["scheduled_at"]
+        now = self._clock()
+        late_limit = scheduled_at + max(timedelta(seconds=row["retry_window_s"]), PLAY_GRACE)
+        if now > late_limit:
+            await self._close(occurrence_id, "missed", "its time passed before it could be sent")
+            return None
+        speakers = await resolve_stored(
+            target_all=row["target_all"],
+            ward_ids=row["target_wards"],
+            group_ids=row["target_groups"],
+            speaker_uids=row["target_speakers"],
+            scope_ward_ids=row["ward_ids"],
+        )
+        quiet = await self._in_quiet_hours(row, speakers)
+        playing = {k: s for k, s in speakers.items() if s.ward_id not in quiet}
+        await self._insert_deliveries(occurrence_id, speakers, quiet, now)
+        if not playing:
+            await self._close(
+                occurrence_id,
+                "skipped",
+                "quiet hours in every ward it reaches" if speakers else "no active speaker",
+            )
+            return None
+        lead = timedelta(seconds=self.settings.start_lead_s(len(playing)))
+        send_due = scheduled_at - lead
+        await self.pool.execute(
+            "UPDATE broadcast_occurrence SET send_due_at = $2, speaker_count = $3 WHERE id = $1",
+            occurrence_id,
+            send_due,
+            len(playing),
+        )
+        wait_s = (send_due - self._clock()).total_seconds()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        sending_at = self._clock()
+        start_at = max(scheduled_at, sending_at + lead)
+        expires_at = max(start_at, scheduled_at + timedelta(seconds=row["retry_window_s"]))
+        expires_at += PLAY_GRACE
+        metrics.DRIFT_SECONDS.observe(max(0.0, (sending_at - send_due).total_seconds()))
+        await self.pool.execute(
+            "UPDATE broadcast_occurrence SET status = 'sending', send_started_at = $2, "
+            "start_at = $3, expires_at = $4 WHERE id = $1",
+            occurrence_id,
+            sending_at,
+            start_at,
+            expires_at,
+        )
+        job = self._job(row, start_at, expires_at)
+        job.pending = {
+            s.uid: command_id(occurrence_id, device_id) for device_id, s in playing.items()
+        }
+        await self._send(job, job.pending.items(), retry=False)
+        metrics.FAN_OUT_SECONDS.observe((self._clock() - sending_at).total_seconds())
+        await self.pool.execute(
+            "UPDATE broadcast_occurrence SET status = 'sent', sent_at = $2 WHERE id = $1",
+            occurrence_id,
+            self._clock(),
+        )
+        metrics.OCCURRENCES.labels("sent").inc()
+        log.info(
+            "broadcast %d occurrence %d sent to %d speakers (start %s)",
+            row["broadcast_id"],
+            occurrence_id,
+            len(playing),
+            start_at.isoformat(),
+        )
+        return job
+
+    async def _in_quiet_hours(self, row: Any, speakers: dict[int, Speaker]) -> set[int | None]:
+        """Wards whose quiet hours this occurrence would break (emergencies break none)."""
+        if row["priority"] == "emergency":
+            return set()
+        ward_ids = sorted({s.ward_id for s in speakers.values() if s.ward_id is not None})
+        hours = await planning.quiet_hours(self.pool, ward_ids, self.settings)
+        start: datetime = row["scheduled_at"]
+        end = start + timedelta(seconds=row["duration_s"])
+        zone = planning.zone(self.settings)
+        return {ward for ward, quiet in hours.items() if quiet.overlaps(start, end, zone)}
+
+    async def _insert_deliveries(
+        self,
+        occurrence_id: int,
+        speakers: dict[int, Speaker],
+        quiet: set[int | None],
+        now: datetime,
+    ) -> None:
+        ordered = sorted(speakers.values(), key=lambda s: s.uid)
+        silenced = [s.ward_id in quiet for s in ordered]
+        await self.pool.execute(
+            "INSERT INTO broadcast_delivery (occurrence_id, device_id, device_uid, ward_id, "
+            "command_id, failed_at, failure_reason) "
+            "SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], "
+            "$6::timestamptz[], $7::text[]) ON CONFLICT DO NOTHING",
+            occurrence_id,
+            [s.device_id for s in ordered],
+            [s.uid for s in ordered],
+            [s.ward_id for s in ordered],
+            [command_id(occurrence_id, s.device_id) for s in ordered],
+            [now if quiet_ else None for quiet_ in silenced],
+            [QUIET_HOURS if quiet_ else None for quiet_ in silenced],
+        )
+
+    def _job(self, row: Any, start_at: datetime, expires_at: datetime) -> _Job:
+        link_expiry = expires_at + timedelta(
+            seconds=row["duration_s"] + self.settings.audio_url_ttl_s
+        )
+        return _Job(
+            occurrence_id=row["id"],
+            broadcast_id=row["broadcast_id"],
+            scheduled_at=row["scheduled_at"],
+            expires_at=expires_at,
+            params={
+                "audio_url": self.signer.url(row["audio_asset_id"], link_expiry),
+                "sha256": row["sha256"],
+                "duration_s": row["duration_s"],
+                "volume": row["volume"],
+                "priority": row["priority"],
+                "broadcast_id": f"occ-{row['id']}",
+                "start_at": start_at,
+                "expires_at": expires_at,
+            },
+        )
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send(self, job: _Job, targets: Iterable[tuple[str, str]], *, retry: bool) -> None:
+        commands = [Command(cid, uid, "play", job.params) for uid, cid in targets]
+        if not commands:
+            return
+        try:
+            failures = list(await self.channel.send_many(commands))
+        except ConnectionError as exc:
+            failures = [_NotSent(c, str(exc)) for c in commands]
+        failed = {f.command.command_id: f for f in failures}
+        sent = [c.command_id for c in commands if c.command_id not in failed]
+        metrics.COMMANDS.labels("retry" if retry else "first").inc(len(sent))
+        now = self._clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE broadcast_delivery SET send_count = send_count + 1, "
+                "first_sent_at = COALESCE(first_sent_at, $2), last_sent_at = $2, "
+                "send_error = NULL WHERE command_id = ANY($1::text[])",
+                sent,
+                now,
+            )
+            if failed:
+                metrics.SEND_FAILURES.inc(len(failed))
+                terminal = [f for f in failed.values() if not f.retryable]
+                await conn.execute(
+                    "UPDATE broadcast_delivery d SET send_error = f.reason, "
+                    "failed_at = CASE WHEN f.terminal THEN $2 ELSE d.failed_at END, "
+                    "failure_reason = CASE WHEN f.terminal THEN $3 ELSE d.failure_reason END "
+                    "FROM unnest($1::text[], $4::text[], $5::bool[]) AS f(command_id, reason, "
+                    "terminal) WHERE d.command_id = f.command_id",
+                    list(failed),
+                    now,
+                    INVALID_COMMAND,
+                    [f.reason[:500] for f in failed.values()],
+                    [not f.retryable for f in failed.values()],
+                )
+                for failure in terminal:
+                    job.pending.pop(failure.command.device_uid, None)
+                log.warning(
+                    "occurrence %d: %d play commands not sent, e.g. to %s: %s",
+                    job.occurrence_id,
+                    len(failed),
+                    failures[0].command.device_uid,
+                    failures[0].reason,
+                )
+
+    async def _unanswered(self, job: _Job) -> dict[str, str] | None:
+        """Speakers without any ack; None when the occurrence is no longer this job's."""
+        async with self.pool.acquire() as conn:
+            current = await conn.fetchval(
+                "SELECT status FROM broadcast_occurrence WHERE id = $1 AND broadcast_id = $2 "
+                "AND scheduled_at = $3",
+                job.occurrence_id,
+                job.broadcast_id,
+                job.scheduled_at,
+            )
+            if current not in ("sending", "sent"):
+                return None
+            rows = await conn.fetch(
+                "SELECT device_uid, command_id FROM broadcast_delivery "
+                f"WHERE occurrence_id = $1 AND {NO_ACK}",
+                job.occurrence_id,
+            )
+        return {r["device_uid"]: r["command_id"] for r in rows}
+
+    async def _follow_up(self, job: _Job) -> None:
+        """Resend to the silent until they answer or the retry window closes."""
+        last_online_resend = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = (job.expires_at - self._clock()).total_seconds()
+            if remaining <= 0:
+                break
+            job.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(self.settings.retry_interval_s, remaining)):
+                    await job.wake.wait()
+            woken = job.wake.is_set()
+            try:
+                pending = await self._unanswered(job)
+                if pending is None:
+                    return
+                job.pending = pending
+                if not pending:
+                    await self._close(job.occurrence_id, "completed", "every speaker answered")
+                    return
+                if woken:
+                    if loop.time() - last_online_resend < ONLINE_RESEND_SPACING_S:
+                        continue
+                    last_online_resend = loop.time()
+                    targets = [(uid, pending[uid]) for uid in job.online if uid in pending]
+                    job.online.clear()
+                else:
+                    targets = list(pending.items())
+                if self._clock() < job.expires_at:
+                    await self._send(job, targets, retry=True)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("occurrence %d: retry round failed (%s)", job.occurrence_id, exc)
+        await self.pool.execute(
+            f"UPDATE broadcast_delivery SET failed_at = $2, failure_reason = '{NO_ANSWER}' "
+            f"WHERE occurrence_id = $1 AND {NO_ACK}",
+            job.occurrence_id,
+            self._clock(),
+        )
+        await self._close(job.occurrence_id, "completed", "")
+
+    async def _close(self, occurrence_id: int, status: str, note: str) -> None:
+        await self.pool.execute(
+            "UPDATE broadcast_occurrence SET status = $2, "
+            "note = CASE WHEN $3 = '' THEN note ELSE $3 END "
+            "WHERE id = $1 AND status IN ('claimed', 'sending', 'sent')",
+            occurrence_id,
+            status,
+            note,
+        )
+        if status in ("missed", "skipped"):
+            metrics.OCCURRENCES.labels(status).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class _NotSent:
+    command: Command
+    reason: str
+    retryable: bool = True

@@ -1,0 +1,91 @@
+"""What the broadcasts slice adds to the hub: its routes and background services."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from drivers.contract import Ack, DeviceEvent, DriverSink, Heartbeat, Reading, Rejected
+from drivers.speaker.driver import SpeakerMqttDriver, SpeakerMqttSettings
+from hub.broadcasts.api import AudioController, BroadcastController, speaker_audio
+from hub.broadcasts.audio import AudioStore
+from hub.broadcasts.delivery import DeliveryRecorder
+from hub.broadcasts.dispatch import Dispatcher
+from hub.broadcasts.scheduler import BroadcastScheduler
+from hub.broadcasts.service import Broadcasts
+from hub.broadcasts.tts import EspeakNg
+from hub.broadcasts.urls import AudioUrlSigner, url_key
+from hub.server.context import HubContext
+from hub.server.services import BackgroundService, ServiceGroup
+from hub.storage.database import asyncpg_dsn
+
+
+class SpeakerSink:
+    """The hub's sink as the speaker driver sees it, telling dispatch who came online."""
+
+    def __init__(self, inner: DriverSink, online: Callable[[str], None]) -> None:
+        self._inner = inner
+        self._online = online
+
+    async def readings(self, items: list[Reading], source: str) -> None:
+        await self._inner.readings(items, source)
+
+    async def heartbeat(self, item: Heartbeat) -> None:
+        if item.connected:
+            self._online(item.device_uid)
+        await self._inner.heartbeat(item)
+
+    async def event(self, item: DeviceEvent) -> None:
+        await self._inner.event(item)
+
+    async def ack(self, item: Ack) -> None:
+        await self._inner.ack(item)
+
+    async def rejected(self, item: Rejected) -> None:
+        await self._inner.rejected(item)
+
+
+def routes() -> list[Any]:
+    return [AudioController, BroadcastController, speaker_audio]
+
+
+async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
+    settings = ctx.settings
+    own = settings.broadcasts
+    pool = ctx.database.pool
+    signer = AudioUrlSigner(url_key(settings.secret_key, settings.data_dir), settings.http.base_url)
+    recorder = DeliveryRecorder(pool)
+    runtime = Broadcasts(
+        pool=pool,
+        settings=own,
+        audio=AudioStore(settings.data_dir / "audio"),
+        signer=signer,
+        tts=EspeakNg(own.tts_command, own.tts_words_per_minute, own.tts_timeout_s),
+        recorder=recorder,
+    )
+    ctx.state.broadcasts = runtime
+    # Every hub process records the acks it hears, leader or not.
+    ctx.state.sink.on_ack = recorder.record
+    services.add(BackgroundService("broadcast-acks", recorder.run, stop=recorder.drain))
+    if not own.scheduler:
+        return
+    mqtt = settings.mqtt
+    driver = SpeakerMqttDriver(
+        SpeakerMqttSettings(
+            host=mqtt.host,
+            port=mqtt.port,
+            client_id=f"{mqtt.client_id}-speakers",
+            username=mqtt.username,
+            password=mqtt.password.get_secret_value() if mqtt.password else None,
+            tls_context=ssl.create_default_context() if mqtt.tls else None,
+            persistent_session=True,
+            subscription_group=own.speaker_subscription_group,
+        )
+    )
+    dispatcher = Dispatcher(pool, driver, signer, own)
+    sink = SpeakerSink(ctx.state.sink, dispatcher.speaker_online)
+    scheduler = BroadcastScheduler(pool, asyncpg_dsn(ctx.database.url), own, dispatcher)
+    ctx.state.speaker_driver, ctx.state.broadcast_scheduler = driver, scheduler
+    services.add(BackgroundService("speaker-mqtt", lambda: driver.run(sink)))
+    services.add(BackgroundService("broadcast-scheduler", scheduler.run))

@@ -1,0 +1,160 @@
+"""Broadcast fixtures: speakers in the registry, uploaded audio, simulated speakers on the
+hub's broker, and waiting for what the hub reports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from drivers.speaker.simulator import Fault, Latency, SimulatorConfig, SpeakerSimulator, SpeakerSpec
+from tests.conftest import Clients
+from tests.support.hub import RunningHub
+from tests.unit.broadcasts.sounds import tone
+
+PROBLEM = "application/problem+json"
+
+
+@dataclass
+class Speakers:
+    """Speakers registered in the hub, by ward code."""
+
+    by_ward: dict[str, list[str]]
+
+    def __getitem__(self, ward: str) -> list[str]:
+        return self.by_ward[ward]
+
+    @property
+    def all(self) -> list[str]:
+        return [uid for uids in self.by_ward.values() for uid in uids]
+
+
+async def register_speakers(db: asyncpg.Connection, counts: dict[str, int]) -> Speakers:
+    # Fresh uids each time, so no retained status or broker session leaks between tests.
+    tag = uuid.uuid4().hex[:6]
+    by_ward: dict[str, list[str]] = {}
+    for ward, count in counts.items():
+        uids = [f"spk-{ward}-{tag}-{n}" for n in range(count)]
+        await db.executemany(
+            "INSERT INTO device (uid, kind, ward_id, name) "
+            "SELECT $1, 'speaker', id, $1 FROM ward WHERE code = $2",
+            [(uid, ward) for uid in uids],
+        )
+        by_ward[ward] = uids
+    return Speakers(by_ward)
+
+
+@pytest.fixture
+async def speakers(clients: Clients, db: asyncpg.Connection) -> Speakers:
+    return await register_speakers(db, {"ward-a": 3, "ward-b": 2})
+
+
+async def upload(
+    client: httpx.AsyncClient,
+    raw: bytes,
+    *,
+    name: str = "announcement",
+    ward: str | None = None,
+    content_type: str = "audio/wav",
+) -> httpx.Response:
+    params = {"name": name} | ({"ward": ward} if ward else {})
+    return await client.post(
+        "/api/v1/audio", content=raw, params=params, headers={"content-type": content_type}
+    )
+
+
+@pytest.fixture
+async def jingle(clients: Clients) -> dict[str, Any]:
+    """A 2-second announcement uploaded to the district library."""
+    response = await upload(clients.admin, tone(2.0), name="jingle")
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def local_in(seconds: float) -> str:
+    """An instant this many seconds from now, with its offset."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def problem_fields(response: httpx.Response) -> list[str]:
+    assert response.headers["content-type"].startswith(PROBLEM), response.text
+    return [e["field"] for e in response.json().get("errors", [])]
+
+
+async def eventually(
+    probe: Callable[[], Any],
+    within_s: float = 10.0,
+    every_s: float = 0.05,
+) -> Any:
+    """Call ``probe`` (sync or async) until it gives something truthy; return that."""
+    deadline = time.monotonic() + within_s
+    while True:
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing after {within_s} s (last: {value!r})")
+        await asyncio.sleep(every_s)
+
+
+async def first_occurrence(
+    client: httpx.AsyncClient, broadcast_id: int, within_s: float = 10
+) -> int:
+    async def probe() -> int | None:
+        response = await client.get(f"/api/v1/broadcasts/{broadcast_id}/occurrences")
+        items = response.json()
+        return items[-1]["id"] if items else None
+
+    return await eventually(probe, within_s)  # type: ignore[no-any-return]
+
+
+async def report_when(
+    client: httpx.AsyncClient,
+    occurrence_id: int,
+    done: Callable[[dict[str, Any]], bool],
+    within_s: float = 10,
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        response = await client.get(f"/api/v1/broadcasts/occurrences/{occurrence_id}")
+        assert response.status_code == 200, response.text
+        report = response.json()
+        return report if done(report) else None
+
+    return await eventually(probe, within_s)  # type: ignore[no-any-return]
+
+
+def by_speaker(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["speaker"]: row for row in report["speakers"]}
+
+
+@contextlib.asynccontextmanager
+async def simulated(
+    hub: RunningHub,
+    uids: Sequence[str],
+    faults: dict[str, frozenset[Fault]] | None = None,
+    **overrides: Any,
+) -> AsyncIterator[SpeakerSimulator]:
+    """Simulated speakers on the hub's broker, playing ``speed`` times faster than real."""
+    faults = faults or {}
+    specs = [SpeakerSpec(uid, "ward", faults=faults.get(uid, frozenset())) for uid in uids]
+    config = SimulatorConfig(
+        host="127.0.0.1",
+        port=hub.settings.mqtt.port,
+        speed=4.0,
+        latency=Latency(median_s=0.003, max_s=0.02),
+        status_interval_s=3600,
+    )
+    async with SpeakerSimulator(specs, replace(config, **overrides)) as fleet:
+        yield fleet
