@@ -11,7 +11,10 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1s
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --upgrade pip
-	@$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@# grafana-client needs niquests, whose urllib3-future would otherwise replace urllib3
+	@# for every library (zeep, schemathesis): built from source it installs side by side.
+	@URLLIB3_NO_OVERRIDE=1 $(BIN)/pip install --quiet --no-binary urllib3-future \
+		-c constraints.txt -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 system-deps:

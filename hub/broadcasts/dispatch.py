@@ -38,6 +38,7 @@ NO_ACK = (
     "AND finished_at IS NULL AND preempted_at IS NULL AND failed_at IS NULL"
 )
 ONLINE_RESEND_SPACING_S = 1.0
+ON_TIME_TOLERANCE = timedelta(milliseconds=50)
 
 
 class SendFailure(Protocol):
@@ -59,7 +60,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(slots=True)
+@dataclass(eq=False, slots=True)
 class _Job:
     occurrence_id: int
     broadcast_id: int
@@ -98,11 +99,11 @@ class Dispatcher:
         self.signer = signer
         self.settings = settings
         self._clock = clock
-        self._jobs: dict[int, _Job] = {}
+        self._jobs: list[_Job] = []
 
     def speaker_online(self, uid: str) -> None:
         """A speaker reported online: resend at once whatever it has not answered."""
-        for job in self._jobs.values():
+        for job in self._jobs:
             if uid in job.pending:
                 job.online.add(uid)
                 job.wake.set()
@@ -120,11 +121,11 @@ class Dispatcher:
             return
         if job is None:
             return
-        self._jobs[occurrence_id] = job
+        self._jobs.append(job)
         try:
             await self._follow_up(job)
         finally:
-            self._jobs.pop(occurrence_id, None)
+            self._jobs.remove(job)
 
     # ------------------------------------------------------------------ first send
 
@@ -165,7 +166,10 @@ class Dispatcher:
         if wait_s > 0:
             await asyncio.sleep(wait_s)
         sending_at = self._clock()
-        start_at = max(scheduled_at, sending_at + lead)
+        # On time, speakers start at the planned instant; late (a restart, an emergency
+        # asked for "now"), they get the full lead from now.
+        on_time = sending_at - send_due <= ON_TIME_TOLERANCE
+        start_at = scheduled_at if on_time else sending_at + lead
         expires_at = max(start_at, scheduled_at + timedelta(seconds=row["retry_window_s"]))
         expires_at += PLAY_GRACE
         metrics.DRIFT_SECONDS.observe(max(0.0, (sending_at - send_due).total_seconds()))

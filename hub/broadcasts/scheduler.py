@@ -85,7 +85,7 @@ WHERE b.state = 'active' AND s.starts_at > $1
                   WHERE o.broadcast_id = s.broadcast_id AND o.scheduled_at = s.starts_at)
 """
 UNFINISHED = """
-SELECT id FROM broadcast_occurrence
+SELECT id, broadcast_id, scheduled_at FROM broadcast_occurrence
 WHERE status IN ('claimed', 'sending', 'sent') ORDER BY scheduled_at
 """
 
@@ -115,7 +115,8 @@ class BroadcastScheduler:
         self._clock = clock
         self._wake = asyncio.Event()
         self._leading = asyncio.Event()
-        self._occurrences: dict[int, asyncio.Task[None]] = {}
+        # Keyed by the claim itself: an id alone could be reused by a rebuilt database.
+        self._occurrences: dict[tuple[int, int, datetime], asyncio.Task[None]] = {}
         self.lock_backend_pid: int | None = None
         """The server process holding the lock for us, while we lead."""
 
@@ -208,7 +209,7 @@ class BroadcastScheduler:
 
     async def _lead(self) -> None:
         for row in await self.pool.fetch(UNFINISHED):
-            self._start(row["id"])
+            self._start((row["id"], row["broadcast_id"], row["scheduled_at"]))
         next_extension = 0.0
         loop = asyncio.get_running_loop()
         while True:
@@ -238,7 +239,7 @@ class BroadcastScheduler:
                 self.pool, slot["broadcast_id"], slot["starts_at"], self.node
             )
             if occurrence_id is not None:
-                self._start(occurrence_id)
+                self._start((occurrence_id, slot["broadcast_id"], slot["starts_at"]))
         if len(due) == DUE_BATCH:
             return 0.0
         upcoming: datetime | None = await self.pool.fetchval(NEXT_SLOT, now + prepare)
@@ -247,20 +248,19 @@ class BroadcastScheduler:
         delay = (upcoming - prepare - self._clock()).total_seconds()
         return min(max(delay, 0.0), self.settings.idle_poll_s)
 
-    def _start(self, occurrence_id: int) -> None:
-        if occurrence_id in self._occurrences:
+    def _start(self, key: tuple[int, int, datetime]) -> None:
+        if key in self._occurrences:
             return
-        task = asyncio.create_task(
-            self._run_occurrence(occurrence_id), name=f"broadcast-occurrence-{occurrence_id}"
+        self._occurrences[key] = asyncio.create_task(
+            self._run_occurrence(key), name=f"broadcast-occurrence-{key[0]}"
         )
-        self._occurrences[occurrence_id] = task
 
-    async def _run_occurrence(self, occurrence_id: int) -> None:
+    async def _run_occurrence(self, key: tuple[int, int, datetime]) -> None:
         try:
-            await self.runner.run_occurrence(occurrence_id)
+            await self.runner.run_occurrence(key[0])
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("occurrence %d failed", occurrence_id)
+            log.exception("occurrence %d failed", key[0])
         finally:
-            self._occurrences.pop(occurrence_id, None)
+            self._occurrences.pop(key, None)

@@ -193,7 +193,7 @@ class DeviceController(Controller):
     ) -> Stream:
         """Every matching device as CSV (the import format plus status columns), streamed."""
         query = device_query(kind, ward, status, lifecycle, tag, q)
-        devices = service.iter_devices(principal, query)
+        devices = await service.iter_devices(principal, query)
 
         async def lines() -> AsyncIterator[str]:
             yield transfer.csv_header()
@@ -220,7 +220,7 @@ class DeviceController(Controller):
     ) -> Stream:
         """A GeoJSON FeatureCollection of matching devices with their status, for the IOC map."""
         query = device_query(kind, ward, status, lifecycle, tag, q)
-        devices = service.iter_devices(principal, query)
+        devices = await service.iter_devices(principal, query)
         base = str(request.base_url).rstrip("/")
 
         async def chunks() -> AsyncIterator[str]:

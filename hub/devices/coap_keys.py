@@ -112,62 +112,63 @@ class CoapKeyring:
             raise Conflict(f"device {uid!r} is a {device.kind}; only sensors speak CoAP")
         if device.lifecycle != Lifecycle.ACTIVE:
             raise Conflict(f"device {uid!r} is {device.lifecycle}; only active devices get keys")
-        async with self._lock, in_transaction() as conn:
-            [number] = await conn.execute_query_dict("SELECT nextval('coap_key_id_seq') AS n")
-            material = new_key_material(HUB_SENDER_ID, key_id(number["n"]))
-            previous = await conn.execute_query_dict(
-                "SELECT recipient_id, revoked_at FROM coap_key WHERE device_id = $1 FOR UPDATE",
-                [device.id],
-            )
-            fresh = ReplayWindowState(0, 0)
-            # A key entering service at once is stored as in service: numbers reserved,
-            # window unknown until it is written back.
-            stored_sequence, stored_window = (
-                (SEQUENCE_RESERVATION, None) if self._in_service else (0, fresh)
-            )
-            [row] = await conn.execute_query_dict(
-                """
-                INSERT INTO coap_key AS k (
-                    device_id, recipient_id, sender_id, sealed_material, algorithm, hkdf,
-                    next_sequence, replay_index, replay_bits
+        async with self._lock:
+            async with in_transaction() as conn:
+                [sequence] = await conn.execute_query_dict("SELECT nextval('coap_key_id_seq') AS n")
+                material = new_key_material(HUB_SENDER_ID, key_id(sequence["n"]))
+                previous = await conn.execute_query_dict(
+                    "SELECT recipient_id, revoked_at FROM coap_key WHERE device_id = $1 FOR UPDATE",
+                    [device.id],
                 )
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                ON CONFLICT (device_id) DO UPDATE SET
-                    recipient_id = EXCLUDED.recipient_id, sender_id = EXCLUDED.sender_id,
-                    sealed_material = EXCLUDED.sealed_material, algorithm = EXCLUDED.algorithm,
-                    hkdf = EXCLUDED.hkdf, next_sequence = EXCLUDED.next_sequence,
-                    replay_index = EXCLUDED.replay_index, replay_bits = EXCLUDED.replay_bits,
-                    rotated_at = now(), revoked_at = NULL
-                RETURNING k.created_at, k.rotated_at, k.revoked_at
-                """,
-                [
-                    device.id,
-                    material.recipient_id,
-                    material.sender_id,
-                    self._seal(uid, material),
-                    material.algorithm,
-                    material.hkdf,
-                    stored_sequence,
-                    stored_window.index if stored_window else None,
-                    stored_window.bits if stored_window else None,
-                ],
-            )
-            replaced = previous[0]["recipient_id"] if previous else None
-            active_before = bool(previous) and previous[0]["revoked_at"] is None
-            action = "coap_credentials.rotate" if active_before else "coap_credentials.issue"
-            await audit.record(
-                principal,
-                action,
-                "device",
-                uid,
-                ward_id=device.ward_id,
-                after={"key_id": material.recipient_id.hex(), "algorithm": material.algorithm},
-                connection=conn,
-            )
-        if replaced is not None:
-            self.registry.remove(bytes(replaced))
-        if self._in_service:
-            self.registry.add(self._context(uid, material, 0, fresh))
+                fresh = ReplayWindowState(0, 0)
+                # A key entering service at once is stored as in service: numbers reserved,
+                # window unknown until it is written back.
+                stored_sequence, stored_window = (
+                    (SEQUENCE_RESERVATION, None) if self._in_service else (0, fresh)
+                )
+                [row] = await conn.execute_query_dict(
+                    """
+                    INSERT INTO coap_key AS k (
+                        device_id, recipient_id, sender_id, sealed_material, algorithm, hkdf,
+                        next_sequence, replay_index, replay_bits
+                    )
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    ON CONFLICT (device_id) DO UPDATE SET
+                        recipient_id = EXCLUDED.recipient_id, sender_id = EXCLUDED.sender_id,
+                        sealed_material = EXCLUDED.sealed_material, algorithm = EXCLUDED.algorithm,
+                        hkdf = EXCLUDED.hkdf, next_sequence = EXCLUDED.next_sequence,
+                        replay_index = EXCLUDED.replay_index, replay_bits = EXCLUDED.replay_bits,
+                        rotated_at = now(), revoked_at = NULL
+                    RETURNING k.created_at, k.rotated_at, k.revoked_at
+                    """,
+                    [
+                        device.id,
+                        material.recipient_id,
+                        material.sender_id,
+                        self._seal(uid, material),
+                        material.algorithm,
+                        material.hkdf,
+                        stored_sequence,
+                        stored_window.index if stored_window else None,
+                        stored_window.bits if stored_window else None,
+                    ],
+                )
+                replaced = previous[0]["recipient_id"] if previous else None
+                active_before = bool(previous) and previous[0]["revoked_at"] is None
+                action = "coap_credentials.rotate" if active_before else "coap_credentials.issue"
+                await audit.record(
+                    principal,
+                    action,
+                    "device",
+                    uid,
+                    ward_id=device.ward_id,
+                    after={"key_id": material.recipient_id.hex(), "algorithm": material.algorithm},
+                    connection=conn,
+                )
+            if replaced is not None:
+                self.registry.remove(bytes(replaced))
+            if self._in_service:
+                self.registry.add(self._context(uid, material, 0, fresh))
         log.info(
             "OSCORE key %s for %s (key id %s)",
             "rotated" if active_before else "issued",
@@ -203,24 +204,25 @@ class CoapKeyring:
 
     async def revoke_device(self, principal: Principal | None, device: Device) -> bool:
         """Revoke the device's key if it has a live one (as when it is decommissioned)."""
-        async with self._lock, in_transaction() as conn:
-            revoked = await conn.execute_query_dict(
-                "UPDATE coap_key SET revoked_at = now() "
-                "WHERE device_id = $1 AND revoked_at IS NULL RETURNING recipient_id",
-                [device.id],
-            )
-            if not revoked:
-                return False
-            await audit.record(
-                principal,
-                "coap_credentials.revoke",
-                "device",
-                device.uid,
-                ward_id=device.ward_id,
-                after={"key_id": bytes(revoked[0]["recipient_id"]).hex()},
-                connection=conn,
-            )
-        self.registry.remove(bytes(revoked[0]["recipient_id"]))
+        async with self._lock:
+            async with in_transaction() as conn:
+                revoked = await conn.execute_query_dict(
+                    "UPDATE coap_key SET revoked_at = now() "
+                    "WHERE device_id = $1 AND revoked_at IS NULL RETURNING recipient_id",
+                    [device.id],
+                )
+                if not revoked:
+                    return False
+                await audit.record(
+                    principal,
+                    "coap_credentials.revoke",
+                    "device",
+                    device.uid,
+                    ward_id=device.ward_id,
+                    after={"key_id": bytes(revoked[0]["recipient_id"]).hex()},
+                    connection=conn,
+                )
+            self.registry.remove(bytes(revoked[0]["recipient_id"]))
         log.info("OSCORE key revoked for %s", device.uid)
         return True
 

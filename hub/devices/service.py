@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,10 +167,22 @@ async def list_devices(
     )
 
 
-async def iter_devices(principal: Principal, query: DeviceQuery, chunk: int = 1000) -> Any:
-    """Every matching device, in id order, fetched a chunk at a time (for exports)."""
+async def iter_devices(
+    principal: Principal, query: DeviceQuery, chunk: int = 1000
+) -> AsyncIterator[DeviceOut]:
+    """Every matching device, in id order, a chunk at a time (for exports).
+
+    The query is checked here, before the first row: a stream that has started cannot
+    turn into an error response any more.
+    """
     wards = await WardDirectory.load()
     devices = apply_query(scoped(principal), query, wards)
+    return _stream(devices, wards, chunk)
+
+
+async def _stream(
+    devices: QuerySet[Device], wards: WardDirectory, chunk: int
+) -> AsyncIterator[DeviceOut]:
     last_id = 0
     while True:
         rows = await devices.filter(id__gt=last_id).order_by("id").limit(chunk)

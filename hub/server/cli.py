@@ -137,7 +137,7 @@ def devices_list(
     async def work() -> list[Any]:
         principal = await system_principal()
         items: list[Any] = []
-        async for device in service.iter_devices(principal, query):
+        async for device in await service.iter_devices(principal, query):
             items.append(device)
             if len(items) >= limit:
                 break
@@ -221,7 +221,7 @@ def devices_export(
         with output.open("w", encoding="utf-8", newline="") as out:
             geo = output.suffix.lower() in (".geojson", ".json")
             out.write('{"type":"FeatureCollection","features":[' if geo else transfer.csv_header())
-            async for device in service.iter_devices(principal, query):
+            async for device in await service.iter_devices(principal, query):
                 if geo:
                     out.write(("," if count else "") + json.dumps(transfer.geojson_feature(device)))
                 else:

@@ -6,6 +6,7 @@ import logging
 import re
 from typing import Any
 
+import asyncpg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Redirect
@@ -107,6 +108,19 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
+def handle_out_of_range(
+    request: Request[Any, Any, Any], exc: asyncpg.NumericValueOutOfRangeError
+) -> Response[Any]:
+    # Only a caller's number can overflow a column: an id or a value beyond 64 bits.
+    return problem(
+        request,
+        400,
+        "number-out-of-range",
+        "Number out of range",
+        "a number in the request is larger than the hub stores",
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return problem(
@@ -121,6 +135,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HubError: handle_hub_error,
     HTTPException: handle_http_exception,
+    asyncpg.NumericValueOutOfRangeError: handle_out_of_range,
     Exception: handle_unexpected,
 }
 
