@@ -2,8 +2,9 @@
 
 A request is answered 2.04 Changed only after the sink has stored its readings,
 so a device that sees 2.04 may forget the data. Failures map to CoAP codes
-(docs/protocol/sensors.md): 4.00 malformed, 4.03 refused, 4.04 unknown device,
-4.13 too large, 4.15 unsupported content format, 5.03 storage unavailable.
+(docs/protocol/sensors.md): 4.00 malformed, 4.01 unauthenticated, 4.03 refused,
+4.04 unknown device, 4.13 too large, 4.15 unsupported content format, 5.03 storage
+unavailable. Given security contexts, the server speaks OSCORE (RFC 8613).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Final, Protocol
 import aiocoap
 import aiocoap.resource as resource
 from aiocoap.numbers.codes import Code
+from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
 from drivers.contract import (
     DecodeError,
@@ -38,7 +40,9 @@ from drivers.sensors.payloads import (
 __all__ = [
     "CONTENT_FORMATS",
     "RequestAuthoriser",
+    "SecurityContexts",
     "SensorCoapDriver",
+    "Unauthenticated",
     "allow_any_sender",
 ]
 
@@ -55,16 +59,31 @@ CONTENT_FORMATS: Final[Mapping[int, PayloadFormat]] = {
 RETRY_AFTER_SECONDS: Final = 30
 
 
+class Unauthenticated(RefusedDevice):
+    """The request carries no proof of who sent it (it is not OSCORE-protected)."""
+
+
 class RequestAuthoriser(Protocol):
     """Decides whether a request may speak for a device.
 
-    This is where OSCORE (RFC 8613) plugs in: with the site wrapped in
-    aiocoap's ``OscoreSiteWrapper``, an authoriser compares the security
-    context in ``request.remote.authenticated_claims`` with ``device_uid``.
+    With security contexts, an OSCORE-protected request arrives with the context
+    that opened it in ``request.remote.authenticated_claims``; an authoriser such
+    as ``drivers.sensors.oscore.OscoreAuthoriser`` compares it with ``device_uid``.
     """
 
     def __call__(self, device_uid: str, request: Any) -> None:
-        """Return if allowed; raise RefusedDevice otherwise."""
+        """Return if allowed; raise Unauthenticated (4.01) or RefusedDevice (4.03) otherwise."""
+        ...
+
+
+class SecurityContexts(Protocol):
+    """The OSCORE contexts a server accepts (``drivers.sensors.oscore.SecurityContextRegistry``).
+
+    Consulted for every protected request, so changes apply at once.
+    """
+
+    def find_oscore(self, unprotected: Mapping[int, Any]) -> Any:
+        """The context for a request's key id; KeyError if there is none."""
         ...
 
 
@@ -73,7 +92,13 @@ def allow_any_sender(device_uid: str, request: Any) -> None:
 
 
 class SensorCoapDriver:
-    """A CoAP server that accepts SenML packs from sensors and hands them to a sink."""
+    """A CoAP server that accepts SenML packs from sensors and hands them to a sink.
+
+    With ``security_contexts`` the resource sits behind aiocoap's OSCORE layer:
+    protected requests are opened with the context of their key id (an unknown key
+    id, a replay or a forgery is answered by that layer) and reach ``authorise``
+    with the context in their claims. Plain requests reach ``authorise`` without.
+    """
 
     name = "sensors-coap"
 
@@ -84,11 +109,13 @@ class SensorCoapDriver:
         *,
         limits: PayloadLimits = DEFAULT_LIMITS,
         authorise: RequestAuthoriser = allow_any_sender,
+        security_contexts: SecurityContexts | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.limits = limits
         self.authorise = authorise
+        self.security_contexts = security_contexts
         self._listening = asyncio.Event()
 
     async def wait_listening(self) -> None:
@@ -99,13 +126,23 @@ class SensorCoapDriver:
         """Serve until cancelled; raises CoapBindFailed if the address cannot be bound."""
         site = resource.Site()
         site.add_resource(RESOURCE_PATH, _SensorResource(sink, self.limits, self.authorise))
+        root = (
+            site
+            if self.security_contexts is None
+            else OscoreSiteWrapper(site, self.security_contexts)
+        )
         try:
             context = await aiocoap.Context.create_server_context(
-                site, bind=(self.host, self.port), transports=["udp6"]
+                root, bind=(self.host, self.port), transports=["udp6"]
             )
         except OSError as error:
             raise CoapBindFailed(f"cannot listen on [{self.host}]:{self.port}: {error}") from error
-        log.info("CoAP sensor server listening on [%s]:%d", self.host, self.port)
+        log.info(
+            "CoAP sensor server listening on [%s]:%d (OSCORE %s)",
+            self.host,
+            self.port,
+            "off" if self.security_contexts is None else "on",
+        )
         self._listening.set()
         try:
             await asyncio.Future()
@@ -139,6 +176,18 @@ class _SensorResource(resource.Resource, resource.PathCapable):  # type: ignore[
             return _error(Code.NOT_FOUND, "POST to /s/<device uid>")
         device_uid: str = path[0]
         source = f"coap:/s/{device_uid}"
+        payload = bytes(request.payload)
+        try:
+            self._authorise(device_uid, request)
+        except Unauthenticated as error:
+            # Not quarantined: anyone on the network can send these, so they must not cost storage.
+            log.debug(
+                "unauthenticated CoAP request for %s from %s: %s", source, _peer(request), error
+            )
+            return _error(Code.UNAUTHORIZED, f"authentication required: {error}")
+        except RefusedDevice as error:
+            await self._reject(source, payload, f"refused sender: {error}", device_uid)
+            return _error(Code.FORBIDDEN, "this sender may not speak for the device")
         if _body_size(request) > self._limits.max_bytes:
             await self._reject(
                 source,
@@ -153,7 +202,6 @@ class _SensorResource(resource.Resource, resource.PathCapable):  # type: ignore[
             )
             response.opt.size1 = self._limits.max_bytes
             return response
-        payload = bytes(request.payload)
         payload_format = CONTENT_FORMATS.get(request.opt.content_format)
         if payload_format is None:
             await self._reject(
@@ -167,11 +215,6 @@ class _SensorResource(resource.Resource, resource.PathCapable):  # type: ignore[
                 "Content-Format must be 110 (application/senml+json) "
                 "or 112 (application/senml+cbor)",
             )
-        try:
-            self._authorise(device_uid, request)
-        except RefusedDevice as error:
-            await self._reject(source, payload, f"refused sender: {error}", device_uid)
-            return _error(Code.FORBIDDEN, "this sender may not speak for the device")
         decode = (
             decode_senml_json if payload_format is PayloadFormat.SENML_JSON else decode_senml_cbor
         )
@@ -196,7 +239,7 @@ class _SensorResource(resource.Resource, resource.PathCapable):  # type: ignore[
             response = _error(Code.SERVICE_UNAVAILABLE, "storage unavailable; retry later")
             response.opt.max_age = RETRY_AFTER_SECONDS
             return response
-        remote = {"remote": str(request.remote.hostinfo)}
+        remote = {"remote": _peer(request)}
         try:
             await self._sink.heartbeat(Heartbeat(device_uid, now, True, SOURCE, remote))
         except Exception:
@@ -225,6 +268,10 @@ def _body_size(request: Any) -> int:
     if block1 is not None and (block1.more or size <= block1.size):
         size += block1.start
     return max(size, request.opt.size1 or 0)
+
+
+def _peer(request: Any) -> str:
+    return str(request.remote.hostinfo)
 
 
 def _error(code: Code, diagnostic: str) -> Any:

@@ -29,9 +29,16 @@ from zoneinfo import ZoneInfo
 import aiocoap
 import aiomqtt
 import cbor2
+from aiocoap.oscore import NotAProtectedMessage
 
 from drivers.contract import Topics
 from drivers.sensors.errors import BrokerUnavailable
+from drivers.sensors.oscore import (
+    OscoreKeyMaterial,
+    device_context,
+    protect_requests,
+    sequence_floor,
+)
 
 __all__ = [
     "AIR_METRICS",
@@ -136,6 +143,8 @@ class SimulatedSensor:
     password: str | None = None
     silent: bool = False
     """Connects and says it is online, then sends nothing: a hung firmware."""
+    oscore: OscoreKeyMaterial | None = None
+    """OSCORE key material as the device holds it: its CoAP requests are protected."""
 
 
 @dataclass
@@ -444,9 +453,13 @@ class SensorSimulator:
                 if device.transport is Transport.COAP:
                     if coap is None:
                         assert self.coap_host is not None
-                        context = await aiocoap.Context.create_client_context(transports=["udp6"])
+                        # The OSCORE transport first: it takes the requests it has a context for.
+                        context = await aiocoap.Context.create_client_context(
+                            transports=["oscore", "udp6"]
+                        )
                         stack.push_async_callback(context.shutdown)
                         coap = _CoapPublisher(context, self.coap_host, self.coap_port)
+                    coap.secure(device)
                     loops.append(self._device_loop(device, coap, rounds))
                     continue
                 if device.username is not None or self.dedicated_connections:
@@ -555,11 +568,21 @@ class _DeviceConnection:
 
 
 class _CoapPublisher:
-    """Posts SenML to ``/s/<uid>``; an error response is a failed publication."""
+    """Posts SenML to ``/s/<uid>``; an error response is a failed publication.
+
+    Devices with OSCORE key material protect their requests. They keep no state
+    between runs, so each run starts at ``sequence_floor``: the hub's replay
+    window must never see a sequence number again.
+    """
 
     def __init__(self, context: Any, host: str, port: int) -> None:
         self.context = context
         self.base_uri = f"coap://{f'[{host}]' if ':' in host else host}:{port}/s/"
+
+    def secure(self, device: SimulatedSensor) -> None:
+        if device.oscore is not None:
+            security = device_context(device.oscore, device.uid, first_sequence=sequence_floor())
+            protect_requests(self.context, self.base_uri + device.uid, security)
 
     async def telemetry(self, device: SimulatedSensor, payload: bytes) -> None:
         request = aiocoap.Message(
@@ -568,7 +591,11 @@ class _CoapPublisher:
             payload=payload,
             content_format=COAP_CONTENT_FORMATS[device.style],
         )
-        response = await self.context.request(request).response
+        try:
+            response = await self.context.request(request).response
+        except NotAProtectedMessage as error:
+            # The OSCORE layer refused the request (unknown key, replay) in the clear.
+            response = error.plain_message
         if not response.code.is_successful():
             raise aiocoap.error.Error(
                 f"{device.uid}: {response.code} {response.payload.decode(errors='replace')}"

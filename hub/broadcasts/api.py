@@ -55,7 +55,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-async def _drain(request: Request[Any, Any, Any], stream: Any, seen: int, limit: int) -> None:
+async def _drain(stream: Any, seen: int, limit: int) -> None:
     async for chunk in stream:
         seen += len(chunk)
         if seen > DRAIN_FACTOR * limit:
@@ -74,7 +74,7 @@ async def read_upload(request: Request[Any, Any, Any], limit: int) -> tuple[byte
         async for chunk in stream:
             body += chunk
             if len(body) > limit:
-                await _drain(request, stream, len(body), limit)
+                await _drain(stream, len(body), limit)
                 raise _too_large(limit)
         return bytes(body), None
     boundary = options.get("boundary")
@@ -90,7 +90,7 @@ async def read_upload(request: Request[Any, Any, Any], limit: int) -> tuple[byte
             async for chunk in stream:
                 total += len(chunk)
                 if total > limit + MULTIPART_OVERHEAD:
-                    await _drain(request, stream, total, limit)
+                    await _drain(stream, total, limit)
                     raise _too_large(limit)
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):

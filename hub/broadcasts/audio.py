@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import pyloudnorm  # type: ignore[import-untyped]
 import soundfile  # type: ignore[import-untyped]
-from scipy.signal import resample_poly  # type: ignore[import-untyped]
 
 from hub.errors import FieldProblem, ValidationFailed
 
@@ -96,6 +94,9 @@ def _decode_mono(raw: bytes, max_duration_s: float, field: str) -> tuple[Samples
 def _resample(mono: Samples, rate: int, target: int) -> Samples:
     if rate == target:
         return mono
+    # scipy takes a second and a half to import: only audio work pays for it.
+    from scipy.signal import resample_poly  # type: ignore[import-untyped]
+
     common = math.gcd(rate, target)
     resampled = resample_poly(mono, target // common, rate // common)
     return np.asarray(resampled, dtype=np.float32)
@@ -104,6 +105,8 @@ def _resample(mono: Samples, rate: int, target: int) -> Samples:
 def _normalise(
     mono: Samples, rate: int, target_lufs: float, max_gain_db: float
 ) -> tuple[Samples, float | None, float]:
+    import pyloudnorm  # type: ignore[import-untyped]  # imports scipy: see _resample
+
     loudness = float(pyloudnorm.Meter(rate).integrated_loudness(mono.astype(np.float64)))
     if not math.isfinite(loudness):
         return mono, None, 0.0

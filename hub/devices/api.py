@@ -108,6 +108,7 @@ class DeviceController(Controller):
         result = await service.remove_device(principal, uid)
         if result is not None:
             await credentials_of(request).revoke(principal, device)
+            await request.app.state.coap_keys.revoke_device(principal, device)
         request.app.state.directory.forget(uid)
         return result
 

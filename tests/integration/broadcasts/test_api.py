@@ -95,7 +95,7 @@ async def test_viewers_cannot_upload_or_schedule(clients: Clients, speakers: Spe
 
 
 NEVER_MATCHES = {"rrule": "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30"}
-INVALID = [
+INVALID: list[tuple[dict[str, Any], int, str]] = [
     ({"rrule": "FREQ=NEVERLY"}, 422, "rrule"),
     (NEVER_MATCHES, 422, "rrule"),
     ({"rrule": "FREQ=HOURLY"}, 422, "rrule"),  # a 2 s jingle fits, but not in quiet hours
@@ -218,6 +218,7 @@ async def test_typed_text_is_spoken_and_scheduled(
     )
     assert created.status_code == 201, created.text
     asset = await db.fetchrow("SELECT * FROM audio_asset")
+    assert asset is not None
     assert asset["source"] == "tts"
     assert asset["tts_voice"] == "vi"
     assert created.json()["broadcast"]["audio_asset_id"] == asset["id"]

@@ -38,8 +38,8 @@ def schedule(audio: dict[str, Any], targets: dict[str, Any], **extra: Any) -> di
 
 
 def everyone(state: str) -> Any:
-    return lambda report: bool(report["speakers"]) and all(
-        s["state"] == state for s in report["speakers"]
+    return lambda report: (
+        bool(report["speakers"]) and all(s["state"] == state for s in report["speakers"])
     )
 
 
@@ -76,7 +76,9 @@ async def test_a_scheduled_broadcast_plays_on_every_speaker_together(
     assert start_at == datetime.fromisoformat(report["scheduled_at"])
     started = [datetime.fromisoformat(s["started_at"]) for s in report["speakers"]]
     # Everyone starts at the instant given (acks carry milliseconds), within a whisker.
-    assert all(timedelta(milliseconds=-2) <= t - start_at < timedelta(milliseconds=150) for t in started)
+    assert all(
+        timedelta(milliseconds=-2) <= t - start_at < timedelta(milliseconds=150) for t in started
+    )
     assert [s["send_count"] for s in report["speakers"]] == [1, 1, 1]
     assert sorted(s["speaker"] for s in report["speakers"]) == sorted(ward)
     calendar = (
@@ -139,7 +141,9 @@ async def test_silent_doubled_unknown_and_late_speakers_are_told_apart(
             )
 
         async def stale_repeat_recorded() -> bool:
-            report = (await clients.admin.get(f"/api/v1/broadcasts/occurrences/{patient_id}")).json()
+            report = (
+                await clients.admin.get(f"/api/v1/broadcasts/occurrences/{patient_id}")
+            ).json()
             return bool(by_speaker(report)[ok]["duplicate_acks"] == 1)
 
         await eventually(stale_repeat_recorded)

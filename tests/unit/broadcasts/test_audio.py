@@ -11,10 +11,18 @@ import pyloudnorm  # type: ignore[import-untyped]
 import pytest
 import soundfile  # type: ignore[import-untyped]
 
-from hub.broadcasts.audio import OUTPUT_RATE, AudioRejected, AudioStore, prepare_audio
+from hub.broadcasts.audio import (
+    OUTPUT_RATE,
+    AudioRejected,
+    AudioStore,
+    PreparedAudio,
+    prepare_audio,
+)
 from tests.unit.broadcasts.sounds import tone
 
-LIMITS = {"target_lufs": -16.0, "max_gain_db": 24.0, "max_duration_s": 60.0}
+
+def prepared(raw: bytes) -> PreparedAudio:
+    return prepare_audio(raw, target_lufs=-16.0, max_gain_db=24.0, max_duration_s=60.0)
 
 
 def loudness(wav: bytes) -> float:
@@ -25,7 +33,7 @@ def loudness(wav: bytes) -> float:
 @pytest.mark.parametrize("container", ["WAV", "MP3", "OGG"])
 def test_each_container_becomes_a_normalised_16_bit_wav(container: str) -> None:
     raw = tone(2.0, container=container, amplitude=0.05, channels=2)
-    audio = prepare_audio(raw, **LIMITS)
+    audio = prepared(raw)
     info = soundfile.info(io.BytesIO(audio.wav))
     assert (info.format, info.subtype, info.channels) == ("WAV", "PCM_16", 1)
     assert info.samplerate == audio.sample_rate == OUTPUT_RATE
@@ -38,14 +46,14 @@ def test_each_container_becomes_a_normalised_16_bit_wav(container: str) -> None:
 
 
 def test_loud_audio_is_brought_down_and_never_clips() -> None:
-    audio = prepare_audio(tone(1.0, amplitude=0.99), **LIMITS)
+    audio = prepared(tone(1.0, amplitude=0.99))
     samples, _ = soundfile.read(io.BytesIO(audio.wav))
     assert audio.gain_db < 0
     assert np.max(np.abs(samples)) <= 0.9
 
 
 def test_silence_is_kept_as_it_is() -> None:
-    audio = prepare_audio(tone(1.0, amplitude=0.0), **LIMITS)
+    audio = prepared(tone(1.0, amplitude=0.0))
     assert audio.loudness_lufs is None
     assert audio.gain_db == 0
 
@@ -63,14 +71,14 @@ def test_silence_is_kept_as_it_is() -> None:
 )
 def test_what_is_not_playable_audio_is_refused_with_the_reason(raw: bytes, reason: str) -> None:
     with pytest.raises(AudioRejected) as caught:
-        prepare_audio(raw, **LIMITS)
+        prepared(raw)
     assert caught.value.errors[0].field == "file"
     assert reason in caught.value.errors[0].message
 
 
 def test_store_is_content_addressed(tmp_path: Path) -> None:
     store = AudioStore(tmp_path / "audio")
-    audio = prepare_audio(tone(1.0), **LIMITS)
+    audio = prepared(tone(1.0))
     path = store.save(audio)
     assert path == store.path(audio.sha256)
     assert path.read_bytes() == audio.wav
