@@ -142,11 +142,14 @@ async def drain(
     await conn.close()
     ids = [f"bench-{tag}-{n}" for n in range(hubs)]
     # Each hub subscribes once so the broker keeps its session, then goes away.
-    for hub in [await start_hub(url, port, i, logs) for i in ids]:
+    # Each stage its own shared-subscription group: the broker keeps sharing messages with
+    # the offline sessions of an earlier stage's group (as it would with a stopped hub).
+    env = {"IOCHUB_MQTT__SHARED_GROUP": f"bench-{tag}"}
+    for hub in [await start_hub(url, port, i, logs, env) for i in ids]:
         await asyncio.sleep(1.0)
         hub.stop()
     await asyncio.to_thread(publish, port, messages)
-    running = [await start_hub(url, port, i, logs) for i in ids]
+    running = [await start_hub(url, port, i, logs, env) for i in ids]
     try:
         first, last = await wait_rows(url, readings)
     finally:
@@ -160,7 +163,9 @@ async def latency(
 ) -> list[float]:
     conn = await asyncpg.connect(asyncpg_dsn(url))
     await conn.execute("TRUNCATE reading, reading_latest")
-    hub = await start_hub(url, port, "bench-latency", logs)
+    hub = await start_hub(
+        url, port, "bench-latency", logs, {"IOCHUB_MQTT__SHARED_GROUP": "bench-latency"}
+    )
     try:
         count = int(rate * seconds)
         base = datetime.now(UTC)

@@ -164,7 +164,7 @@ async def test_offline_rule_fires_once_for_a_flapping_device(
     offset = timedelta(0)
     monitor.clock = lambda: real_clock() + offset
     try:
-        for cycle in range(4):
+        for _ in range(4):
             now = monitor.clock()
             await state.sink.heartbeat(Heartbeat("aq-1", now, True, "mqtt-status"))
             await state.sink.heartbeat(Heartbeat("aq-1", now, False, "mqtt-lwt"))

@@ -1,66 +1,21 @@
-"""A recording DriverSink, a CoAP server on loopback, and sensors that speak OSCORE on the wire."""
+"""A CoAP server on loopback, and sensors that speak OSCORE on the wire."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiocoap
 import pytest
 from aiocoap.message import Direction
 
-from drivers.contract import (
-    Ack,
-    DeviceEvent,
-    Driver,
-    DriverSink,
-    Heartbeat,
-    Reading,
-    Rejected,
-)
 from drivers.sensors.oscore import DeviceSecurityContext, protect_requests
+from tests.support.sinks import RecordingSink
 
 SENML_JSON = 110
-
-
-@dataclass
-class RecordingSink:
-    """Keeps what the driver hands over (the hub's stand-in: the driver is under test)."""
-
-    stored: list[Reading] = field(default_factory=list)
-    heartbeats: list[Heartbeat] = field(default_factory=list)
-    quarantined: list[Rejected] = field(default_factory=list)
-
-    async def readings(self, items: list[Reading], source: str) -> None:
-        self.stored.extend(items)
-
-    async def heartbeat(self, item: Heartbeat) -> None:
-        self.heartbeats.append(item)
-
-    async def event(self, item: DeviceEvent) -> None:
-        raise AssertionError("sensor drivers report no events")
-
-    async def ack(self, item: Ack) -> None:
-        raise AssertionError("sensor drivers report no acks")
-
-    async def rejected(self, item: Rejected) -> None:
-        self.quarantined.append(item)
-
-
-@contextlib.asynccontextmanager
-async def running(driver: Driver, sink: DriverSink) -> AsyncIterator[asyncio.Task[None]]:
-    """Run a driver in a task; cancel it (a clean stop) on the way out."""
-    task = asyncio.create_task(driver.run(sink))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.fixture

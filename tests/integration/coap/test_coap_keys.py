@@ -22,8 +22,9 @@ from hub.storage.crypto import SecretBoxError
 from tests.conftest import Clients
 from tests.support.brokers import free_udp_port
 from tests.support.hub import RunningHub
+from tests.support.sinks import RecordingSink
 
-from .conftest import Endpoint, RecordingSink, opened, post, post_as, protect, send, senml
+from .conftest import Endpoint, opened, post, post_as, protect, send, senml
 
 ADMIN = Principal(user_id=0, username="tests", role=Role.ADMIN, ward_ids=None, via="token")
 

@@ -24,8 +24,9 @@ from drivers.sensors.oscore import (
 from drivers.sensors.simulator import PayloadStyle, SimulatedSensor, Transport, run_sensor_fleet
 from hub.devices.coap_keys import HUB_SENDER_ID, key_id
 from tests.support.brokers import free_udp_port
+from tests.support.sinks import RecordingSink, running
 
-from .conftest import Endpoint, RecordingSink, opened, post, post_as, protect, running, send, senml
+from .conftest import Endpoint, opened, post, post_as, protect, send, senml
 
 FRESH = ReplayWindowState(0, 0)
 

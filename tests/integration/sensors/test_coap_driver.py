@@ -17,8 +17,7 @@ from drivers.sensors.coap import SensorCoapDriver
 from drivers.sensors.errors import CoapBindFailed
 from drivers.sensors.payloads import PayloadLimits
 from tests.support.brokers import free_port
-
-from .conftest import RecordingSink, running
+from tests.support.sinks import RecordingSink, running
 
 SENML_JSON = 110
 SENML_CBOR = 112

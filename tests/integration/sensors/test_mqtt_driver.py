@@ -31,8 +31,7 @@ from drivers.sensors.errors import BrokerRefused
 from drivers.sensors.mqtt import MqttVersion, SensorMqttDriver
 from drivers.sensors.payloads import PayloadLimits, decode_telemetry
 from tests.support.brokers import PrivateBroker, free_port, private_mosquitto
-
-from .conftest import RecordingSink, eventually, running
+from tests.support.sinks import RecordingSink, eventually, running
 
 
 def make_driver(broker: PrivateBroker, **options: Any) -> SensorMqttDriver:

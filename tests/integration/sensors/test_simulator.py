@@ -21,8 +21,9 @@ from drivers.sensors.simulator import (
 )
 from hub.telemetry.catalog import normalise
 from tests.support.brokers import PrivateBroker, free_port, private_mosquitto
+from tests.support.sinks import RecordingSink, eventually, running
 
-from .conftest import BROKER_USERS, RecordingSink, eventually, running
+from .conftest import BROKER_USERS
 
 FLEET = [
     SimulatedSensor("hp-a", "Lê Chân", 20.85, 106.68),

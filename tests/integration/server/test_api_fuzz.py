@@ -27,21 +27,43 @@ async def test_fuzzing_finds_no_server_error_and_no_ward_leak(
     schemathesis = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     if not Path(schemathesis).exists():
         pytest.skip("schemathesis is not installed (it is a dev dependency)")
-    await clients.admin.post("/api/v1/devices", json={"uid": "fz-a", "kind": "sensor", "ward": "ward-a"})
-    await clients.admin.post("/api/v1/devices", json={"uid": "fz-b", "kind": "speaker", "ward": "ward-b"})
+    await clients.admin.post(
+        "/api/v1/devices", json={"uid": "fz-a", "kind": "sensor", "ward": "ward-a"}
+    )
+    await clients.admin.post(
+        "/api/v1/devices", json={"uid": "fz-b", "kind": "speaker", "ward": "ward-b"}
+    )
     foreign = [code for code, _ in WARDS if code != "ward-a"] if role == "staff_a" else []
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.server.fuzz_hooks",
-           "IOCHUB_FUZZ_FOREIGN_WARDS": ",".join(foreign)}
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.integration.server.fuzz_hooks",
+        "IOCHUB_FUZZ_FOREIGN_WARDS": ",".join(foreign),
+    }
     process = await asyncio.create_subprocess_exec(
-        schemathesis, "run", f"{hub.base_url}/api/openapi.json",
-        "--header", f"Authorization: Bearer {tokens[role]}",
-        "--checks", "not_a_server_error,no_foreign_ward_data",
-        "--exclude-path-regex", EXCLUDED_PATHS,
-        "--phases", "examples,fuzzing", "--max-examples", "6",
-        "--generation-deterministic", "--request-timeout", "20",
-        "--report", "junit", "--report-junit-path", str(tmp_path / "report.xml"),
+        schemathesis,
+        "run",
+        f"{hub.base_url}/api/openapi.json",
+        "--header",
+        f"Authorization: Bearer {tokens[role]}",
+        "--checks",
+        "not_a_server_error,no_foreign_ward_data",
+        "--exclude-path-regex",
+        EXCLUDED_PATHS,
+        "--phases",
+        "examples,fuzzing",
+        "--max-examples",
+        "6",
+        "--generation-deterministic",
+        "--request-timeout",
+        "20",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(tmp_path / "report.xml"),
         "--no-color",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), 600)
     text = output.decode(errors="replace")

@@ -1,0 +1,381 @@
+"""Broadcast fan-out: one announcement to 272 simulated speakers, and to 10,000.
+
+A hub runs in its own process (scheduler leader, speaker driver, delivery recorder, the
+signed audio download) against a scratch database and a private mosquitto; the speakers
+run in another process (``drivers.speaker.simulator``), so neither steals the other's
+event loop. Each round saves an emergency broadcast for "now" — the case where the whole
+fan-out is on the clock — and a normal one a few seconds ahead, then reads back from the
+database when every speaker reported ``started``.
+
+Printed per fleet size, over the rounds (p50 / p99 / max):
+  * from the occurrence's start (the moment the emergency was saved) to the last
+    ``started`` ack, by the speakers' clocks and as recorded by the hub, against the goal
+    (272 speakers: 500 ms p99; 10,000: 5 s);
+  * for the scheduled broadcast, how far the last speaker started after the planned
+    instant, and the scheduler's drift (fan-out begun against its plan);
+  * as the limit measured in the same run, the broker's own round trip for the same number
+    of messages (a command out and an ack back per speaker, QoS 1, through the same broker).
+
+    .venv/bin/python -m bench.fanout [--sizes 272 10000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiomqtt
+import asyncpg
+import numpy as np
+import soundfile  # type: ignore[import-untyped]
+
+from bench.support import HubProcess, bench_database, percentile, row, start_hub
+from drivers.speaker.simulator import district_pairs
+from hub.broadcasts.audio import AudioStore, PreparedAudio, prepare_audio
+from tests.support.brokers import PrivateBroker, private_mosquitto
+
+GOALS_S = {272: 0.5, 10_000: 5.0}
+WARDS = 8
+SPEED = 50.0  # a 1 s announcement plays for 20 ms: rounds follow each other quickly
+SCHEDULED_AHEAD_S = 5.0
+BROKER_CONFIG = (
+    "max_queued_messages 1000000\nmax_queued_bytes 0\nmemory_limit 0\n"
+    "max_inflight_messages 1000\nmax_connections -1\n"
+)
+
+
+@dataclass
+class Round:
+    speakers: int
+    started_last_s: float
+    """Last speaker's ``started`` (its own clock) after the occurrence's start."""
+    recorded_last_s: float
+    """When the hub had every ``started`` ack stored, after the occurrence's start."""
+    drift_s: float
+
+
+@dataclass
+class Results:
+    now: list[Round] = field(default_factory=list)
+    scheduled: list[Round] = field(default_factory=list)
+    broker_round_trip_s: list[float] = field(default_factory=list)
+
+
+def announcement() -> PreparedAudio:
+    rate = 22_050
+    t = np.arange(rate) / rate
+    wave = (0.2 * np.sin(2 * np.pi * 523.25 * t)).astype(np.float32)
+    raw = io.BytesIO()
+    soundfile.write(raw, wave, rate, format="WAV", subtype="PCM_16")
+    return prepare_audio(raw.getvalue(), target_lufs=-16.0, max_gain_db=24.0, max_duration_s=60.0)
+
+
+async def seed(url: str, data_dir: Path, count: int) -> int:
+    """Wards, speakers and the announcement; returns the audio asset id."""
+    audio = announcement()
+    AudioStore(data_dir / "audio").save(audio)
+    conn = await asyncpg.connect(url)
+    try:
+        wards = {}
+        for n in range(1, WARDS + 1):
+            code = f"ward-{n:02d}"
+            wards[code] = await conn.fetchval(
+                "INSERT INTO ward (code, name) VALUES ($1, $1) RETURNING id", code
+            )
+        await conn.copy_records_to_table(
+            "device",
+            records=[
+                (uid, "speaker", wards[ward], "active")
+                for uid, ward in district_pairs(count, WARDS)
+            ],
+            columns=["uid", "kind", "ward_id", "lifecycle"],
+        )
+        asset_id: int = await conn.fetchval(
+            "INSERT INTO audio_asset (name, source, original_format, original_sha256, "
+            "original_bytes, sha256, size_bytes, duration_s, sample_rate, created_by) "
+            "VALUES ('bench', 'upload', 'WAV', $1, $2, $3, $4, $5, $6, 'bench') RETURNING id",
+            audio.original_sha256,
+            audio.original_bytes,
+            audio.sha256,
+            len(audio.wav),
+            audio.duration_s,
+            audio.sample_rate,
+        )
+        return asset_id
+    finally:
+        await conn.close()
+
+
+async def broadcast(pool: asyncpg.Pool, asset_id: int, starts_at: datetime, priority: str) -> int:
+    """Saved as the API saves it: the broadcast, its slot, and the NOTIFY that wakes the leader."""
+    async with pool.acquire() as conn, conn.transaction():
+        ward_ids = [r["id"] for r in await conn.fetch("SELECT id FROM ward ORDER BY id")]
+        broadcast_id: int = await conn.fetchval(
+            "INSERT INTO broadcast (title, priority, volume, audio_asset_id, duration_s, "
+            "target_all, ward_ids, starts_at, timezone, retry_window_s, created_by) "
+            "SELECT 'bench', $1, 80, id, duration_s, true, $2, $3, 'Asia/Ho_Chi_Minh', 60, "
+            "'bench' FROM audio_asset WHERE id = $4 RETURNING id",
+            priority,
+            ward_ids,
+            starts_at,
+            asset_id,
+        )
+        await conn.execute(
+            "INSERT INTO broadcast_slot (broadcast_id, starts_at, ends_at) VALUES ($1, $2, $3)",
+            broadcast_id,
+            starts_at,
+            starts_at + timedelta(seconds=1),
+        )
+    return broadcast_id
+
+
+async def until_all_started(
+    pool: asyncpg.Pool, broadcast_id: int, speakers: int, timeout_s: float
+) -> tuple[asyncpg.Record, datetime]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = await pool.fetchrow(
+            "SELECT o.id, o.scheduled_at, o.send_due_at, o.send_started_at, "
+            "count(d.started_at) AS started, max(d.started_at) AS last_started "
+            "FROM broadcast_occurrence o LEFT JOIN broadcast_delivery d ON d.occurrence_id = o.id "
+            "WHERE o.broadcast_id = $1 GROUP BY o.id",
+            broadcast_id,
+        )
+        if state is not None and state["started"] >= speakers:
+            return state, datetime.now(UTC)
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"not every speaker started broadcast {broadcast_id} in {timeout_s} s")
+
+
+async def until_finished(pool: asyncpg.Pool, broadcast_id: int, speakers: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = await pool.fetchval(
+            "SELECT count(*) FILTER (WHERE d.finished_at IS NOT NULL OR d.preempted_at IS NOT NULL) "
+            "FROM broadcast_occurrence o JOIN broadcast_delivery d ON d.occurrence_id = o.id "
+            "WHERE o.broadcast_id = $1",
+            broadcast_id,
+        )
+        if done >= speakers:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def one_round(pool: asyncpg.Pool, asset_id: int, speakers: int, scheduled: bool) -> Round:
+    timeout = 30 + speakers / 500
+    start = datetime.now(UTC) + timedelta(seconds=SCHEDULED_AHEAD_S if scheduled else 0)
+    # Emergency priority either way: the fan-out is the same, and quiet hours (when the
+    # bench runs at night in Asia/Ho_Chi_Minh) do not silence it.
+    broadcast_id = await broadcast(pool, asset_id, start, "emergency")
+    state, recorded_at = await until_all_started(pool, broadcast_id, speakers, timeout)
+    await until_finished(pool, broadcast_id, speakers)
+    drift = (state["send_started_at"] - state["send_due_at"]).total_seconds()
+    return Round(
+        speakers=speakers,
+        started_last_s=(state["last_started"] - start).total_seconds(),
+        recorded_last_s=(recorded_at - start).total_seconds(),
+        drift_s=drift,
+    )
+
+
+async def broker_round_trip(broker: PrivateBroker, count: int) -> float:
+    """N commands out and N acks back through the broker, QoS 1, one client each side."""
+    payload = b"x" * 420  # about the size of a play command
+    tag = secrets.token_hex(3)
+    done = asyncio.Event()
+    received = 0
+
+    async with (
+        aiomqtt.Client(
+            broker.host, broker.port, identifier=f"rt-hub-{tag}", max_inflight_messages=200
+        ) as hub,
+        aiomqtt.Client(
+            broker.host, broker.port, identifier=f"rt-spk-{tag}", max_inflight_messages=200
+        ) as speakers,
+    ):
+        hub.pending_calls_threshold = speakers.pending_calls_threshold = count * 3
+        await hub.subscribe(f"rt/{tag}/+/ack", qos=1)
+        await speakers.subscribe(f"rt/{tag}/+/cmd", qos=1)
+
+        async def echo() -> None:
+            async for message in speakers.messages:
+                device = message.topic.value.split("/")[2]
+                await speakers.publish(f"rt/{tag}/{device}/ack", b"{}", qos=1)
+
+        async def count_acks() -> None:
+            nonlocal received
+            async for _ in hub.messages:
+                received += 1
+                if received >= count:
+                    done.set()
+
+        tasks = [asyncio.create_task(echo()), asyncio.create_task(count_acks())]
+        window = asyncio.Semaphore(100)
+
+        async def send(n: int) -> None:
+            async with window:
+                await hub.publish(f"rt/{tag}/d{n}/cmd", payload, qos=1)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(send(n) for n in range(count)))
+        await asyncio.wait_for(done.wait(), 120)
+        elapsed = time.perf_counter() - started
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return elapsed
+
+
+@contextlib.asynccontextmanager
+async def speaker_fleet(broker: PrivateBroker, count: int) -> AsyncIterator[None]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "drivers.speaker.simulator",
+        "--host",
+        broker.host,
+        "--port",
+        str(broker.port),
+        "--count",
+        str(count),
+        "--wards",
+        str(WARDS),
+        "--speed",
+        str(SPEED),
+        "--status-interval",
+        "3600",
+        "--seed",
+        "7",
+        *(["--shared-downloads"] if count > 1000 else []),
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(180):
+            while True:
+                line = await process.stderr.readline()
+                if not line:
+                    raise RuntimeError("the speaker simulator exited")
+                if b"speaker simulator ready" in line:
+                    break
+        drain = asyncio.create_task(process.stderr.read())
+        yield
+        drain.cancel()
+    finally:
+        process.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 30)
+        if process.returncode is None:
+            process.kill()
+
+
+@contextlib.contextmanager
+def raised_file_limit() -> Iterator[None]:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    yield
+
+
+async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) -> Results:
+    results = Results()
+    async with bench_database() as url:
+        data_dir = log_dir / f"data-{size}"
+        asset_id = await seed(url, data_dir, size)
+        hub: HubProcess = await start_hub(
+            url,
+            broker.port,
+            f"bench-fanout-{size}",
+            log_dir,
+            extra_env={
+                "IOCHUB_DATA_DIR": str(data_dir),
+                "IOCHUB_TELEMETRY__MQTT_INGEST": "false",
+                "IOCHUB_DELIVERY__ENABLED": "false",
+                "IOCHUB_DATABASE__POOL_MAX_SIZE": "20",
+            },
+        )
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        try:
+            async with speaker_fleet(broker, size):
+                await asyncio.sleep(2)  # let the hub take in the fleet's first statuses
+                for _ in range(rounds):
+                    results.now.append(await one_round(pool, asset_id, size, scheduled=False))
+                    results.scheduled.append(await one_round(pool, asset_id, size, scheduled=True))
+                    results.broker_round_trip_s.append(await broker_round_trip(broker, size))
+        finally:
+            await pool.close()
+            hub.stop()
+    return results
+
+
+def summary(values: list[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return f"{percentile(ms, 50):7.0f} {percentile(ms, 99):7.0f} {max(ms):7.0f} ms"
+
+
+def report(size: int, results: Results) -> None:
+    goal = GOALS_S.get(size)
+    p99 = percentile([r.started_last_s for r in results.now], 99)
+    print(f"\n{size} speakers, {len(results.now)} rounds  (p50 / p99 / max)")
+    row(
+        "emergency now: start -> last started (speaker clock)",
+        summary([r.started_last_s for r in results.now]),
+    )
+    row(
+        "emergency now: start -> all started acks stored",
+        summary([r.recorded_last_s for r in results.now]),
+    )
+    if goal is not None:
+        row(
+            "ratio to the goal (p99, speaker clock)",
+            f"{p99 / goal:.2f}",
+            f"goal {goal * 1000:.0f} ms",
+        )
+    row(
+        "scheduled: planned start -> last started",
+        summary([r.started_last_s for r in results.scheduled]),
+    )
+    row(
+        "scheduled: planned start -> all started acks stored",
+        summary([r.recorded_last_s for r in results.scheduled]),
+    )
+    row(
+        "scheduler drift (fan-out begun vs planned)",
+        summary([r.drift_s for r in results.scheduled]),
+    )
+    row("limit: broker round trip, same message count", summary(results.broker_round_trip_s))
+
+
+async def main(sizes: list[int], rounds: int) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    with (
+        raised_file_limit(),
+        tempfile.TemporaryDirectory(prefix="iochub-fanout-") as workdir,
+        private_mosquitto(extra_config=BROKER_CONFIG) as broker,
+    ):
+        for size in sizes:
+            report(size, await measure(size, rounds, broker, Path(workdir)))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[272, 10_000])
+    parser.add_argument("--rounds", type=int, default=5)
+    arguments = parser.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(main(arguments.sizes, arguments.rounds))
