@@ -120,6 +120,7 @@ async def clients(
     # Device ids restart with the tables: what the hub cached about them is void.
     app_state = hub.server.config.app.state  # type: ignore[union-attr]
     app_state.directory.forget_all()
+    app_state.health.forget_all()
     app_state.login_throttle.attempts.clear()
     await app_state.alert_engine.refresh()
     async with contextlib.AsyncExitStack() as stack:

@@ -115,8 +115,9 @@ async def cameras_for_discovery(
     return [_access(row) for row in rows]
 
 
-def probe_columns(probe: CameraProbe) -> dict[str, Any]:
-    """The camera columns a probe fills; URIs already carry no credentials."""
+def probe_values(probe: CameraProbe) -> list[Any]:
+    """What a probe fills in, in column order: hardware_id, hostname, mac_addresses,
+    capabilities, profiles, snapshot_uri, clock_drift_s. URIs already carry no credentials."""
     capabilities = {
         "events": probe.supports_events,
         "pullpoint": probe.supports_pullpoint,
@@ -138,16 +139,16 @@ def probe_columns(probe: CameraProbe) -> dict[str, Any]:
         for p in probe.profiles
     ]
     snapshot = probe.snapshot_uri
-    return {
-        "hardware_id": probe.hardware_id,
-        "hostname": probe.hostname,
-        "mac_addresses": list(probe.mac_addresses),
-        "capabilities": json.dumps(capabilities),
-        "profiles": json.dumps(profiles),
+    return [
+        probe.hardware_id,
+        probe.hostname,
+        list(probe.mac_addresses),
+        json.dumps(capabilities),
+        json.dumps(profiles),
         # Snapshot credentials go to the camera's own address and nowhere else.
-        "snapshot_uri": pin_to_host(snapshot, probe.host) if snapshot else None,
-        "clock_drift_s": probe.clock_drift_s,
-    }
+        pin_to_host(snapshot, probe.host) if snapshot else None,
+        probe.clock_drift_s,
+    ]
 
 
 def device_endpoint(probe: CameraProbe) -> str:
@@ -162,7 +163,6 @@ async def insert_camera(
     password_sealed: str,
     endpoint_ref: str | None,
 ) -> None:
-    columns = probe_columns(probe)
     await conn.execute_query(
         "INSERT INTO camera (device_id, host, port, username, password_sealed, endpoint_ref, "
         "hardware_id, hostname, mac_addresses, capabilities, profiles, snapshot_uri, "
@@ -176,37 +176,19 @@ async def insert_camera(
             username,
             password_sealed,
             endpoint_ref,
-            columns["hardware_id"],
-            columns["hostname"],
-            columns["mac_addresses"],
-            columns["capabilities"],
-            columns["profiles"],
-            columns["snapshot_uri"],
-            columns["clock_drift_s"],
+            *probe_values(probe),
         ],
     )
 
 
 async def apply_probe(conn: BaseDBAsyncClient, device_id: int, probe: CameraProbe) -> None:
     """Store what a successful probe read, at the address it reached the camera on."""
-    columns = probe_columns(probe)
     await conn.execute_query(
         "UPDATE camera SET host = $2, port = $3, hardware_id = $4, hostname = $5, "
         "mac_addresses = $6, capabilities = $7::jsonb, profiles = $8::jsonb, snapshot_uri = $9, "
         "clock_drift_s = $10, health_state = 'up_auth', last_probe_at = now(), "
         "last_error = NULL, updated_at = now() WHERE device_id = $1",
-        [
-            device_id,
-            probe.host,
-            probe.port,
-            columns["hardware_id"],
-            columns["hostname"],
-            columns["mac_addresses"],
-            columns["capabilities"],
-            columns["profiles"],
-            columns["snapshot_uri"],
-            columns["clock_drift_s"],
-        ],
+        [device_id, probe.host, probe.port, *probe_values(probe)],
     )
     await conn.execute_query(
         "UPDATE device SET vendor = $2, model = $3, firmware_version = $4, "

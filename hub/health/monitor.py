@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 
 import asyncpg
 
@@ -66,6 +67,8 @@ class HealthMonitor:
     on_tick: list[TickHook] = field(default_factory=list)
     on_transition: list[TransitionHook] = field(default_factory=list)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _touched: dict[int, float] = field(default_factory=dict)
+    _battery_low: dict[int, bool] = field(default_factory=dict)
 
     async def heartbeat(self, item: Heartbeat) -> None:
         ref = await self.directory.resolve(item.device_uid)
@@ -101,7 +104,11 @@ class HealthMonitor:
         await self.reassess([ref.id])
 
     async def readings_stored(self, rows: Sequence[Row]) -> None:
-        """Data is activity: refresh last_seen and last_data_at; watch battery levels."""
+        """Data is activity: refresh last_seen and last_data_at; watch battery levels.
+
+        Called for every written batch, so it writes only what changed: a device's
+        activity at most once a second, a battery fault only when it flips.
+        """
         newest: dict[int, datetime] = {}
         battery: dict[int, float] = {}
         for time, device_id, metric, value in rows:
@@ -109,21 +116,38 @@ class HealthMonitor:
                 newest[device_id] = time
             if metric == "battery":
                 battery[device_id] = value
+        moment = monotonic()
+        due = sorted(i for i in newest if moment - self._touched.get(i, -1e9) >= 1.0)
+        flips: list[tuple[int, bool]] = []
+        for device_id, level in sorted(battery.items()):
+            low = self._battery_low.get(device_id)
+            if level < LOW_BATTERY_PERCENT and low is not True:
+                flips.append((device_id, True))
+            elif level >= BATTERY_RECOVERED_PERCENT and low is not False:
+                flips.append((device_id, False))
+        if not due and not flips:
+            return
         async with self.pool.acquire() as conn, conn.transaction():
-            ids = sorted(newest)
-            await conn.execute(
-                "UPDATE device d SET last_data_at = greatest(d.last_data_at, n.at), "
-                "last_seen = greatest(d.last_seen, n.at), connected = true "
-                "FROM unnest($1::bigint[], $2::timestamptz[]) AS n(id, at) WHERE d.id = n.id",
-                ids,
-                [newest[i] for i in ids],
-            )
-            for device_id, level in sorted(battery.items()):
-                if level < LOW_BATTERY_PERCENT:
-                    await set_fault(conn, device_id, "low_battery", True)
-                elif level >= BATTERY_RECOVERED_PERCENT:
-                    await set_fault(conn, device_id, "low_battery", False)
-        await self.reassess(list(newest))
+            if due:
+                await conn.execute(
+                    "UPDATE device d SET last_data_at = greatest(d.last_data_at, n.at), "
+                    "last_seen = greatest(d.last_seen, n.at), connected = true "
+                    "FROM unnest($1::bigint[], $2::timestamptz[]) AS n(id, at) WHERE d.id = n.id",
+                    due,
+                    [newest[i] for i in due],
+                )
+            for device_id, low in flips:
+                await set_fault(conn, device_id, "low_battery", low)
+        for device_id in due:
+            self._touched[device_id] = moment
+        for device_id, low in flips:
+            self._battery_low[device_id] = low
+        await self.reassess(sorted({*due, *(device_id for device_id, _ in flips)}))
+
+    def forget_all(self) -> None:
+        """Drop what is remembered per device id (ids are never reused outside tests)."""
+        self._touched.clear()
+        self._battery_low.clear()
 
     async def reassess(self, device_ids: Sequence[int] | None = None) -> list[DeviceHealth]:
         """Apply the state machine; return every assessed device as it now stands."""

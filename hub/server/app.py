@@ -137,6 +137,8 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
             username=mqtt.username,
             password=password,
             shared_group=mqtt.shared_group,
+            batch_size=t.mqtt_batch_messages,
+            max_batches=t.mqtt_batches_in_flight,
         )
         services.add(BackgroundService("sensor-mqtt", lambda: sensors.run(sink)))
     coap_keys = CoapKeyring(settings.secret_box())

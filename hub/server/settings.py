@@ -65,6 +65,12 @@ class TelemetrySettings(BaseModel):
         200_000, ge=1000, description="Readings held in memory at most; beyond, ingest waits."
     )
     writers: int = Field(2, ge=1, le=16, description="Concurrent COPY connections.")
+    mqtt_batch_messages: int = Field(
+        1000, ge=1, description="MQTT messages decoded and handed to the writer together."
+    )
+    mqtt_batches_in_flight: int = Field(
+        16, ge=1, description="MQTT batches awaiting their commit at once (unacknowledged)."
+    )
     raw_retention_days: int = Field(30, ge=1, description="How long raw readings are kept.")
     rollup_1m_retention_days: int = Field(
         90, ge=1, description="How long 1-minute rollups are kept."

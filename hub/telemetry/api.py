@@ -20,6 +20,8 @@ from hub.telemetry import queries
 from hub.telemetry.catalog import METRICS
 
 Uids = Annotated[list[str] | None, QueryParameter(description="Device uid; repeat for several.")]
+WardCodes = Annotated[list[str] | None, QueryParameter(description="Ward code.")]
+MetricNames = Annotated[list[str] | None, QueryParameter(description="Metric name.")]
 MetricName = Annotated[
     str, QueryParameter(max_length=64, description="Metric name (see /metrics).")
 ]
@@ -181,8 +183,8 @@ class TelemetryController(Controller):
         request: Request[Any, Any, Any],
         principal: CurrentUser,
         device: Uids = None,
-        ward: Annotated[list[str] | None, QueryParameter(description="Ward code.")] = None,
-        metric: Annotated[list[str] | None, QueryParameter(description="Metric name.")] = None,
+        ward: WardCodes = None,
+        metric: MetricNames = None,
     ) -> list[LatestOut]:
         """The newest value of each metric of each sensor you may see."""
         for name in metric or ():
@@ -264,8 +266,8 @@ class TelemetryController(Controller):
         request: Request[Any, Any, Any],
         principal: CurrentUser,
         device: Uids = None,
-        ward: Annotated[list[str] | None, QueryParameter(description="Ward code.")] = None,
-        metric: Annotated[list[str] | None, QueryParameter(description="Metric name.")] = None,
+        ward: WardCodes = None,
+        metric: MetricNames = None,
         start: FromQuery[datetime | None] = None,
         end: FromQuery[datetime | None] = None,
     ) -> Stream:

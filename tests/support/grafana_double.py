@@ -10,23 +10,16 @@ Requests need `Authorization: Bearer <token>` (401 otherwise).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
-
+from tests.support.asgi import Receive, Scope, Send, read_body, serving
 from tests.support.brokers import free_port
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 INT64 = (-(2**63), 2**63 - 1)
 # PostAnnotationsCmd: json name -> Go type.
@@ -129,12 +122,7 @@ class GrafanaDouble:
         return f"http://127.0.0.1:{self.port}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         status, answer = self.handle(
             scope["method"], scope["path"], scope["query_string"].decode(), headers, body
@@ -228,20 +216,5 @@ class GrafanaDouble:
 @contextlib.asynccontextmanager
 async def grafana_double(token: str, org_id: int = 1) -> AsyncIterator[GrafanaDouble]:
     double = GrafanaDouble(token=token, org_id=org_id)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            double, host="127.0.0.1", port=double.port, log_level="warning", lifespan="off"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(250):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.02)
-        if task.done():
-            task.result()
+    async with serving(double, double.port):
         yield double
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)

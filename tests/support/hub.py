@@ -1,4 +1,4 @@
-"""Run a real hub (uvicorn on a free loopback port) inside the test's event loop."""
+"""A real hub (uvicorn on a free loopback port) in the test's event loop, and fresh databases."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
+import pytest
 import uvicorn
 from pydantic import SecretStr
 
@@ -21,6 +22,8 @@ from hub.server.settings import (
     MqttSettings,
     Settings,
 )
+from hub.storage import migrations
+from hub.storage.database import run_migrations
 from tests.support.brokers import free_port, free_udp_port
 
 ADMIN_SERVER = os.environ.get(
@@ -90,3 +93,26 @@ async def drop_database(url: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+async def timescaledb_installed() -> bool:
+    conn = await asyncpg.connect(ADMIN_SERVER)
+    try:
+        return await migrations.timescaledb_available(conn)
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(backend: str) -> AsyncIterator[str]:
+    """A fresh database migrated for ``backend`` ("postgres" or "timescaledb"), dropped on the
+    way out; skips the test where TimescaleDB is asked for but not installed."""
+    if backend == "timescaledb" and not await timescaledb_installed():
+        pytest.skip("the TimescaleDB extension is not installed on this PostgreSQL server")
+    url = await create_database()
+    try:
+        chosen, _ = await run_migrations(url, "require" if backend == "timescaledb" else "off")
+        assert chosen == backend
+        yield url
+    finally:
+        await drop_database(url)

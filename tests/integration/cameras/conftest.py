@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -11,14 +11,12 @@ import pytest
 from litestar import Litestar
 from litestar.datastructures import State
 
-from drivers.onvif.client import preload_wsdls
-from drivers.onvif.simulator import CameraSimulator, CameraSpec, SimulatedCamera
+from drivers.onvif.simulator import SimulatedCamera
 from hub.cameras.health import CameraHealthService
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
+from tests.support.cameras import StartCameras, camera_starter
 from tests.support.hub import RunningHub
-
-StartCameras = Callable[..., Awaitable[CameraSimulator]]
 
 
 def app_state(hub: RunningHub) -> State:
@@ -35,6 +33,11 @@ async def cameras(hub: RunningHub, clients: Clients, db: asyncpg.Connection) -> 
     return service
 
 
+def tune(monkeypatch: pytest.MonkeyPatch, cameras: CameraService, **settings: object) -> None:
+    """Change these camera settings for this test only."""
+    monkeypatch.setattr(cameras, "settings", cameras.settings.model_copy(update=settings))
+
+
 @pytest.fixture
 def camera_health(hub: RunningHub, cameras: CameraService) -> CameraHealthService:
     service: CameraHealthService = app_state(hub).camera_health
@@ -44,20 +47,8 @@ def camera_health(hub: RunningHub, cameras: CameraService) -> CameraHealthServic
 @pytest.fixture
 async def start_cameras() -> AsyncIterator[StartCameras]:
     """Simulated cameras on loopback; every one is stopped after the test."""
-    await preload_wsdls()
-    running: list[CameraSimulator] = []
-
-    async def start(*specs: CameraSpec) -> CameraSimulator:
-        simulator = CameraSimulator(specs)
-        running.append(simulator)
-        # One by one: started together, cameras can be handed the same free port.
-        for camera in simulator.cameras.values():
-            await camera.start()
-        return simulator
-
-    yield start
-    for simulator in running:
-        await simulator.stop()
+    async with camera_starter() as start:
+        yield start
 
 
 def onboarding(camera: SimulatedCamera, ward: str = "ward-a", **overrides: Any) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from drivers.onvif.simulator import CameraFault, CameraSpec
 from hub.cameras.health import CameraHealthService
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import StartCameras, app_state, onboard
+from tests.integration.cameras.conftest import app_state, onboard
+from tests.support.cameras import StartCameras
 from tests.support.hub import RunningHub
 
 
@@ -26,6 +27,19 @@ async def device(db: asyncpg.Connection, uid: str) -> asyncpg.Record:
     )
     assert row is not None
     return row
+
+
+def fresh_health_service(
+    hub: RunningHub, cameras: CameraService, **settings: object
+) -> CameraHealthService:
+    """A health service of its own (as after a restart), with these camera settings changed."""
+    state = app_state(hub)
+    return CameraHealthService(
+        state.database.pool,
+        cameras.box,
+        state.sink,
+        cameras.settings.model_copy(update=settings),
+    )
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], within: float = 10.0) -> Any:
@@ -93,13 +107,7 @@ async def test_hung_cameras_do_not_hold_up_the_sweep(
     }
     await simulator["stuck"].set_fault(CameraFault.HUNG)
     await simulator["halfway"].set_fault(CameraFault.HANG_MID_RESPONSE)
-    state = app_state(hub)
-    fast = CameraHealthService(
-        state.database.pool,
-        cameras.box,
-        state.sink,
-        cameras.settings.model_copy(update={"health_timeout_s": 1.0, "health_concurrency": 2}),
-    )
+    fast = fresh_health_service(hub, cameras, health_timeout_s=1.0, health_concurrency=2)
 
     started = time.monotonic()
     results = await fast.sweep_once()
@@ -127,19 +135,15 @@ async def test_clock_drift_is_a_fault_that_clears_even_after_a_restart(
 ) -> None:
     spec = CameraSpec("tower", clock_offset_s=90.0)
     uid = (await onboard(clients.technician, (await start_cameras(spec))["tower"]))["uid"]
-    state = app_state(hub)
 
-    def fresh_service() -> CameraHealthService:
-        return CameraHealthService(state.database.pool, cameras.box, state.sink, cameras.settings)
-
-    await fresh_service().sweep_once()
+    await fresh_health_service(hub, cameras).sweep_once()
     row = await device(db, uid)
     assert (row["status"], row["faults"]) == ("degraded", ["clock_drift"])
     assert 88 < row["clock_drift_s"] < 92
 
     # After a restart the driver has no memory of the fault; the sweep still clears it.
     spec.clock_offset_s = 0.0
-    await fresh_service().sweep_once()
+    await fresh_health_service(hub, cameras).sweep_once()
     row = await device(db, uid)
     assert (row["status"], row["faults"]) == ("online", [])
     assert abs(row["clock_drift_s"]) < 2

@@ -12,12 +12,8 @@ import pytest
 from drivers.onvif.simulator import CameraFault, CameraSpec
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import (
-    StartCameras,
-    assert_problem,
-    onboard,
-    onboarding,
-)
+from tests.integration.cameras.conftest import assert_problem, onboard, onboarding, tune
+from tests.support.cameras import StartCameras
 from tests.support.hub import RunningHub
 
 SECRET = "Wh1sper-0f-the-Lens"
@@ -106,9 +102,7 @@ async def test_cameras_that_cannot_be_probed_get_a_clear_problem_in_time(
     start_cameras: StartCameras,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(
-        cameras, "settings", cameras.settings.model_copy(update={"probe_timeout_s": 1.0})
-    )
+    tune(monkeypatch, cameras, probe_timeout_s=1.0)
     cases = {
         CameraFault.DOWN: (502, "camera-unavailable", "nothing answered"),
         CameraFault.NOT_ONVIF: (502, "camera-unavailable", "not ONVIF"),

@@ -7,7 +7,8 @@ import pytest
 from drivers.onvif.simulator import SMALL_JPEG, CameraFault, CameraSpec
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import StartCameras, assert_problem, onboard
+from tests.integration.cameras.conftest import assert_problem, onboard, tune
+from tests.support.cameras import StartCameras
 
 LARGE_JPEG = SMALL_JPEG[:-2] + b"\x00" * 20_000 + b"\xff\xd9"
 
@@ -48,11 +49,7 @@ async def test_snapshot_limits_and_camera_failures_are_problems(
     start_cameras: StartCameras,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(
-        cameras,
-        "settings",
-        cameras.settings.model_copy(update={"snapshot_max_bytes": 8192, "snapshot_timeout_s": 1.0}),
-    )
+    tune(monkeypatch, cameras, snapshot_max_bytes=8192, snapshot_timeout_s=1.0)
     spec = CameraSpec("big", snapshot_image=LARGE_JPEG)
     camera = (await start_cameras(spec))["big"]
     uid = (await onboard(clients.technician, camera))["uid"]

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from hub.storage import migrations
-from hub.storage.database import run_migrations
 from tests.integration.dashboards import fleet
 from tests.integration.dashboards.panels import READER_GRANTS
-from tests.support.hub import ADMIN_SERVER, create_database, drop_database
+from tests.support.hub import ADMIN_SERVER, migrated_database
 
 # UTC-03:30 (-02:30 in summer): a query assuming UTC or UTC+7 sessions gets it wrong.
 SESSION_TIME_ZONE = "America/St_Johns"
@@ -44,14 +42,6 @@ class PanelDatabase:
         return self._answers[sql]
 
 
-async def timescaledb_installed() -> bool:
-    conn = await asyncpg.connect(ADMIN_SERVER)
-    try:
-        return await migrations.timescaledb_available(conn)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def fleet_data() -> fleet.Fleet:
     return fleet.build()
@@ -73,12 +63,7 @@ async def reader_role() -> AsyncIterator[str]:
 async def open_database(
     backend: str, reader: str, data: fleet.Fleet | None
 ) -> AsyncIterator[PanelDatabase]:
-    if backend == "timescaledb" and not await timescaledb_installed():
-        pytest.skip("the TimescaleDB extension is not installed on this PostgreSQL server")
-    url = await create_database()
-    try:
-        chosen, _ = await run_migrations(url, "require" if backend == "timescaledb" else "off")
-        assert chosen == backend
+    async with migrated_database(backend) as url:
         conn = await asyncpg.connect(url, server_settings={"TimeZone": SESSION_TIME_ZONE})
         try:
             if data is not None:
@@ -88,8 +73,6 @@ async def open_database(
             yield PanelDatabase(backend, conn, reader)
         finally:
             await conn.close()
-    finally:
-        await drop_database(url)
 
 
 @pytest.fixture(scope="session", params=["postgres", "timescaledb"])

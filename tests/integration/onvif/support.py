@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from drivers.contract import Ack, DeviceEvent, Heartbeat, Reading, Rejected
 from drivers.onvif.client import CameraTarget
-from drivers.onvif.simulator import CameraSimulator, SimulatedCamera
-
-StartCameras = Callable[..., Awaitable[CameraSimulator]]
+from drivers.onvif.simulator import SimulatedCamera
 
 
 def target_of(camera: SimulatedCamera, password: str | None = None) -> CameraTarget:

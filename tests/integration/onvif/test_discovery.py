@@ -5,7 +5,7 @@ from __future__ import annotations
 from drivers.contract import DeviceKind
 from drivers.onvif.discovery import discover, scope_value
 from drivers.onvif.simulator import CameraFault, CameraSpec, DiscoveryQuirk
-from tests.integration.onvif.support import StartCameras
+from tests.support.cameras import StartCameras
 
 LOOPBACK = ["127.0.0.0/8"]
 

@@ -12,7 +12,8 @@ from drivers.contract import Driver
 from drivers.onvif.client import CameraTarget
 from drivers.onvif.events import CameraEventsDriver, PullPointSettings, PullPointSubscriber
 from drivers.onvif.simulator import CameraSpec, SimulatedCamera
-from tests.integration.onvif.support import RecordingSink, StartCameras, eventually, target_of
+from tests.integration.onvif.support import RecordingSink, eventually, target_of
+from tests.support.cameras import StartCameras
 
 FAST = PullPointSettings(
     termination_s=2.0,

@@ -10,7 +10,8 @@ from drivers.contract import Driver
 from drivers.onvif.client import CameraTarget
 from drivers.onvif.health import CameraHealthDriver, HealthState, check_health, sweep
 from drivers.onvif.simulator import CameraFault, CameraSpec, fleet
-from tests.integration.onvif.support import RecordingSink, StartCameras, eventually, target_of
+from tests.integration.onvif.support import RecordingSink, eventually, target_of
+from tests.support.cameras import StartCameras
 
 
 async def test_each_health_state(start_cameras: StartCameras) -> None:

@@ -16,7 +16,7 @@ from drivers.onvif.client import (
     probe_camera,
 )
 from drivers.onvif.simulator import CameraFault, CameraSpec, SimulatedProfile
-from tests.integration.onvif.support import StartCameras
+from tests.support.cameras import StartCameras
 
 
 async def test_probe_reads_identity_services_profiles_and_features(

@@ -9,7 +9,7 @@ import pytest
 from drivers.onvif.client import CameraAuthError, CameraProtocolError, CameraTimeout, probe_camera
 from drivers.onvif.simulator import SMALL_JPEG, CameraFault, CameraSpec
 from drivers.onvif.snapshot import SnapshotTooLarge, fetch_snapshot
-from tests.integration.onvif.support import StartCameras
+from tests.support.cameras import StartCameras
 
 
 @pytest.mark.parametrize("scheme", ["digest", "basic", "none"])

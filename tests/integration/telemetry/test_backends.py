@@ -10,33 +10,18 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from hub.storage import migrations
-from hub.storage.database import run_migrations
 from hub.telemetry import queries
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb, expire_plain
 from hub.telemetry.store import ReadingWriter
-from tests.support.hub import ADMIN_SERVER, create_database, drop_database
+from tests.support.hub import migrated_database
 
 START = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
-
-
-async def timescaledb_installed() -> bool:
-    conn = await asyncpg.connect(ADMIN_SERVER)
-    try:
-        return await migrations.timescaledb_available(conn)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["postgres", "timescaledb"], scope="module")
 async def backend_pool(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
     backend = request.param
-    if backend == "timescaledb" and not await timescaledb_installed():
-        pytest.skip("TimescaleDB extension not installed on this PostgreSQL server")
-    url = await create_database()
-    try:
-        chosen, _ = await run_migrations(url, "require" if backend == "timescaledb" else "off")
-        assert chosen == backend
+    async with migrated_database(backend) as url:
         pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
         await pool.execute("INSERT INTO ward (code, name) VALUES ('w', 'W')")
         await pool.execute(
@@ -45,8 +30,6 @@ async def backend_pool(request: pytest.FixtureRequest) -> AsyncIterator[tuple[st
         )
         yield backend, pool
         await pool.close()
-    finally:
-        await drop_database(url)
 
 
 async def store(pool: asyncpg.Pool, rows: list[tuple[datetime, int, str, float]]) -> None:
