@@ -17,15 +17,12 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-import uvicorn
 
 from hub.integrations import ALERT_FIRING, enqueue, subscriptions
 from hub.integrations.engine import DeliveryEngine
@@ -33,6 +30,8 @@ from hub.integrations.schemas import SubscriptionIn
 from hub.integrations.settings import DeliverySettings
 from hub.storage.crypto import SecretBox
 from hub.storage.database import run_migrations
+from tests.support.asgi import Receive, Scope, Send, read_body, serving
+from tests.support.brokers import free_port
 
 END_TO_END_GOAL_S = 1.0
 # What this stage may take of the end-to-end goal; ingest and rule evaluation take the rest.
@@ -40,10 +39,6 @@ BUDGET_S = 0.1
 ADMIN_URL = os.environ.get(
     "IOCHUB_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class Receiver:
@@ -55,12 +50,7 @@ class Receiver:
         self.expected = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         arrived = time.perf_counter()
         if body:
             seq = json.loads(body)["data"]["seq"]
@@ -71,26 +61,12 @@ class Receiver:
         await send({"type": "http.response.body", "body": b""})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
-async def serving(app: Receiver) -> AsyncIterator[str]:
+async def receiving(app: Receiver) -> AsyncIterator[str]:
+    """Serve the receiver on loopback; yields the webhook URL to deliver to."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
+    async with serving(app, port):
         yield f"http://127.0.0.1:{port}/hooks"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @contextlib.asynccontextmanager
@@ -125,7 +101,7 @@ async def bare_post_s(url: str, count: int) -> list[float]:
 async def main(events: int, rate: float, devices: int) -> None:
     receiver = Receiver()
     receiver.expected = events
-    async with scratch_database() as url, serving(receiver) as hook_url:
+    async with scratch_database() as url, receiving(receiver) as hook_url:
         pool = await asyncpg.create_pool(url, min_size=4, max_size=12)
         box = SecretBox(secrets.token_urlsafe(32))
         await subscriptions.create(pool, box, SubscriptionIn(name="ioc", url=hook_url))

@@ -35,20 +35,10 @@ from bench.support import (
     start_hub,
 )
 from drivers.contract import Topics
+from drivers.sensors.simulator import AIR_METRICS
 from hub.storage.database import asyncpg_dsn
 
-PACK_METRICS = (
-    "pm2_5",
-    "pm10",
-    "o3",
-    "co",
-    "no2",
-    "so2",
-    "temperature",
-    "humidity",
-    "noise",
-    "battery",
-)
+PACK_METRICS = (*AIR_METRICS, "battery")
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 

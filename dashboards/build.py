@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from textwrap import indent
 from typing import Any
 
 from hub.telemetry import aqi
@@ -925,6 +926,16 @@ JOIN ward w ON w.id = a.ward_id
 WHERE {WARD_FILTER} AND a.severity = ANY(ARRAY[$severity]::text[])
 """
 
+# Alerts open at some moment of the time range, with their device.
+OPEN_ALERT_FROM = f"""
+FROM alert a
+JOIN device d ON d.id = a.device_id
+JOIN ward w ON w.id = a.ward_id
+WHERE {WARD_FILTER} AND a.severity = ANY(ARRAY[$severity]::text[])
+  AND a.started_at <= $__timeTo()
+  AND (a.resolved_at IS NULL OR a.resolved_at >= $__timeFrom())
+"""
+
 ALERT_STATES = {1: ("Firing", "red"), 2: ("Acknowledged", "orange"), 3: ("Resolved", "green")}
 
 
@@ -1031,12 +1042,7 @@ ORDER BY array_position(ARRAY[{sql_list(SEVERITIES)}], a.severity)
 WITH shown AS (
   SELECT a.id, a.started_at, a.acknowledged_at, a.resolved_at,
          a.rule_name || ' · ' || d.uid || ' #' || a.id AS label
-  FROM alert a
-  JOIN device d ON d.id = a.device_id
-  JOIN ward w ON w.id = a.ward_id
-  WHERE {WARD_FILTER} AND a.severity = ANY(ARRAY[$severity]::text[])
-    AND a.started_at <= $__timeTo()
-    AND (a.resolved_at IS NULL OR a.resolved_at >= $__timeFrom())
+{indent(OPEN_ALERT_FROM.strip(), "  ")}
   ORDER BY a.started_at DESC
   LIMIT 50
 )
@@ -1134,12 +1140,7 @@ SELECT a.started_at AS "Started", a.severity AS "Severity", a.state AS "State",
        a.resolved_at AS "Resolved",
        extract(epoch FROM coalesce(a.resolved_at, $__timeTo()::timestamptz) - a.started_at)
          AS "Open for"
-FROM alert a
-JOIN device d ON d.id = a.device_id
-JOIN ward w ON w.id = a.ward_id
-WHERE {WARD_FILTER} AND a.severity = ANY(ARRAY[$severity]::text[])
-  AND a.started_at <= $__timeTo()
-  AND (a.resolved_at IS NULL OR a.resolved_at >= $__timeFrom())
+{OPEN_ALERT_FROM.strip()}
 ORDER BY a.started_at DESC, a.id DESC
 LIMIT 500
 """,
