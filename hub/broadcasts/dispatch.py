@@ -38,7 +38,6 @@ NO_ACK = (
     "AND finished_at IS NULL AND preempted_at IS NULL AND failed_at IS NULL"
 )
 ONLINE_RESEND_SPACING_S = 1.0
-ON_TIME_TOLERANCE = timedelta(milliseconds=50)
 
 
 class SendFailure(Protocol):
@@ -154,8 +153,7 @@ class Dispatcher:
                 "quiet hours in every ward it reaches" if speakers else "no active speaker",
             )
             return None
-        lead = timedelta(seconds=self.settings.start_lead_s(len(playing)))
-        send_due = scheduled_at - lead
+        send_due = max(scheduled_at - timedelta(seconds=self.settings.send_ahead_s), now)
         await self.pool.execute(
             "UPDATE broadcast_occurrence SET send_due_at = $2, speaker_count = $3 WHERE id = $1",
             occurrence_id,
@@ -166,10 +164,10 @@ class Dispatcher:
         if wait_s > 0:
             await asyncio.sleep(wait_s)
         sending_at = self._clock()
-        # On time, speakers start at the planned instant; late (a restart, an emergency
-        # asked for "now"), they get the full lead from now.
-        on_time = sending_at - send_due <= ON_TIME_TOLERANCE
-        start_at = scheduled_at if on_time else sending_at + lead
+        # Sent ahead, speakers start at the planned instant; late (an emergency asked for
+        # "now", a restart), they get just enough lead to start together.
+        lead = timedelta(seconds=self.settings.start_lead_s(len(playing)))
+        start_at = max(scheduled_at, sending_at + lead)
         expires_at = max(start_at, scheduled_at + timedelta(seconds=row["retry_window_s"]))
         expires_at += PLAY_GRACE
         metrics.DRIFT_SECONDS.observe(max(0.0, (sending_at - send_due).total_seconds()))

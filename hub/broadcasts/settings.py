@@ -6,7 +6,7 @@ import re
 from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 _VOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,63}$")
 
@@ -78,13 +78,22 @@ class BroadcastSettings(BaseModel):
         2.0, gt=0, description="Longest the expansion of one RRULE may take."
     )
     prepare_s: float = Field(
-        2.0, gt=0, description="How long before an occurrence its speakers are resolved."
+        15.0, gt=0, description="How long before an occurrence it is claimed and resolved."
+    )
+    send_ahead_s: float = Field(
+        10.0,
+        ge=0,
+        description="Plays go out this long before their start, so every speaker has the "
+        "audio downloaded and starts at the planned instant.",
     )
     start_lead_ms: int = Field(
-        300, ge=0, description="Start instant sent this far ahead, so speakers start together."
+        300,
+        ge=0,
+        description="Start instant given this far ahead when a play goes out late "
+        "(an emergency, a restart), so speakers still start together.",
     )
     start_lead_per_1000_ms: int = Field(
-        150, ge=0, description="Added start lead per thousand target speakers (fan-out time)."
+        150, ge=0, description="Added to that lead per thousand target speakers (fan-out time)."
     )
     audio_url_ttl_s: int = Field(
         900, ge=60, description="Validity of a signed audio URL beyond the play's expiry."
@@ -103,6 +112,12 @@ class BroadcastSettings(BaseModel):
         description="Share speaker acks among hub processes in this MQTT 5 group (large "
         "fleets); unset: every process hears every ack.",
     )
+
+    @model_validator(mode="after")
+    def _claim_before_sending(self) -> BroadcastSettings:
+        if self.prepare_s < self.send_ahead_s:
+            raise ValueError("prepare_s must be at least send_ahead_s")
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -26,12 +26,19 @@ app = typer.Typer(
 )
 devices_app = typer.Typer(help="List, import and export devices.", no_args_is_help=True)
 users_app = typer.Typer(help="Create users and API tokens.", no_args_is_help=True)
+credentials_app = typer.Typer(
+    help="Per-device MQTT credentials (the broker confines each device to its topics).",
+    no_args_is_help=True,
+)
+devices_app.add_typer(credentials_app, name="credentials")
+secrets_app = typer.Typer(help="Secrets sealed at rest.", no_args_is_help=True)
 simulate_app = typer.Typer(
     help="Run simulated devices speaking the real protocols.", no_args_is_help=True
 )
 app.add_typer(devices_app, name="devices")
 app.add_typer(users_app, name="users")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(secrets_app, name="secrets")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -157,6 +164,78 @@ def devices_list(
         )
     console.print(table)
     console.print(f"{len(items)} shown")
+
+
+def credential_service(settings: Settings) -> Any:
+    from hub.devices.credentials import DeviceCredentials
+    from hub.server.app import broker_access
+
+    return DeviceCredentials(broker_access(settings))
+
+
+@credentials_app.command("issue")
+def credentials_issue(
+    uids: Annotated[list[str], typer.Argument(help="device uids")],
+    output: Annotated[
+        Path | None, typer.Option(help="write {uid: secret} here (mode 0600) instead of printing")
+    ] = None,
+) -> None:
+    """Issue (or rotate) credentials; each secret is shown once."""
+    settings = Settings()
+
+    async def work() -> dict[str, str]:
+        service = credential_service(settings)
+        principal = await system_principal()
+        issued = {}
+        with progress_bar() as bar:
+            task = bar.add_task("issuing", total=len(uids))
+            for uid in uids:
+                issued[uid] = (await service.issue(principal, uid)).secret
+                bar.advance(task)
+        return issued
+
+    issued = run(with_database(settings, work))
+    if output is not None:
+        from hub.server.demo import write_private
+
+        write_private(output, issued)
+        console.print(f"wrote {len(issued)} secrets to {output} (readable by you only)")
+    else:
+        for uid, secret in issued.items():
+            print(f"{uid}\t{secret}")
+
+
+@credentials_app.command("revoke")
+def credentials_revoke(uids: Annotated[list[str], typer.Argument(help="device uids")]) -> None:
+    """Revoke credentials: the broker disconnects the device at once."""
+    from hub.devices.service import get_scoped
+
+    settings = Settings()
+
+    async def work() -> None:
+        service = credential_service(settings)
+        principal = await system_principal()
+        for uid in uids:
+            await service.revoke(principal, await get_scoped(principal, uid))
+
+    run(with_database(settings, work))
+    console.print(f"revoked {len(uids)} device credentials")
+
+
+@secrets_app.command("reseal")
+def secrets_reseal() -> None:
+    """Re-encrypt every sealed secret with the current IOCHUB_SECRET_KEY (after rotation)."""
+    from hub.storage.reseal import reseal_all
+
+    settings = Settings()
+
+    async def work() -> dict[str, int]:
+        return await reseal_all(settings.database.url.get_secret_value(), settings.secret_box())
+
+    counts = run(work())
+    for what, count in counts.items():
+        console.print(f"{what}: {count} resealed")
+    console.print("old keys may now be removed from IOCHUB_PREVIOUS_SECRET_KEYS")
 
 
 @devices_app.command("import")

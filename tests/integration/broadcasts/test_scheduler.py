@@ -22,7 +22,9 @@ from hub.storage.database import run_migrations
 from tests.integration.broadcasts.conftest import eventually
 from tests.support.hub import create_database, drop_database
 
-FAST = BroadcastSettings(prepare_s=0.5, leader_retry_s=0.1, leader_check_s=0.3, idle_poll_s=5.0)
+FAST = BroadcastSettings(
+    prepare_s=0.5, send_ahead_s=0.3, leader_retry_s=0.1, leader_check_s=0.3, idle_poll_s=5.0
+)
 
 
 @dataclass

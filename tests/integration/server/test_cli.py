@@ -11,6 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from hub.devices.broker import verify_device_secret
+from tests.conftest import Clients
 from tests.support.hub import RunningHub
 
 IOCHUB = [sys.executable, "-m", "hub.server"]
@@ -127,3 +129,25 @@ def test_help(args: list[str]) -> None:
         subprocess.run([*IOCHUB, *args], capture_output=True, check=False, timeout=60).returncode
         == 0
     )
+
+
+async def test_device_credentials_from_the_command_line(
+    clients: Clients, database_url: str, tmp_path: Path, db: asyncpg.Connection
+) -> None:
+    await clients.admin.post(
+        "/api/v1/devices", json={"uid": "cred-1", "kind": "sensor", "ward": "ward-a"}
+    )
+    target = tmp_path / "secrets.json"
+    issued = iochub(
+        database_url, "devices", "credentials", "issue", "cred-1", "--output", str(target)
+    )
+    assert issued.returncode == 0, issued.stderr
+    secret = json.loads(target.read_text())["cred-1"]
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    stored = await db.fetchval("SELECT secret_hash FROM device_credential")
+    assert secret not in stored and verify_device_secret(secret, stored)
+    missing = iochub(database_url, "devices", "credentials", "issue", "nope")
+    assert missing.returncode == 1 and "no device" in missing.stderr
+    revoked = iochub(database_url, "devices", "credentials", "revoke", "cred-1")
+    assert revoked.returncode == 0, revoked.stderr
+    assert await db.fetchval("SELECT revoked_at IS NOT NULL FROM device_credential")
