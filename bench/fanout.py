@@ -40,16 +40,23 @@ import aiomqtt
 import asyncpg
 import numpy as np
 import soundfile  # type: ignore[import-untyped]
+from pydantic import SecretStr
 
 from bench.support import HubProcess, bench_database, percentile, row, start_hub
 from drivers.speaker.simulator import district_pairs
 from hub.broadcasts.audio import AudioStore, PreparedAudio, prepare_audio
+from hub.broadcasts.urls import AudioUrlSigner, url_key
 from tests.support.brokers import PrivateBroker, private_mosquitto
 
 GOALS_S = {272: 0.5, 10_000: 5.0}
+SECRET_KEY = "bench-key"  # noqa: S105 (what bench.support.start_hub gives the hub)
 WARDS = 8
 SPEED = 50.0  # a 1 s announcement plays for 20 ms: rounds follow each other quickly
-SCHEDULED_AHEAD_S = 5.0
+# Shorter than the defaults (15 s, 10 s) so a scheduled round does not take half a minute.
+PREPARE_S = 6.0
+SEND_AHEAD_S = 4.0
+SCHEDULED_AHEAD_S = 8.0
+DOWNLOAD_CONNECTIONS = 64
 BROKER_CONFIG = (
     "max_queued_messages 1000000\nmax_queued_bytes 0\nmemory_limit 0\n"
     "max_inflight_messages 1000\nmax_connections -1\n"
@@ -71,6 +78,7 @@ class Results:
     now: list[Round] = field(default_factory=list)
     scheduled: list[Round] = field(default_factory=list)
     broker_round_trip_s: list[float] = field(default_factory=list)
+    downloads_s: list[float] = field(default_factory=list)
 
 
 def announcement() -> PreparedAudio:
@@ -238,6 +246,40 @@ async def broker_round_trip(broker: PrivateBroker, count: int) -> float:
     return elapsed
 
 
+async def serve_downloads(base_url: str, path: str, count: int) -> float:
+    """The hub serving ``count`` signed downloads over a pool of keep-alive connections.
+
+    A lean HTTP/1.1 client: it measures the hub, not an HTTP library.
+    """
+    host, port = base_url.removeprefix("http://").split(":")
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while not queue.empty():
+                queue.get_nowait()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(head.split(b"\r\n", 1)[0].decode())
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(min(DOWNLOAD_CONNECTIONS, count))))
+    return time.perf_counter() - started
+
+
 @contextlib.asynccontextmanager
 async def speaker_fleet(broker: PrivateBroker, count: int) -> AsyncIterator[None]:
     process = await asyncio.create_subprocess_exec(
@@ -258,7 +300,7 @@ async def speaker_fleet(broker: PrivateBroker, count: int) -> AsyncIterator[None
         "3600",
         "--seed",
         "7",
-        *(["--shared-downloads"] if count > 1000 else []),
+        "--shared-downloads",
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
     )
@@ -307,9 +349,14 @@ async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) 
                 "IOCHUB_TELEMETRY__MQTT_INGEST": "false",
                 "IOCHUB_DELIVERY__ENABLED": "false",
                 "IOCHUB_DATABASE__POOL_MAX_SIZE": "20",
+                "IOCHUB_BROADCASTS__PREPARE_S": str(PREPARE_S),
+                "IOCHUB_BROADCASTS__SEND_AHEAD_S": str(SEND_AHEAD_S),
             },
         )
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        signer = AudioUrlSigner(url_key(SecretStr(SECRET_KEY), data_dir), hub.base_url)
+        link = signer.url(asset_id, datetime.now(UTC) + timedelta(hours=1))
+        link = link.removeprefix(hub.base_url)
         try:
             async with speaker_fleet(broker, size):
                 await asyncio.sleep(2)  # let the hub take in the fleet's first statuses
@@ -317,6 +364,7 @@ async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) 
                     results.now.append(await one_round(pool, asset_id, size, scheduled=False))
                     results.scheduled.append(await one_round(pool, asset_id, size, scheduled=True))
                     results.broker_round_trip_s.append(await broker_round_trip(broker, size))
+                    results.downloads_s.append(await serve_downloads(hub.base_url, link, size))
         finally:
             await pool.close()
             hub.stop()
@@ -359,6 +407,10 @@ def report(size: int, results: Results) -> None:
         summary([r.drift_s for r in results.scheduled]),
     )
     row("limit: broker round trip, same message count", summary(results.broker_round_trip_s))
+    row(
+        f"hub serving the audio: {size} downloads, {DOWNLOAD_CONNECTIONS} connections",
+        summary(results.downloads_s),
+    )
 
 
 async def main(sizes: list[int], rounds: int) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,15 +50,51 @@ class HealthRule:
 
 
 @dataclass
+class MetricIndex:
+    """The threshold rules of one metric, sorted by threshold per comparison, so a reading
+    finds the rules it breaches by bisection instead of trying every rule."""
+
+    by_comparison: dict[str, tuple[list[float], list[tuple[ThresholdRule, frozenset[int]]]]] = (
+        field(default_factory=dict)
+    )
+    by_id: dict[int, tuple[ThresholdRule, frozenset[int]]] = field(default_factory=dict)
+
+    def add(self, rule: ThresholdRule, covered: frozenset[int]) -> None:
+        self.by_id[rule.id] = (rule, covered)
+
+    def seal(self) -> None:
+        for comparison in (">", ">=", "<", "<="):
+            entries = sorted(
+                (e for e in self.by_id.values() if e[0].comparison == comparison),
+                key=lambda e: e[0].threshold,
+            )
+            self.by_comparison[comparison] = ([e[0].threshold for e in entries], entries)
+
+    def breached(self, value: float) -> list[tuple[ThresholdRule, frozenset[int]]]:
+        found: list[tuple[ThresholdRule, frozenset[int]]] = []
+        for comparison, (thresholds, entries) in self.by_comparison.items():
+            if comparison == ">":
+                found += entries[: bisect_left(thresholds, value)]
+            elif comparison == ">=":
+                found += entries[: bisect_right(thresholds, value)]
+            elif comparison == "<":
+                found += entries[bisect_right(thresholds, value) :]
+            else:
+                found += entries[bisect_left(thresholds, value) :]
+        return found
+
+
+@dataclass
 class AlertEngine:
     pool: asyncpg.Pool
     # A cleared health condition must hold this long before its alert resolves, so a
     # device bouncing on and off raises one alert, not ten.
     health_resolve_hold: timedelta = timedelta(minutes=2)
     refresh_every_s: float = 30.0
-    rules_by_metric: dict[str, list[tuple[ThresholdRule, frozenset[int]]]] = field(
-        default_factory=dict
-    )
+    rules_by_metric: dict[str, MetricIndex] = field(default_factory=dict)
+    # Per device, the (metric, rule id) pairs whose track is not idle (pending or firing):
+    # those see every reading, breaching or not.
+    busy: dict[int, set[tuple[str, int]]] = field(default_factory=dict)
     health_rules: list[tuple[HealthRule, frozenset[int]]] = field(default_factory=list)
     devices: dict[int, DeviceInfo] = field(default_factory=dict)
     tracks: dict[tuple[int, int], Track] = field(default_factory=dict)
@@ -79,12 +116,12 @@ class AlertEngine:
                 for r in devices
             }
             rules = await self.pool.fetch("SELECT * FROM alert_rule WHERE enabled ORDER BY id")
-            by_metric: dict[str, list[tuple[ThresholdRule, frozenset[int]]]] = defaultdict(list)
+            by_metric: dict[str, MetricIndex] = defaultdict(MetricIndex)
             health: list[tuple[HealthRule, frozenset[int]]] = []
             for rule in rules:
                 covered = await self._covered(rule)
                 if rule["kind"] == "threshold":
-                    by_metric[rule["metric"]].append((compile_threshold(rule), covered))
+                    by_metric[rule["metric"]].add(compile_threshold(rule), covered)
                 else:
                     health.append(
                         (
@@ -99,6 +136,8 @@ class AlertEngine:
                             covered,
                         )
                     )
+            for index in by_metric.values():
+                index.seal()
             self.rules_by_metric, self.health_rules = dict(by_metric), health
             tracks: dict[tuple[int, int], Track] = {}
             for row in await self.pool.fetch(
@@ -113,6 +152,13 @@ class AlertEngine:
             ):
                 tracks[(row["rule_id"], row["device_id"])] = Track(severity=row["severity"])
             self.tracks = tracks
+            metric_of = {
+                rule_id: metric for metric, index in by_metric.items() for rule_id in index.by_id
+            }
+            self.busy = {}
+            for (rule_id, device_id), track in tracks.items():
+                if rule_id in metric_of and (track.firing or track.pending_since is not None):
+                    self.busy.setdefault(device_id, set()).add((metric_of[rule_id], rule_id))
             self._refreshed_at = time.monotonic()
 
     async def _covered(self, rule: asyncpg.Record) -> frozenset[int]:
@@ -137,9 +183,18 @@ class AlertEngine:
     async def readings_stored(self, rows: Sequence[Row]) -> None:
         await self.maybe_refresh()
         for at, device_id, metric, value in sorted(rows, key=lambda r: r[0]):
-            for rule, covered in self.rules_by_metric.get(metric, ()):
-                if device_id not in covered:
+            index = self.rules_by_metric.get(metric)
+            if index is None:
+                continue
+            candidates = index.breached(value)
+            for busy_metric, rule_id in self.busy.get(device_id, ()):
+                if busy_metric == metric and rule_id in index.by_id:
+                    candidates.append(index.by_id[rule_id])
+            seen: set[int] = set()
+            for rule, covered in candidates:
+                if device_id not in covered or rule.id in seen:
                     continue
+                seen.add(rule.id)
                 device = self.devices[device_id]
                 key = (rule.id, device_id)
                 before = self.tracks.get(key, Track())
@@ -147,6 +202,10 @@ class AlertEngine:
                     continue
                 after, action = step(rule, before, value, at)
                 self.tracks[key] = after
+                if after.firing or after.pending_since is not None:
+                    self.busy.setdefault(device_id, set()).add((metric, rule.id))
+                else:
+                    self.busy.get(device_id, set()).discard((metric, rule.id))
                 if action is None:
                     if after.pending_since != before.pending_since:
                         await lifecycle.save_pending(

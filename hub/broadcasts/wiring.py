@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
 from typing import Any
 
-from drivers.contract import Ack, DeviceEvent, DriverSink, Heartbeat, Reading, Rejected
 from drivers.speaker.driver import SpeakerMqttDriver, SpeakerMqttSettings
 from hub.broadcasts.api import AudioController, BroadcastController, speaker_audio
 from hub.broadcasts.audio import AudioStore
@@ -14,36 +12,12 @@ from hub.broadcasts.delivery import DeliveryRecorder
 from hub.broadcasts.dispatch import Dispatcher
 from hub.broadcasts.scheduler import BroadcastScheduler
 from hub.broadcasts.service import Broadcasts
+from hub.broadcasts.sink import SpeakerSink
 from hub.broadcasts.tts import EspeakNg
 from hub.broadcasts.urls import AudioUrlSigner, url_key
 from hub.server.context import HubContext
 from hub.server.services import BackgroundService, ServiceGroup
 from hub.storage.database import asyncpg_dsn
-
-
-class SpeakerSink:
-    """The hub's sink as the speaker driver sees it, telling dispatch who came online."""
-
-    def __init__(self, inner: DriverSink, online: Callable[[str], None]) -> None:
-        self._inner = inner
-        self._online = online
-
-    async def readings(self, items: list[Reading], source: str) -> None:
-        await self._inner.readings(items, source)
-
-    async def heartbeat(self, item: Heartbeat) -> None:
-        if item.connected:
-            self._online(item.device_uid)
-        await self._inner.heartbeat(item)
-
-    async def event(self, item: DeviceEvent) -> None:
-        await self._inner.event(item)
-
-    async def ack(self, item: Ack) -> None:
-        await self._inner.ack(item)
-
-    async def rejected(self, item: Rejected) -> None:
-        await self._inner.rejected(item)
 
 
 def routes() -> list[Any]:
@@ -87,5 +61,6 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
     sink = SpeakerSink(ctx.state.sink, dispatcher.speaker_online)
     scheduler = BroadcastScheduler(pool, asyncpg_dsn(ctx.database.url), own, dispatcher)
     ctx.state.speaker_driver, ctx.state.broadcast_scheduler = driver, scheduler
+    services.add(BackgroundService("speaker-status", sink.run, stop=sink.drain))
     services.add(BackgroundService("speaker-mqtt", lambda: driver.run(sink)))
     services.add(BackgroundService("broadcast-scheduler", scheduler.run))

@@ -178,8 +178,12 @@ async def test_motion_and_tamper_reach_device_events(
     camera.emit_tamper(True)
     await eventually(lambda: events("tamper", True))
 
-    row = await device(db, uid)
-    assert row["status"] == "degraded" and row["faults"] == ["tamper"]
+    async def degraded() -> bool:
+        # The status follows the event's commit: wait for it rather than read it once.
+        row = await device(db, uid)
+        return bool(row["status"] == "degraded" and row["faults"] == ["tamper"])
+
+    await eventually(degraded)
     detail = (await clients.viewer.get(f"/api/v1/cameras/{uid}")).json()
     assert [(e["kind"], e["active"]) for e in detail["recent_events"][:2]] == [
         ("tamper", True),
