@@ -15,7 +15,15 @@ from tests.conftest import PASSWORD, Clients
 from tests.integration.devices.test_registry_api import assert_problem
 from tests.support.hub import RunningHub
 
-OPEN_PATHS = {"/healthz", "/readyz", "/login", "/api/v1/auth/login"}
+# The only routes without authentication: probes, the login itself, and audio fetched by
+# speakers with an expiring signed URL (the signature is the authorisation).
+OPEN_PATHS = {
+    "/healthz",
+    "/readyz",
+    "/login",
+    "/api/v1/auth/login",
+    "/api/v1/speaker-audio/{asset_id:int}",
+}
 
 
 def every_route() -> list[tuple[str, str]]:
@@ -44,6 +52,18 @@ async def test_route_refuses_anonymous_callers(
     response = await anonymous.request(method, path)
     assert_problem(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_only_the_intended_routes_are_open() -> None:
+    app: Litestar = create_app()
+    open_paths = {
+        route.path
+        for route in app.routes
+        if not route.path.startswith("/static")
+        for handler in route.route_handlers
+        if handler.opt.get("exclude_from_auth")
+    }
+    assert open_paths == OPEN_PATHS
 
 
 async def test_route_list_covers_the_api() -> None:
