@@ -16,7 +16,7 @@ Printed per fleet size, over the rounds (p50 / p99 / max):
   * as the limit measured in the same run, the broker's own round trip for the same number
     of messages (a command out and an ack back per speaker, QoS 1, through the same broker).
 
-    .venv/bin/python -m bench.fanout [--sizes 272 10000] [--rounds 5]
+    .venv/bin/python -m bench.fanout [--sizes 272 10000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -52,11 +52,15 @@ GOALS_S = {272: 0.5, 10_000: 5.0}
 SECRET_KEY = "bench-key"  # noqa: S105 (what bench.support.start_hub gives the hub)
 WARDS = 8
 SPEED = 50.0  # a 1 s announcement plays for 20 ms: rounds follow each other quickly
-# Shorter than the defaults (15 s, 10 s) so a scheduled round does not take half a minute.
-PREPARE_S = 6.0
-SEND_AHEAD_S = 4.0
-SCHEDULED_AHEAD_S = 8.0
 DOWNLOAD_CONNECTIONS = 64
+
+
+def send_ahead_s(speakers: int) -> float:
+    """How early plays go out: long enough for this fleet's fan-out (the hub's default is
+    10 s; shorter here for small fleets, so a scheduled round does not take half a minute)."""
+    return max(4.0, speakers / 500)
+
+
 BROKER_CONFIG = (
     "max_queued_messages 1000000\nmax_queued_bytes 0\nmemory_limit 0\n"
     "max_inflight_messages 1000\nmax_connections -1\n"
@@ -167,6 +171,18 @@ async def until_all_started(
     raise TimeoutError(f"not every speaker started broadcast {broadcast_id} in {timeout_s} s")
 
 
+async def settled(pool: asyncpg.Pool, speakers: int) -> None:
+    """Wait until the hub has taken in the fleet's first statuses (health intake done)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        online = await pool.fetchval("SELECT count(*) FROM device WHERE connected")
+        if online >= speakers:
+            await asyncio.sleep(2)
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError("the hub did not see the whole fleet online")
+
+
 async def until_finished(pool: asyncpg.Pool, broadcast_id: int, speakers: int) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -182,8 +198,9 @@ async def until_finished(pool: asyncpg.Pool, broadcast_id: int, speakers: int) -
 
 
 async def one_round(pool: asyncpg.Pool, asset_id: int, speakers: int, scheduled: bool) -> Round:
-    timeout = 30 + speakers / 500
-    start = datetime.now(UTC) + timedelta(seconds=SCHEDULED_AHEAD_S if scheduled else 0)
+    ahead = send_ahead_s(speakers) + 4 if scheduled else 0.0
+    timeout = ahead + 30 + speakers / 200
+    start = datetime.now(UTC) + timedelta(seconds=ahead)
     # Emergency priority either way: the fan-out is the same, and quiet hours (when the
     # bench runs at night in Asia/Ho_Chi_Minh) do not silence it.
     broadcast_id = await broadcast(pool, asset_id, start, "emergency")
@@ -349,8 +366,8 @@ async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) 
                 "IOCHUB_TELEMETRY__MQTT_INGEST": "false",
                 "IOCHUB_DELIVERY__ENABLED": "false",
                 "IOCHUB_DATABASE__POOL_MAX_SIZE": "20",
-                "IOCHUB_BROADCASTS__PREPARE_S": str(PREPARE_S),
-                "IOCHUB_BROADCASTS__SEND_AHEAD_S": str(SEND_AHEAD_S),
+                "IOCHUB_BROADCASTS__PREPARE_S": str(send_ahead_s(size) + 2),
+                "IOCHUB_BROADCASTS__SEND_AHEAD_S": str(send_ahead_s(size)),
             },
         )
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
@@ -359,7 +376,7 @@ async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) 
         link = link.removeprefix(hub.base_url)
         try:
             async with speaker_fleet(broker, size):
-                await asyncio.sleep(2)  # let the hub take in the fleet's first statuses
+                await settled(pool, size)
                 for _ in range(rounds):
                     results.now.append(await one_round(pool, asset_id, size, scheduled=False))
                     results.scheduled.append(await one_round(pool, asset_id, size, scheduled=True))
@@ -427,7 +444,7 @@ async def main(sizes: list[int], rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[272, 10_000])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     arguments = parser.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     asyncio.run(main(arguments.sizes, arguments.rounds))

@@ -133,7 +133,6 @@ class DeliveryRecorder:
         self.max_queued = max_queued
         self._queue: list[Ack] = []
         self._ready = asyncio.Event()
-        self._flushed = asyncio.Condition()
         self._stopping = False
 
     async def record(self, ack: Ack) -> None:
@@ -161,18 +160,12 @@ class DeliveryRecorder:
             batch, self._queue = self._queue[: self.batch_max], self._queue[self.batch_max :]
             await self._write(batch)
         self._ready.clear()
-        async with self._flushed:
-            self._flushed.notify_all()
 
     async def drain(self) -> None:
         """Write what is queued (called before the service stops)."""
         self._stopping = True
         with contextlib.suppress(asyncpg.PostgresError, OSError):
             await self.flush()
-
-    async def wait_flushed(self) -> None:
-        async with self._flushed:
-            await self._flushed.wait_for(lambda: not self._queue)
 
     async def _write(self, batch: Sequence[Ack]) -> None:
         merged: dict[str, _Merged] = {}

@@ -1,9 +1,10 @@
 """Playing one occurrence: resolve its speakers, fan the play out, retry the silent ones.
 
 The scheduler leader hands each claimed occurrence to ``Dispatcher.run_occurrence``.
-Every speaker gets the same ``play`` (its own command id, one shared start instant a
-moment ahead, so the ward hears one voice); the commands go out concurrently through
-the speaker channel. Speakers that have not answered are sent the same command again
+Every speaker gets the same ``play`` with its own command id and one shared start
+instant, so the ward hears one voice. The plays go out concurrently through the speaker
+channel ``send_ahead_s`` before the start, so every speaker has downloaded the audio by
+then; sent late (an emergency, a restart), the start is put a short lead ahead instead. Speakers that have not answered are sent the same command again
 every ``retry_interval_s`` and as soon as they report online, until the occurrence's
 retry window closes. A speaker acts on a command id once, so a resend never plays
 twice. A new leader resumes what an old one left unfinished, from the database.
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from drivers.contract import Command
+from drivers.contract import Command, CommandChannel
 from hub.broadcasts import metrics, planning
 from hub.broadcasts.delivery import INVALID_COMMAND, NO_ANSWER, QUIET_HOURS, command_id
 from hub.broadcasts.settings import BroadcastSettings
@@ -49,7 +50,7 @@ class SendFailure(Protocol):
     def retryable(self) -> bool: ...
 
 
-class SpeakerChannel(Protocol):
+class SpeakerChannel(CommandChannel, Protocol):
     """Sends many commands at once (``SpeakerMqttDriver``); ConnectionError when down."""
 
     async def send_many(self, commands: Iterable[Command]) -> Sequence[SendFailure]: ...

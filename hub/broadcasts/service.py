@@ -20,7 +20,7 @@ from hub.auth.principal import Permission, Principal
 from hub.broadcasts import planning
 from hub.broadcasts.audio import AudioStore, PreparedAudio, prepare_audio
 from hub.broadcasts.conflicts import Candidate, Conflict, ConflictFinder, Slot, settle
-from hub.broadcasts.delivery import FAILURES, SUMMARY, DeliveryRecorder, delivery_state
+from hub.broadcasts.delivery import FAILURES, SUMMARY, delivery_state
 from hub.broadcasts.schedule import ScheduleError
 from hub.broadcasts.schemas import (
     AssetOut,
@@ -69,7 +69,6 @@ class Broadcasts:
     audio: AudioStore
     signer: AudioUrlSigner
     tts: TtsEngine
-    recorder: DeliveryRecorder | None = None
 
 
 def require_scheduling(principal: Principal) -> None:

@@ -1,17 +1,18 @@
 """The hub's sink as the speaker driver sees it.
 
-The driver hands over one message at a time. A status heartbeat costs the health monitor
-a database write, and thousands of speakers reconnecting at once would queue the acks of
-a broadcast behind them. So heartbeats are kept per speaker (the newest wins: a status
-is a state, not an event) and passed on by a worker of their own, while acks, events and
-rejects go through at once. Dispatch also learns here who came online, to resend to them.
+The driver hands over one message at a time. A status costs the health monitor a
+database write or two (a heartbeat, and fault events on the first status), and a fleet
+reconnecting at once would queue a broadcast's acks behind thousands of them. So the
+health news is passed on by a worker of its own: heartbeats kept per speaker (the newest
+wins: a status is a state), events in order and all of them; acks and rejects go through
+at once. Dispatch also learns here who came online, to resend to them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from drivers.contract import (
     Ack,
@@ -26,12 +27,15 @@ from drivers.contract import (
 
 log = logging.getLogger("hub.broadcasts")
 
+MAX_QUEUED_EVENTS = 100_000
+
 
 class SpeakerSink:
     def __init__(self, inner: DriverSink, online: Callable[[str], None]) -> None:
         self._inner = inner
         self._online = online
         self._heartbeats: dict[str, Heartbeat] = {}
+        self._events: asyncio.Queue[DeviceEvent] = asyncio.Queue(MAX_QUEUED_EVENTS)
         self._waiting = asyncio.Event()
 
     async def readings(self, items: list[Reading], source: str) -> None:
@@ -44,7 +48,9 @@ class SpeakerSink:
         self._waiting.set()
 
     async def event(self, item: DeviceEvent) -> None:
-        await self._inner.event(item)
+        # A full queue holds the driver up: events are never dropped.
+        await self._events.put(item)
+        self._waiting.set()
 
     async def ack(self, item: Ack) -> None:
         await self._inner.ack(item)
@@ -53,23 +59,25 @@ class SpeakerSink:
         await self._inner.rejected(item)
 
     async def run(self) -> None:
-        """Pass the heartbeats on to the health monitor, newest per speaker."""
+        """Pass the health news on: events in order, then the newest status per speaker."""
         while True:
             await self._waiting.wait()
             self._waiting.clear()
-            while self._heartbeats:
+            await self._pass_all_on()
+
+    async def _pass_all_on(self) -> None:
+        while not self._events.empty() or self._heartbeats:
+            if not self._events.empty():
+                event = self._events.get_nowait()
+                await self._pass_on(event.device_uid, self._inner.event(event))
+            else:
                 uid = next(iter(self._heartbeats))
-                await self._pass_on(self._heartbeats.pop(uid))
+                await self._pass_on(uid, self._inner.heartbeat(self._heartbeats.pop(uid)))
 
-    async def drain(self) -> None:
-        while self._heartbeats:
-            uid = next(iter(self._heartbeats))
-            await self._pass_on(self._heartbeats.pop(uid))
-
-    async def _pass_on(self, item: Heartbeat) -> None:
+    async def _pass_on(self, device_uid: str, delivery: Awaitable[None]) -> None:
         try:
-            await self._inner.heartbeat(item)
+            await delivery
         except (UnknownDevice, RefusedDevice) as exc:
-            log.info("status of %s refused by the hub: %s", item.device_uid, exc)
+            log.info("news from %s refused by the hub: %s", device_uid, exc)
         except Exception:
-            log.exception("status of %s could not be handled", item.device_uid)
+            log.exception("news from %s could not be handled", device_uid)

@@ -46,7 +46,8 @@ class AudioUrlSigner:
     ) -> None:
         """Raise Forbidden unless the signature is this hub's and has not expired."""
         expected = self._signature(asset_id, expires)
-        if not hmac.compare_digest(expected, signature):
+        # Bytes, not str: compare_digest refuses non-ASCII text, which is a wrong signature.
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise Forbidden("the audio link's signature is not valid")
         moment = (now or datetime.now(UTC)).timestamp()
         if moment > expires:

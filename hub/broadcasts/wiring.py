@@ -36,7 +36,6 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
         audio=AudioStore(settings.data_dir / "audio"),
         signer=signer,
         tts=EspeakNg(own.tts_command, own.tts_words_per_minute, own.tts_timeout_s),
-        recorder=recorder,
     )
     ctx.state.broadcasts = runtime
     # Every hub process records the acks it hears, leader or not.
@@ -61,6 +60,7 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
     sink = SpeakerSink(ctx.state.sink, dispatcher.speaker_online)
     scheduler = BroadcastScheduler(pool, asyncpg_dsn(ctx.database.url), own, dispatcher)
     ctx.state.speaker_driver, ctx.state.broadcast_scheduler = driver, scheduler
-    services.add(BackgroundService("speaker-status", sink.run, stop=sink.drain))
+    # No stop hook: statuses left over are news the next status repeats.
+    services.add(BackgroundService("speaker-status", sink.run))
     services.add(BackgroundService("speaker-mqtt", lambda: driver.run(sink)))
     services.add(BackgroundService("broadcast-scheduler", scheduler.run))

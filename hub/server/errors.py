@@ -108,16 +108,16 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
-def handle_out_of_range(
-    request: Request[Any, Any, Any], exc: asyncpg.NumericValueOutOfRangeError
-) -> Response[Any]:
-    # Only a caller's number can overflow a column: an id or a value beyond 64 bits.
+def handle_data_error(request: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[Any]:
+    # Values the API let through but the database cannot hold: an id beyond its column's
+    # range, a number too large. The request was wrong; nothing was written.
+    log.info("%s %s: value refused by the database: %s", request.method, request.url.path, exc)
     return problem(
         request,
         400,
-        "number-out-of-range",
-        "Number out of range",
-        "a number in the request is larger than the hub stores",
+        "value-out-of-range",
+        "Value out of range",
+        "a value in the request is out of the range the hub stores",
     )
 
 
@@ -135,7 +135,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HubError: handle_hub_error,
     HTTPException: handle_http_exception,
-    asyncpg.NumericValueOutOfRangeError: handle_out_of_range,
+    asyncpg.DataError: handle_data_error,
     Exception: handle_unexpected,
 }
 
