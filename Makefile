@@ -36,7 +36,12 @@ pytest: $(STAMP) system-deps
 test: lint typecheck pytest
 
 bench: $(STAMP) system-deps
-	$(BIN)/python -m bench
+	@echo "benchmarks (run one at a time on a quiet machine):"
+	@echo "  $(BIN)/python -m bench.ingest         sensor ingest vs broker relay and COPY"
+	@echo "  $(BIN)/python -m bench.alerts         MQTT breach to signed webhook, rule evaluator"
+	@echo "  $(BIN)/python -m bench.alerts_delivery  outbox commit to webhook"
+	@echo "  $(BIN)/python -m bench.fanout         broadcast fan-out to 272 and 10,000 speakers"
+	@echo "  $(BIN)/python -m bench.camera_sweep   ONVIF health sweep over 150 cameras"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
