@@ -196,7 +196,7 @@ async def test_an_emergency_preempts_a_playing_broadcast(
         interrupted = await report_when(clients.staff_a, normal_id, everyone("preempted"))
         urgent = await report_when(clients.staff_a, emergency_id, everyone("finished"))
 
-    assert interrupted["summary"]["preempted"] == 3
+    assert interrupted["summary"]["preempted"] == 3, interrupted
     cut_at = max(datetime.fromisoformat(s["preempted_at"]) for s in interrupted["speakers"])
     began = min(datetime.fromisoformat(s["started_at"]) for s in urgent["speakers"])
     assert began >= cut_at - timedelta(milliseconds=5)
