@@ -139,9 +139,11 @@ async def drain(
         await asyncio.sleep(1.0)
         hub.stop()
     await asyncio.to_thread(publish, port, messages)
+    # Watch from before the hubs start: they drain while the next one is still starting.
+    watcher = asyncio.create_task(wait_rows(url, readings))
     running = [await start_hub(url, port, i, logs, env) for i in ids]
     try:
-        first, last = await wait_rows(url, readings)
+        first, last = await watcher
     finally:
         for hub in running:
             hub.stop()
