@@ -42,10 +42,11 @@ import numpy as np
 import soundfile  # type: ignore[import-untyped]
 from pydantic import SecretStr
 
-from bench.support import HubProcess, bench_database, percentile, row, start_hub
+from bench.support import ADMIN_SERVER, HubProcess, percentile, row, start_hub
 from drivers.speaker.simulator import district_pairs
 from hub.broadcasts.audio import AudioStore, PreparedAudio, prepare_audio
 from hub.broadcasts.urls import AudioUrlSigner, url_key
+from hub.storage.database import run_migrations
 from tests.support.brokers import PrivateBroker, private_mosquitto
 
 GOALS_S = {272: 0.5, 10_000: 5.0}
@@ -74,6 +75,8 @@ class Round:
     """Last speaker's ``started`` (its own clock) after the occurrence's start."""
     recorded_last_s: float
     """When the hub had every ``started`` ack stored, after the occurrence's start."""
+    start_given_s: float
+    """The start instant the hub sent the speakers, after the occurrence's start."""
     drift_s: float
 
 
@@ -159,7 +162,7 @@ async def until_all_started(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         state = await pool.fetchrow(
-            "SELECT o.id, o.scheduled_at, o.send_due_at, o.send_started_at, "
+            "SELECT o.id, o.scheduled_at, o.send_due_at, o.send_started_at, o.start_at, "
             "count(d.started_at) AS started, max(d.started_at) AS last_started "
             "FROM broadcast_occurrence o LEFT JOIN broadcast_delivery d ON d.occurrence_id = o.id "
             "WHERE o.broadcast_id = $1 GROUP BY o.id",
@@ -211,6 +214,7 @@ async def one_round(pool: asyncpg.Pool, asset_id: int, speakers: int, scheduled:
         speakers=speakers,
         started_last_s=(state["last_started"] - start).total_seconds(),
         recorded_last_s=(recorded_at - start).total_seconds(),
+        start_given_s=(state["start_at"] - start).total_seconds(),
         drift_s=drift,
     )
 
@@ -341,6 +345,21 @@ async def speaker_fleet(broker: PrivateBroker, count: int) -> AsyncIterator[None
             process.kill()
 
 
+@contextlib.asynccontextmanager
+async def scratch_database() -> AsyncIterator[str]:
+    """A database of this run's own, dropped afterwards."""
+    name = f"fanout_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(ADMIN_SERVER)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = ADMIN_SERVER.rsplit("/", 1)[0] + "/" + name
+        await run_migrations(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 @contextlib.contextmanager
 def raised_file_limit() -> Iterator[None]:
     import resource
@@ -353,7 +372,7 @@ def raised_file_limit() -> Iterator[None]:
 
 async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) -> Results:
     results = Results()
-    async with bench_database() as url:
+    async with scratch_database() as url:
         data_dir = log_dir / f"data-{size}"
         asset_id = await seed(url, data_dir, size)
         hub: HubProcess = await start_hub(
@@ -382,6 +401,10 @@ async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) 
                     results.scheduled.append(await one_round(pool, asset_id, size, scheduled=True))
                     results.broker_round_trip_s.append(await broker_round_trip(broker, size))
                     results.downloads_s.append(await serve_downloads(hub.base_url, link, size))
+        except Exception:
+            print(f"the run failed; the end of the hub's log ({hub.log}):", file=sys.stderr)
+            print(hub.log.read_text()[-4000:], file=sys.stderr)
+            raise
         finally:
             await pool.close()
             hub.stop()
@@ -400,6 +423,10 @@ def report(size: int, results: Results) -> None:
     row(
         "emergency now: start -> last started (speaker clock)",
         summary([r.started_last_s for r in results.now]),
+    )
+    row(
+        "emergency now: start -> start instant sent to speakers",
+        summary([r.start_given_s for r in results.now]),
     )
     row(
         "emergency now: start -> all started acks stored",

@@ -193,7 +193,7 @@ async def speaker_audio(
     """The audio of a play command, for speakers: the signed link is the authorisation."""
     rt = runtime(request)
     rt.signer.verify(asset_id, expires, sig)
-    sha256 = await rt.pool.fetchval("SELECT sha256 FROM audio_asset WHERE id = $1", asset_id)
+    sha256 = await rt.asset_sha256(asset_id)
     if sha256 is None:
         raise NotFound(f"no audio {asset_id}")
     return _wav_file(rt, sha256)

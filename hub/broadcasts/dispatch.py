@@ -155,14 +155,13 @@ class Dispatcher:
             )
             return None
         send_due = max(scheduled_at - timedelta(seconds=self.settings.send_ahead_s), now)
-        await self.pool.execute(
-            "UPDATE broadcast_occurrence SET send_due_at = $2, speaker_count = $3 WHERE id = $1",
-            occurrence_id,
-            send_due,
-            len(playing),
-        )
         wait_s = (send_due - self._clock()).total_seconds()
         if wait_s > 0:
+            await self.pool.execute(
+                "UPDATE broadcast_occurrence SET send_due_at = $2 WHERE id = $1",
+                occurrence_id,
+                send_due,
+            )
             await asyncio.sleep(wait_s)
         sending_at = self._clock()
         # Sent ahead, speakers start at the planned instant; late (an emergency asked for
@@ -173,12 +172,15 @@ class Dispatcher:
         expires_at += PLAY_GRACE
         metrics.DRIFT_SECONDS.observe(max(0.0, (sending_at - send_due).total_seconds()))
         await self.pool.execute(
-            "UPDATE broadcast_occurrence SET status = 'sending', send_started_at = $2, "
-            "start_at = $3, expires_at = $4 WHERE id = $1",
+            "UPDATE broadcast_occurrence SET status = 'sending', send_due_at = $2, "
+            "send_started_at = $3, start_at = $4, expires_at = $5, speaker_count = $6 "
+            "WHERE id = $1",
             occurrence_id,
+            send_due,
             sending_at,
             start_at,
             expires_at,
+            len(playing),
         )
         job = self._job(row, start_at, expires_at)
         job.pending = {

@@ -36,6 +36,7 @@ LEADER_LOCK_KEY = 0x10C_B0AD_CA57
 NOTIFY_CHANNEL = "iochub_broadcasts"
 MISSED_LOOKBACK = timedelta(days=7)
 EXTEND_INTERVAL_S = 3600.0
+MISSED_CHECK_INTERVAL_S = 10.0
 DUE_BATCH = 200
 
 
@@ -210,15 +211,19 @@ class BroadcastScheduler:
     async def _lead(self) -> None:
         for row in await self.pool.fetch(UNFINISHED):
             self._start((row["id"], row["broadcast_id"], row["scheduled_at"]))
-        next_extension = 0.0
+        next_extension = next_missed_check = 0.0
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
             try:
+                delay = await self._fire_due()
+                # Bookkeeping after the firing, which is what a wake-up is usually for.
+                if loop.time() >= next_missed_check:
+                    await self._mark_missed()
+                    next_missed_check = loop.time() + MISSED_CHECK_INTERVAL_S
                 if loop.time() >= next_extension:
                     await planning.extend_series(self.pool, self.settings, self._clock())
                     next_extension = loop.time() + EXTEND_INTERVAL_S
-                delay = await self._fire_due()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("scheduler round failed (%s); retrying", exc)
                 delay = self.settings.leader_retry_s
@@ -232,7 +237,6 @@ class BroadcastScheduler:
         prepare = timedelta(seconds=self.settings.prepare_s)
         grace = PLAY_GRACE.total_seconds()
         now = self._clock()
-        await self.pool.execute(MARK_MISSED, now, self.node, now - MISSED_LOOKBACK, grace)
         due = await self.pool.fetch(DUE, now + prepare, now, grace, DUE_BATCH)
         for slot in due:
             occurrence_id = await claim(
@@ -247,6 +251,12 @@ class BroadcastScheduler:
             return self.settings.idle_poll_s
         delay = (upcoming - prepare - self._clock()).total_seconds()
         return min(max(delay, 0.0), self.settings.idle_poll_s)
+
+    async def _mark_missed(self) -> None:
+        now = self._clock()
+        await self.pool.execute(
+            MARK_MISSED, now, self.node, now - MISSED_LOOKBACK, PLAY_GRACE.total_seconds()
+        )
 
     def _start(self, key: tuple[int, int, datetime]) -> None:
         if key in self._occurrences:

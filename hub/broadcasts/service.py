@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,6 +58,7 @@ SCHEDULE_LOCK_KEY = 0x10C_B0AD_CA58
 PLAN_SAMPLE = 50
 MAX_CALENDAR_DAYS = 93
 MAX_CALENDAR_ITEMS = 5000
+MAX_REMEMBERED_ASSETS = 10_000
 
 
 @dataclass
@@ -69,6 +70,20 @@ class Broadcasts:
     audio: AudioStore
     signer: AudioUrlSigner
     tts: TtsEngine
+    # Assets never change: speakers' downloads need not ask the database each time.
+    _hashes: dict[int, str] = field(default_factory=dict)
+
+    async def asset_sha256(self, asset_id: int) -> str | None:
+        known = self._hashes.get(asset_id)
+        if known is None:
+            known = await self.pool.fetchval(
+                "SELECT sha256 FROM audio_asset WHERE id = $1", asset_id
+            )
+            if known is not None:
+                if len(self._hashes) >= MAX_REMEMBERED_ASSETS:
+                    self._hashes.clear()
+                self._hashes[asset_id] = known
+        return known
 
 
 def require_scheduling(principal: Principal) -> None:
@@ -689,7 +704,11 @@ async def occurrence_report(
     """Per occurrence: delivered, played, failed and why, pending; and every speaker."""
     principal.require(Permission.DEVICES_READ)
     scope = ward_scope(principal)
-    async with rt.pool.acquire() as conn:
+    # One snapshot, so the summary and the per-speaker rows tell the same story.
+    async with (
+        rt.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
         row = await conn.fetchrow(
             OCCURRENCE + " WHERE o.id = $1 AND ($2::int[] IS NULL OR b.ward_ids <@ $2)",
             occurrence_id,
