@@ -2,19 +2,23 @@
 
 A hub runs in its own process (scheduler leader, speaker driver, delivery recorder, the
 signed audio download) against a scratch database and a private mosquitto; the speakers
-run in another process (``drivers.speaker.simulator``), so neither steals the other's
-event loop. Each round saves an emergency broadcast for "now" — the case where the whole
-fan-out is on the clock — and a normal one a few seconds ahead, then reads back from the
-database when every speaker reported ``started``.
+run in another process (``drivers.speaker.simulator``, downloads shared across the
+fleet), so neither steals the other's event loop. Once the hub has taken in the fleet's
+first statuses, each round saves an emergency broadcast for "now" — the case where the
+whole fan-out is on the clock — and one scheduled ahead (sent ``send_ahead_s`` before its
+start, as the hub does), then reads back from the database when every speaker reported
+``started``.
 
 Printed per fleet size, over the rounds (p50 / p99 / max):
   * from the occurrence's start (the moment the emergency was saved) to the last
-    ``started`` ack, by the speakers' clocks and as recorded by the hub, against the goal
-    (272 speakers: 500 ms p99; 10,000: 5 s);
+    ``started``, by the speakers' clocks, against the goal (272 speakers: 500 ms p99;
+    10,000: 5 s); the start instant the hub gave them; when the hub had every
+    ``started`` ack stored;
   * for the scheduled broadcast, how far the last speaker started after the planned
     instant, and the scheduler's drift (fan-out begun against its plan);
   * as the limit measured in the same run, the broker's own round trip for the same number
-    of messages (a command out and an ack back per speaker, QoS 1, through the same broker).
+    of messages (a command out and an ack back per speaker, QoS 1, through the same
+    broker), and the hub serving the audio to that many downloads.
 
     .venv/bin/python -m bench.fanout [--sizes 272 10000] [--rounds 3]
 """

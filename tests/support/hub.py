@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -47,6 +49,8 @@ def hub_settings(database_url: str, broker_port: int, **overrides: object) -> Se
         auth=AuthSettings(login_delay_ms=0, login_attempts_per_minute=8),
         coap=CoapSettings(host="127.0.0.1", port=free_udp_port()),
         secret_key=SecretStr("test-secret-key-not-for-production"),
+        # Audio assets and other local state of a test hub stay out of the checkout.
+        data_dir=Path(tempfile.mkdtemp(prefix="iochub-test-data-")),
     )
     return settings.model_copy(update=overrides)
 
