@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from hub.storage.database import asyncpg_dsn, run_migrations
+from hub.storage.database import asyncpg_dsn, run_migrations, with_database
 from tests.support.brokers import PrivateBroker, free_port, free_udp_port, private_mosquitto
 
 ADMIN_SERVER = os.environ.get(
@@ -50,7 +50,7 @@ async def bench_database(backend: str = "auto") -> AsyncIterator[str]:
     conn = await asyncpg.connect(ADMIN_SERVER)
     await conn.execute(f'CREATE DATABASE "{name}"')
     await conn.close()
-    url = ADMIN_SERVER.rsplit("/", 1)[0] + "/" + name
+    url = with_database(ADMIN_SERVER, name)
     try:
         await run_migrations(url, backend)
         yield url

