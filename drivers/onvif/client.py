@@ -302,6 +302,8 @@ async def open_camera(host: str, port: int, username: str, password: str) -> Asy
     try:
         yield camera
     finally:
+        # Closing a camera whose connection already failed may raise anything its
+        # transport does; the caller has its answer or error already.
         with contextlib.suppress(Exception):
             await camera.close()
 

@@ -217,6 +217,8 @@ class PullPointSubscriber:
                             )
                         await self._deliver(sink, result)
                 finally:
+                    # Best effort: an expired or lost subscription cannot be unsubscribed,
+                    # and the camera drops it at its termination time anyway.
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(2.0):
                             await subscription.Unsubscribe()

@@ -329,6 +329,8 @@ class _Session:
         try:
             result = await asyncio.shield(attempt)
         except asyncio.CancelledError:
+            # Let the connect thread finish before the cancellation goes on; its outcome,
+            # success or failure, no longer matters.
             with contextlib.suppress(Exception):
                 await attempt
             raise

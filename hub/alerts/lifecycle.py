@@ -6,7 +6,6 @@ resolved (automatically when the condition clears, or by a person).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -222,6 +221,3 @@ async def save_pending(
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-__all__ = ["Connection", "NewAlert", "json"]

@@ -13,7 +13,7 @@ from litestar.datastructures import Cookie
 from litestar.params import FromPath, JSONBody, PathParameter
 
 from hub.auth import service
-from hub.auth.middleware import CSRF_HEADER, SESSION_COOKIE
+from hub.auth.middleware import SESSION_COOKIE
 from hub.auth.models import ApiToken, Role, User
 from hub.auth.principal import CurrentUser, Permission, Principal
 from hub.errors import NotFound, TooManyRequests
@@ -198,6 +198,3 @@ class UserController(Controller):
         if user is None:
             raise NotFound(f"no user {username!r}")
         return await user_out(user)
-
-
-__all__ = ["CSRF_HEADER", "AuthController", "LoginThrottle", "UserController"]

@@ -150,6 +150,7 @@ class BroadcastScheduler:
                 log.warning("scheduler lost its lock connection (%s)", exc)
             finally:
                 self._step_down()
+                # Best effort: the connection is usually the one that just failed.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close(timeout=2))
             await asyncio.sleep(self.settings.leader_retry_s)

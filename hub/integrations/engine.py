@@ -173,6 +173,7 @@ class DeliveryEngine:
                 await self._listen_on(conn)
                 log.warning("the outbox listener connection dropped; reconnecting")
             finally:
+                # Best effort: the listener connection is usually the one that dropped.
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import asyncpg
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Redirect
 
@@ -138,5 +138,3 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     asyncpg.DataError: handle_data_error,
     Exception: handle_unexpected,
 }
-
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType"]

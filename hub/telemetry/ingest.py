@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -106,6 +105,3 @@ def reading_bytes(reading: Reading) -> bytes:
         },
         allow_nan=True,
     ).encode()
-
-
-__all__ = ["Quarantine", "Sequence", "TelemetryIngest"]

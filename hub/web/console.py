@@ -16,7 +16,6 @@ from hub.auth import service as auth_service
 from hub.auth.api import session_cookie
 from hub.auth.principal import CurrentUser, Principal
 from hub.devices import service
-from hub.devices.models import Device
 from hub.errors import HubError
 
 STATUSES = ("online", "late", "offline", "degraded", "maintenance", "unknown")
@@ -152,6 +151,3 @@ def bounds(points: list[tuple[Any, ...]]) -> dict[str, float]:
         "min_lon": min(lons) - pad,
         "max_lon": max(lons) + pad,
     }
-
-
-__all__ = ["ConsoleController", "Device"]
