@@ -57,6 +57,7 @@ from hub.telemetry.directory import DeviceDirectory
 from hub.telemetry.ingest import Quarantine, TelemetryIngest
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb, run_plain_retention
 from hub.telemetry.store import ReadingWriter
+from hub.web.broadcasts import BroadcastConsoleController
 from hub.web.console import ConsoleController
 
 log = logging.getLogger("hub.server")
@@ -236,6 +237,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *broadcasts.routes(),
             *cameras.routes(),
             ConsoleController,
+            BroadcastConsoleController,
             create_static_files_router(
                 "/static/swagger",
                 [swagger_dir],

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.response import Redirect
+from litestar.response import Redirect, Template
 
 from hub.errors import HubError, NotAuthenticated
 
@@ -61,6 +61,17 @@ def wants_page(request: Request[Any, Any, Any]) -> bool:
 def handle_hub_error(request: Request[Any, Any, Any], exc: HubError) -> Response[Any]:
     if isinstance(exc, NotAuthenticated) and wants_page(request):
         return Redirect(f"/login?next={request.url.path}")
+    if exc.status in (403, 404) and wants_page(request):
+        # People follow links to these: a page with the console's navigation, not JSON.
+        return Template(
+            "error.html",
+            status_code=exc.status,
+            context={
+                "principal": request.scope.get("user"),
+                "title": exc.title,
+                "detail": exc.detail,
+            },
+        )
     if exc.status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
     headers = {"www-authenticate": 'Bearer realm="iochub"'} if exc.status == 401 else None
