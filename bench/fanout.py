@@ -4,10 +4,12 @@ A hub runs in its own process (scheduler leader, speaker driver, delivery record
 signed audio download) against a scratch database and a private mosquitto; the speakers
 run in another process (``drivers.speaker.simulator``, downloads shared across the
 fleet), so neither steals the other's event loop. Once the hub has taken in the fleet's
-first statuses, each round saves an emergency broadcast for "now" — the case where the
-whole fan-out is on the clock — and one scheduled ahead (sent ``send_ahead_s`` before its
-start, as the hub does), then reads back from the database when every speaker reported
-``started``.
+first statuses and every speaker follows its ward's group, the speakers hear the standing
+announcement once; then each round saves three emergency broadcasts to every ward: for
+"now" with that standing audio (a siren, a standing message: speakers hold it), for "now"
+with audio no speaker has yet (each downloads it first), and one scheduled ahead (sent
+``send_ahead_s`` before its start, as the hub does). Each is read back from the database
+once every speaker reported ``started``.
 
 Printed per fleet size, over the rounds (p50 / p99 / max):
   * from the occurrence's start (the moment the emergency was saved) to the last
@@ -16,9 +18,11 @@ Printed per fleet size, over the rounds (p50 / p99 / max):
     ``started`` ack stored;
   * for the scheduled broadcast, how far the last speaker started after the planned
     instant, and the scheduler's drift (fan-out begun against its plan);
-  * as the limit measured in the same run, the broker's own round trip for the same number
-    of messages (a command out and an ack back per speaker, QoS 1, through the same
-    broker), and the hub serving the audio to that many downloads.
+  * how many plays the hub published (one per ward group, one per speaker without groups);
+  * as the limit measured in the same run, the same emergency play published straight to
+    the ward groups by a bare client, no hub in the loop (broker and speakers alone), and
+    the hub serving the audio to that many downloads (what new audio costs a fleet whose
+    speakers each fetch it: the simulator fetches it once for all).
 
     .venv/bin/python -m bench.fanout [--sizes 272 10000] [--rounds 3]
 """
@@ -47,8 +51,11 @@ import soundfile  # type: ignore[import-untyped]
 from pydantic import SecretStr
 
 from bench.support import ADMIN_SERVER, HubProcess, percentile, row, start_hub
+from drivers.contract import AckStage, Topics
+from drivers.speaker.protocol import PlayCommand, Priority, decode_ack, encode_command
 from drivers.speaker.simulator import district_pairs
 from hub.broadcasts.audio import AudioStore, PreparedAudio, prepare_audio
+from hub.broadcasts.settings import BroadcastSettings
 from hub.broadcasts.urls import AudioUrlSigner, url_key
 from hub.storage.database import run_migrations
 from tests.support.brokers import PrivateBroker, private_mosquitto
@@ -87,24 +94,29 @@ class Round:
 @dataclass
 class Results:
     now: list[Round] = field(default_factory=list)
+    """Emergency "now" with audio the speakers hold (played before: a siren, a standing
+    message)."""
+    now_new_audio: list[Round] = field(default_factory=list)
+    """Emergency "now" with audio no speaker has yet: every speaker downloads it first."""
+    publishes: list[tuple[int, int]] = field(default_factory=list)
+    """Per occurrence: group publishes and direct publishes of the play."""
     scheduled: list[Round] = field(default_factory=list)
-    broker_round_trip_s: list[float] = field(default_factory=list)
+    bare_fan_out_s: list[float] = field(default_factory=list)
     downloads_s: list[float] = field(default_factory=list)
 
 
-def announcement() -> PreparedAudio:
+def announcement(number: int) -> PreparedAudio:
+    """A one-second tone of its own pitch: each number is audio no speaker holds yet."""
     rate = 22_050
     t = np.arange(rate) / rate
-    wave = (0.2 * np.sin(2 * np.pi * 523.25 * t)).astype(np.float32)
+    wave = (0.2 * np.sin(2 * np.pi * (523.25 + 7 * number) * t)).astype(np.float32)
     raw = io.BytesIO()
     soundfile.write(raw, wave, rate, format="WAV", subtype="PCM_16")
     return prepare_audio(raw.getvalue(), target_lufs=-16.0, max_gain_db=24.0, max_duration_s=60.0)
 
 
-async def seed(url: str, data_dir: Path, count: int) -> int:
-    """Wards, speakers and the announcement; returns the audio asset id."""
-    audio = announcement()
-    AudioStore(data_dir / "audio").save(audio)
+async def seed(url: str, count: int) -> None:
+    """Wards and their speakers."""
     conn = await asyncpg.connect(url)
     try:
         wards = {}
@@ -121,6 +133,15 @@ async def seed(url: str, data_dir: Path, count: int) -> int:
             ],
             columns=["uid", "kind", "ward_id", "lifecycle"],
         )
+    finally:
+        await conn.close()
+
+
+async def add_announcement(pool: asyncpg.Pool, data_dir: Path, number: int) -> int:
+    """Announcement ``number`` in the library; returns its asset id."""
+    audio = announcement(number)
+    AudioStore(data_dir / "audio").save(audio)
+    async with pool.acquire() as conn:
         asset_id: int = await conn.fetchval(
             "INSERT INTO audio_asset (name, source, original_format, original_sha256, "
             "original_bytes, sha256, size_bytes, duration_s, sample_rate, created_by) "
@@ -132,9 +153,7 @@ async def seed(url: str, data_dir: Path, count: int) -> int:
             audio.duration_s,
             audio.sample_rate,
         )
-        return asset_id
-    finally:
-        await conn.close()
+    return asset_id
 
 
 async def broadcast(pool: asyncpg.Pool, asset_id: int, starts_at: datetime, priority: str) -> int:
@@ -179,15 +198,19 @@ async def until_all_started(
 
 
 async def settled(pool: asyncpg.Pool, speakers: int) -> None:
-    """Wait until the hub has taken in the fleet's first statuses (health intake done)."""
+    """Wait until the hub has taken in the fleet's first statuses (health intake done) and
+    every speaker follows its ward's group."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         online = await pool.fetchval("SELECT count(*) FROM device WHERE connected")
-        if online >= speakers:
+        following = await pool.fetchval(
+            "SELECT count(*) FROM speaker_group_follow WHERE cardinality(groups) > 0"
+        )
+        if online >= speakers and following >= speakers:
             await asyncio.sleep(2)
             return
         await asyncio.sleep(0.5)
-    raise TimeoutError("the hub did not see the whole fleet online")
+    raise TimeoutError("the hub did not see the whole fleet online and in its groups")
 
 
 async def until_finished(pool: asyncpg.Pool, broadcast_id: int, speakers: int) -> None:
@@ -223,52 +246,52 @@ async def one_round(pool: asyncpg.Pool, asset_id: int, speakers: int, scheduled:
     )
 
 
-async def broker_round_trip(broker: PrivateBroker, count: int) -> float:
-    """N commands out and N acks back through the broker, QoS 1, one client each side."""
-    payload = b"x" * 420  # about the size of a play command
+async def publishes(pool: asyncpg.Pool) -> tuple[int, int]:
+    """Group and direct publishes of the latest occurrence's play."""
+    row = await pool.fetchrow(
+        "SELECT count(DISTINCT via_group) AS groups, count(*) FILTER (WHERE via_group IS NULL) "
+        "AS direct FROM broadcast_delivery WHERE occurrence_id = "
+        "(SELECT max(id) FROM broadcast_occurrence)"
+    )
+    assert row is not None
+    return row["groups"], row["direct"]
+
+
+async def bare_fan_out(
+    broker: PrivateBroker, size: int, audio_url: str, sha256: str, lead_s: float
+) -> float:
+    """The limit: the same emergency play published straight to every ward's group topic by
+    a bare client, no hub in the loop; seconds from publishing to the last ``started``
+    (speaker clock). The speakers hold this audio, as in the "now" rounds."""
     tag = secrets.token_hex(3)
-    done = asyncio.Event()
-    received = 0
-
-    async with (
-        aiomqtt.Client(
-            broker.host, broker.port, identifier=f"rt-hub-{tag}", max_inflight_messages=200
-        ) as hub,
-        aiomqtt.Client(
-            broker.host, broker.port, identifier=f"rt-spk-{tag}", max_inflight_messages=200
-        ) as speakers,
-    ):
-        hub.pending_calls_threshold = speakers.pending_calls_threshold = count * 3
-        await hub.subscribe(f"rt/{tag}/+/ack", qos=1)
-        await speakers.subscribe(f"rt/{tag}/+/cmd", qos=1)
-
-        async def echo() -> None:
-            async for message in speakers.messages:
-                device = message.topic.value.split("/")[2]
-                await speakers.publish(f"rt/{tag}/{device}/ack", b"{}", qos=1)
-
-        async def count_acks() -> None:
-            nonlocal received
-            async for _ in hub.messages:
-                received += 1
-                if received >= count:
-                    done.set()
-
-        tasks = [asyncio.create_task(echo()), asyncio.create_task(count_acks())]
-        window = asyncio.Semaphore(100)
-
-        async def send(n: int) -> None:
-            async with window:
-                await hub.publish(f"rt/{tag}/d{n}/cmd", payload, qos=1)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(send(n) for n in range(count)))
-        await asyncio.wait_for(done.wait(), 120)
-        elapsed = time.perf_counter() - started
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return elapsed
+    started = datetime.now(UTC)
+    play = PlayCommand(
+        command_id=f"bare-{tag}",
+        issued_at=started,
+        expires_at=started + timedelta(minutes=5),
+        audio_url=audio_url,
+        sha256=sha256,
+        duration_s=1.0,
+        volume=80,
+        priority=Priority.EMERGENCY,
+        broadcast_id=f"bare-{tag}",
+        start_at=started + timedelta(seconds=lead_s),
+    )
+    payload = encode_command(play)
+    last = started
+    count = 0
+    async with aiomqtt.Client(broker.host, broker.port, identifier=f"bare-{tag}") as client:
+        await client.subscribe(Topics.all_devices(Topics.ACK), qos=1)
+        for n in range(1, WARDS + 1):
+            await client.publish(Topics.for_group(f"ward-ward-{n:02d}"), payload, qos=1)
+        async with asyncio.timeout(120):
+            async for message in client.messages:
+                ack = decode_ack(bytes(message.payload), "-")  # type: ignore[arg-type]
+                if ack.command_id == play.command_id and ack.stage is AckStage.STARTED:
+                    last, count = max(last, ack.time), count + 1
+                    if count >= size:
+                        break
+    return (last - started).total_seconds()
 
 
 async def serve_downloads(base_url: str, path: str, count: int) -> float:
@@ -305,48 +328,65 @@ async def serve_downloads(base_url: str, path: str, count: int) -> float:
     return time.perf_counter() - started
 
 
+def simulator_processes(count: int) -> int:
+    """One simulator process per core for large fleets: 10,000 speakers' acks are more
+    than one Python process publishes in the seconds the goal allows."""
+    return 2 if count >= 5000 else 1
+
+
 @contextlib.asynccontextmanager
 async def speaker_fleet(broker: PrivateBroker, count: int) -> AsyncIterator[None]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "drivers.speaker.simulator",
-        "--host",
-        broker.host,
-        "--port",
-        str(broker.port),
-        "--count",
-        str(count),
-        "--wards",
-        str(WARDS),
-        "--speed",
-        str(SPEED),
-        "--status-interval",
-        "3600",
-        "--seed",
-        "7",
-        "--shared-downloads",
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stderr is not None
+    shards = simulator_processes(count)
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "drivers.speaker.simulator",
+            "--host",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--count",
+            str(count),
+            "--wards",
+            str(WARDS),
+            "--speed",
+            str(SPEED),
+            "--status-interval",
+            "3600",
+            "--seed",
+            "7",
+            "--shared-downloads",
+            "--shard",
+            f"{index}/{shards}",
+            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        for index in range(shards)
+    ]
+    drains: list[asyncio.Task[bytes]] = []
     try:
-        async with asyncio.timeout(180):
-            while True:
-                line = await process.stderr.readline()
-                if not line:
-                    raise RuntimeError("the speaker simulator exited")
-                if b"speaker simulator ready" in line:
-                    break
-        drain = asyncio.create_task(process.stderr.read())
+        for process in processes:
+            assert process.stderr is not None
+            async with asyncio.timeout(180):
+                while True:
+                    line = await process.stderr.readline()
+                    if not line:
+                        raise RuntimeError("the speaker simulator exited")
+                    if b"speaker simulator ready" in line:
+                        break
+            drains.append(asyncio.create_task(process.stderr.read()))
         yield
-        drain.cancel()
     finally:
-        process.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), 30)
-        if process.returncode is None:
-            process.kill()
+        for drain in drains:
+            drain.cancel()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 30)
+            if process.returncode is None:
+                process.kill()
 
 
 @contextlib.asynccontextmanager
@@ -378,7 +418,7 @@ async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) 
     results = Results()
     async with scratch_database() as url:
         data_dir = log_dir / f"data-{size}"
-        asset_id = await seed(url, data_dir, size)
+        await seed(url, size)
         hub: HubProcess = await start_hub(
             url,
             broker.port,
@@ -394,16 +434,29 @@ async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) 
             },
         )
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        asset_id = await add_announcement(pool, data_dir, 0)
         signer = AudioUrlSigner(url_key(SecretStr(SECRET_KEY), data_dir), hub.base_url)
-        link = signer.url(asset_id, datetime.now(UTC) + timedelta(hours=1))
-        link = link.removeprefix(hub.base_url)
+        expiry = datetime.now(UTC) + timedelta(hours=1)
+        link = signer.url(asset_id, expiry).removeprefix(hub.base_url)
+        sha256 = await pool.fetchval("SELECT sha256 FROM audio_asset WHERE id = $1", asset_id)
+        # The lead the hub gives a fan-out of this many publishes (one per ward).
+        lead = BroadcastSettings().start_lead_s(WARDS)
         try:
             async with speaker_fleet(broker, size):
                 await settled(pool, size)
-                for _ in range(rounds):
+                # The speakers hear the standing announcement once before the clock starts.
+                await one_round(pool, asset_id, size, scheduled=False)
+                for number in range(1, rounds + 1):
                     results.now.append(await one_round(pool, asset_id, size, scheduled=False))
+                    new_audio = await add_announcement(pool, data_dir, number)
+                    results.now_new_audio.append(
+                        await one_round(pool, new_audio, size, scheduled=False)
+                    )
                     results.scheduled.append(await one_round(pool, asset_id, size, scheduled=True))
-                    results.broker_round_trip_s.append(await broker_round_trip(broker, size))
+                    results.publishes.append(await publishes(pool))
+                    results.bare_fan_out_s.append(
+                        await bare_fan_out(broker, size, signer.url(asset_id, expiry), sha256, lead)
+                    )
                     results.downloads_s.append(await serve_downloads(hub.base_url, link, size))
         except Exception:
             print(f"the run failed; the end of the hub's log ({hub.log}):", file=sys.stderr)
@@ -427,6 +480,10 @@ def report(size: int, results: Results) -> None:
     row(
         "emergency now: start -> last started (speaker clock)",
         summary([r.started_last_s for r in results.now]),
+    )
+    row(
+        "emergency now, new audio: start -> last started",
+        summary([r.started_last_s for r in results.now_new_audio]),
     )
     row(
         "emergency now: start -> start instant sent to speakers",
@@ -454,7 +511,17 @@ def report(size: int, results: Results) -> None:
         "scheduler drift (fan-out begun vs planned)",
         summary([r.drift_s for r in results.scheduled]),
     )
-    row("limit: broker round trip, same message count", summary(results.broker_round_trip_s))
+    publishes = results.publishes[-1] if results.publishes else (0, 0)
+    row(
+        "plays the hub published per occurrence",
+        f"{sum(publishes):>16}",
+        f"{publishes[0]} to ward groups, {publishes[1]} to single speakers",
+    )
+    row("limit: bare client to the ward groups, no hub", summary(results.bare_fan_out_s))
+    ratio = percentile([r.started_last_s for r in results.now], 99) / percentile(
+        results.bare_fan_out_s, 99
+    )
+    row("ratio of emergency now to that limit (p99)", f"{ratio:.2f}")
     row(
         f"hub serving the audio: {size} downloads, {DOWNLOAD_CONNECTIONS} connections",
         summary(results.downloads_s),

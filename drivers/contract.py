@@ -126,15 +126,19 @@ class Topics:
     """The MQTT topic layout every MQTT device follows (docs/device-protocol.md).
 
     One subtree per device, so a broker ACL can confine each device to its own
-    uid: it publishes telemetry, status, events and acks, and subscribes to cmd.
+    uid: it publishes telemetry, status, events and acks, and subscribes to cmd
+    (and, for speakers, to the retained list of groups it belongs to). Group command
+    topics sit beside the device tree: one publish there reaches every member.
     """
 
     ROOT = "iochub/v1/dev"
+    GROUP_ROOT = "iochub/v1/grp"
     TELEMETRY = "telemetry"
     STATUS = "status"
     EVENT = "event"
     ACK = "ack"
     COMMAND = "cmd"
+    GROUPS = "groups"
 
     @classmethod
     def for_device(cls, device_uid: str, channel: str) -> str:
@@ -143,6 +147,25 @@ class Topics:
     @classmethod
     def all_devices(cls, channel: str) -> str:
         return f"{cls.ROOT}/+/{channel}"
+
+    @classmethod
+    def for_group(cls, group: str) -> str:
+        """Where commands for every member of a group are published."""
+        return f"{cls.GROUP_ROOT}/{group}/{cls.COMMAND}"
+
+    @classmethod
+    def all_groups(cls) -> str:
+        return f"{cls.GROUP_ROOT}/+/{cls.COMMAND}"
+
+    @classmethod
+    def parse_group(cls, topic: str) -> str | None:
+        """The group a group command topic names, or None for any other topic."""
+        prefix = cls.GROUP_ROOT + "/"
+        suffix = "/" + cls.COMMAND
+        if not (topic.startswith(prefix) and topic.endswith(suffix)):
+            return None
+        group = topic[len(prefix) : -len(suffix)]
+        return group if group and "/" not in group else None
 
     @classmethod
     def parse(cls, topic: str) -> tuple[str, str]:

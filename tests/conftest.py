@@ -18,6 +18,8 @@ from hub.storage.database import run_migrations
 from tests.support.brokers import PrivateBroker, mosquitto_available, private_mosquitto
 from tests.support.hub import RunningHub, create_database, drop_database, hub_settings, running_hub
 
+pytest_plugins = ["tests.support.broadcast_fixtures"]
+
 WARDS = (("ward-a", "Phường A"), ("ward-b", "Phường B"), ("ward-c", "Phường C"))
 PASSWORD = "correct horse battery staple"
 # Reset before each test: everything but people, their tokens, wards and the schema itself.
@@ -121,6 +123,7 @@ async def clients(
     app_state = hub.server.config.app.state  # type: ignore[union-attr]
     app_state.directory.forget_all()
     app_state.health.forget_all()
+    app_state.broadcasts.forget_all()
     app_state.login_throttle.attempts.clear()
     await app_state.alert_engine.refresh()
     async with contextlib.AsyncExitStack() as stack:

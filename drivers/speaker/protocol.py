@@ -11,7 +11,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, NoReturn, TypeVar
@@ -24,6 +24,8 @@ MAX_COMMAND_BYTES = 8192
 MAX_ACK_BYTES = 1024
 MAX_STATUS_BYTES = 2048
 MAX_EVENT_BYTES = 4096
+MAX_GROUPS_BYTES = 2048
+MAX_GROUPS = 16
 MAX_URL_LENGTH = 2048
 MAX_ID_LENGTH = 128
 MAX_AUDIO_DURATION_S = 4 * 3600.0
@@ -160,6 +162,8 @@ class SpeakerStatus:
     firmware_version: str | None = None
     uptime_s: float | None = None
     at: datetime | None = None
+    groups: tuple[str, ...] | None = None
+    """The groups whose commands it listens to; None from firmware without groups."""
 
 
 # --------------------------------------------------------------------------- time
@@ -621,7 +625,7 @@ _STATUS_ONLINE_REQUIRED = frozenset(
         "uptime_s",
     }
 )
-_STATUS_OPTIONAL = frozenset({"at"})
+_STATUS_OPTIONAL = frozenset({"at", "groups"})
 
 
 def encode_status(status: SpeakerStatus) -> bytes:
@@ -640,6 +644,8 @@ def encode_status(status: SpeakerStatus) -> bytes:
     }
     if status.at is not None:
         document["at"] = format_time(status.at)
+    if status.groups is not None:
+        document["groups"] = list(status.groups)
     return json.dumps(document, separators=(",", ":")).encode()
 
 
@@ -668,7 +674,46 @@ def decode_status(payload: bytes) -> SpeakerStatus:
         firmware_version=_string(document, "firmware_version", 64),
         uptime_s=_number(document, "uptime_s", 0.0, 10.0 * 365 * 86400),
         at=_optional_timestamp(document, "at"),
+        groups=_groups(document) if "groups" in document else None,
     )
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def _groups(document: Mapping[str, Any]) -> tuple[str, ...]:
+    value = document["groups"]
+    if not isinstance(value, list):
+        _fail(f"groups must be an array, not {_json_type(value)}")
+    if len(value) > MAX_GROUPS:
+        _fail(f"groups has {len(value)} entries, more than the {MAX_GROUPS} allowed")
+    names: list[str] = []
+    for index, item in enumerate(value):
+        name = _identifier({f"groups[{index}]": item}, f"groups[{index}]")
+        if name in names:
+            _fail(f"groups[{index}] {name!r} is listed twice")
+        names.append(name)
+    return tuple(sorted(names))
+
+
+def encode_groups(groups: Sequence[str]) -> bytes:
+    """The retained message that tells a speaker which group command topics to follow."""
+    names = sorted(set(groups))
+    payload = json.dumps({"groups": names}, separators=(",", ":")).encode()
+    try:
+        decode_groups(payload)
+    except DecodeError as exc:
+        raise InvalidCommand(f"groups: {exc}") from None
+    return payload
+
+
+def decode_groups(payload: bytes) -> tuple[str, ...]:
+    """The groups a speaker belongs to; an empty (cleared) retained message means none."""
+    if not payload:
+        return ()
+    document = _load_object(payload, MAX_GROUPS_BYTES, "groups")
+    _check_keys(document, frozenset({"groups"}), frozenset(), "groups")
+    return _groups(document)
 
 
 # --------------------------------------------------------------------------- events

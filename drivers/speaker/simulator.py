@@ -32,7 +32,7 @@ import httpx
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers.contract import AckStage, Topics
+from drivers.contract import AckStage, DecodeError, Topics
 from drivers.speaker.protocol import (
     LAST_WILL_PAYLOAD,
     STOP_ALL,
@@ -43,9 +43,11 @@ from drivers.speaker.protocol import (
     Priority,
     RebootCommand,
     SetVolumeCommand,
+    SpeakerCommand,
     SpeakerStatus,
     StopCommand,
     decode_command,
+    decode_groups,
     encode_ack,
     encode_event,
     encode_status,
@@ -58,6 +60,7 @@ MAX_AUDIO_BYTES = 64 * 1024 * 1024
 FILE_DESCRIPTOR_HEADROOM = 256
 SUBSCRIBE_BATCH = 200
 _REMEMBERED_COMMANDS = 1024
+_AUDIO_HELD = 8
 _SHARED_AUDIO_CACHE_ENTRIES = 16
 _ONLINE_WAIT_AFTER_REBOOT_S = 30.0
 _REBOOT_GRACE_S = 1.0
@@ -114,6 +117,8 @@ class SpeakerSpec:
     password: str | None = None
     faults: frozenset[Fault] = frozenset()
     firmware_version: str = "2.4.1"
+    follows_groups: bool = True
+    """Firmware that follows group command topics; older firmware gets commands one by one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +277,10 @@ class _Link(Protocol):
 
     async def drop(self) -> None: ...
 
+    async def follow(self, speaker: SimulatedSpeaker, groups: tuple[str, ...]) -> None:
+        """Listen to exactly these groups' command topics for the speaker."""
+        ...
+
 
 @dataclass(slots=True)
 class _PlayJob:
@@ -311,7 +320,10 @@ class SimulatedSpeaker:
         self._playing: _PlayJob | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._held: list[bytes] = []
+        self._audio_held: OrderedDict[str, None] = OrderedDict()
+        self.groups: tuple[str, ...] = ()
         self.cmd_topic = Topics.for_device(self.uid, Topics.COMMAND)
+        self.groups_topic = Topics.for_device(self.uid, Topics.GROUPS)
         self.status_topic = Topics.for_device(self.uid, Topics.STATUS)
         self._ack_topic = Topics.for_device(self.uid, Topics.ACK)
         self._event_topic = Topics.for_device(self.uid, Topics.EVENT)
@@ -323,6 +335,11 @@ class SimulatedSpeaker:
     @property
     def online(self) -> bool:
         return self.link is not None and self.link.online
+
+    @property
+    def acted_on(self) -> tuple[str, ...]:
+        """The command ids this speaker acted on (the most recent ones), oldest first."""
+        return tuple(self._seen)
 
     def status(self) -> SpeakerStatus:
         return SpeakerStatus(
@@ -336,17 +353,36 @@ class SimulatedSpeaker:
             firmware_version=self.spec.firmware_version,
             uptime_s=round(asyncio.get_running_loop().time() - self._booted_at, 1),
             at=_utc_now(),
+            groups=self.groups if self.spec.follows_groups else None,
         )
 
     async def publish_status(self) -> None:
         await self._publish(self.status_topic, encode_status(self.status()), retain=True)
 
-    def receive(self, payload: bytes) -> None:
-        """A command arrived from the broker."""
+    def assign_groups(self, payload: bytes) -> None:
+        """The hub's retained list of groups to follow arrived."""
+        if self.spec.follows_groups:
+            self._spawn(self._follow(payload), f"{self.uid} groups")
+
+    async def _follow(self, payload: bytes) -> None:
+        try:
+            groups = decode_groups(payload)
+        except DecodeError as exc:
+            logger.warning("%s ignored a groups message: %s", self.uid, exc)
+            return
+        if self.link is None:
+            return
+        await self.link.follow(self, groups)
+        self.groups = groups
+        await self.publish_status()
+
+    def receive(self, payload: bytes, decoded: SpeakerCommand | None = None) -> None:
+        """A command arrived from the broker, on its own topic or a group's (``decoded``
+        once for all the group's members on one connection)."""
         if not self.powered.is_set():
             self._held.append(payload)
             return
-        self._spawn(self._handle(payload), f"{self.uid} command")
+        self._spawn(self._handle(payload, decoded), f"{self.uid} command")
 
     async def report_status_forever(self) -> None:
         interval = self._config.status_interval_s
@@ -390,9 +426,9 @@ class SimulatedSpeaker:
 
     # ------------------------------------------------------------------ commands
 
-    async def _handle(self, payload: bytes) -> None:
+    async def _handle(self, payload: bytes, decoded: SpeakerCommand | None = None) -> None:
         try:
-            command = decode_command(payload)
+            command = decoded or decode_command(payload)
         except CommandRejected as exc:
             if exc.command_id is None:
                 logger.warning("%s dropped a command without a usable id: %s", self.uid, exc)
@@ -447,17 +483,7 @@ class SimulatedSpeaker:
         if Fault.AMPLIFIER_FAULT in self.faults:
             await self._ack(command_id, AckStage.FAILED, FailureReason.AMPLIFIER_FAULT)
             return
-        await self._ack(command_id, AckStage.DOWNLOADING)
-        try:
-            audio = await self._fetcher.fetch(command.audio_url, command.sha256)
-        except AudioUnavailable as exc:
-            logger.info("%s: %s", self.uid, exc)
-            await self._ack(command_id, AckStage.FAILED, FailureReason.DOWNLOAD_FAILED)
-            return
-        if Fault.CHECKSUM_MISMATCH in self.faults:
-            audio = b"\x00" + audio
-        if hashlib.sha256(audio).hexdigest() != command.sha256:
-            await self._ack(command_id, AckStage.FAILED, FailureReason.CHECKSUM_MISMATCH)
+        if command.sha256 not in self._audio_held and not await self._download(command):
             return
         wait_s = (
             0.0 if command.start_at is None else (command.start_at - _utc_now()).total_seconds()
@@ -481,6 +507,26 @@ class SimulatedSpeaker:
         if self._playing is job:
             self._playing = None
         await self._ack(command_id, AckStage.PREEMPTED if interrupted else AckStage.FINISHED)
+
+    async def _download(self, command: PlayCommand) -> bool:
+        """Fetch and verify the audio; False (after a failed ack) when it cannot be played."""
+        await self._ack(command.command_id, AckStage.DOWNLOADING)
+        try:
+            audio = await self._fetcher.fetch(command.audio_url, command.sha256)
+        except AudioUnavailable as exc:
+            logger.info("%s: %s", self.uid, exc)
+            await self._ack(command.command_id, AckStage.FAILED, FailureReason.DOWNLOAD_FAILED)
+            return False
+        if Fault.CHECKSUM_MISMATCH in self.faults:
+            audio = b"\x00" + audio
+        if hashlib.sha256(audio).hexdigest() != command.sha256:
+            await self._ack(command.command_id, AckStage.FAILED, FailureReason.CHECKSUM_MISMATCH)
+            return False
+        # Verified audio is kept by its checksum: the next play of it needs no download.
+        self._audio_held[command.sha256] = None
+        while len(self._audio_held) > _AUDIO_HELD:
+            self._audio_held.popitem(last=False)
+        return True
 
     async def _reboot(self, command: RebootCommand) -> None:
         jobs = list(self._jobs.values())
@@ -616,12 +662,17 @@ class _DedicatedLink:
             try:
                 async with client:
                     await client.subscribe(speaker.cmd_topic, qos=1)
+                    if speaker.spec.follows_groups:
+                        await client.subscribe(speaker.groups_topic, qos=1)
                     self._client = client
                     await speaker.publish_status()
                     self._online.set()
                     delay = 0.2
                     async for message in client.messages:
-                        speaker.receive(_as_bytes(message.payload))
+                        if message.topic.value == speaker.groups_topic:
+                            speaker.assign_groups(_as_bytes(message.payload))
+                        else:
+                            speaker.receive(_as_bytes(message.payload))
             except aiomqtt.MqttError as exc:
                 logger.debug("%s lost its broker connection: %s", speaker.uid, exc)
             finally:
@@ -642,6 +693,15 @@ class _DedicatedLink:
 
     async def power_on(self) -> None:
         """The run loop reconnects as soon as the speaker is powered."""
+
+    async def follow(self, speaker: SimulatedSpeaker, groups: tuple[str, ...]) -> None:
+        client = self._client
+        if client is None:
+            return
+        for group in set(speaker.groups) - set(groups):
+            await client.unsubscribe(Topics.for_group(group))
+        for group in groups:
+            await client.subscribe(Topics.for_group(group), qos=1)
 
     async def drop(self) -> None:
         if self._client is not None:
@@ -666,6 +726,8 @@ class _Pool:
         self._config = config
         self._identifier = f"speaker-sim-{uuid.uuid4().hex[:8]}-{index}"
         self._by_topic = {speaker.cmd_topic: speaker for speaker in speakers}
+        self._groups_topics = {speaker.groups_topic: speaker for speaker in speakers}
+        self._members: dict[str, set[SimulatedSpeaker]] = {}
         self._speakers = speakers
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
@@ -687,6 +749,8 @@ class _Pool:
             try:
                 async with client:
                     topics = [(speaker.cmd_topic, 1) for speaker in self._speakers]
+                    topics += [(topic, 1) for topic in self._groups_topics]
+                    self._members.clear()
                     for start in range(0, len(topics), SUBSCRIBE_BATCH):
                         await client.subscribe(topics[start : start + SUBSCRIBE_BATCH])
                     self._client = client
@@ -696,9 +760,7 @@ class _Pool:
                     self.connected.set()
                     delay = 0.2
                     async for message in client.messages:
-                        speaker = self._by_topic.get(message.topic.value)
-                        if speaker is not None:
-                            speaker.receive(_as_bytes(message.payload))
+                        self._route(message.topic.value, _as_bytes(message.payload))
             except aiomqtt.MqttError as exc:
                 logger.debug("speaker pool %s lost its connection: %s", self._identifier, exc)
             finally:
@@ -707,11 +769,52 @@ class _Pool:
             await asyncio.sleep(delay * rng.uniform(0.5, 1.5))
             delay = min(delay * 2, 5.0)
 
+    def _route(self, topic: str, payload: bytes) -> None:
+        speaker = self._by_topic.get(topic)
+        if speaker is not None:
+            speaker.receive(payload)
+            return
+        speaker = self._groups_topics.get(topic)
+        if speaker is not None:
+            speaker.assign_groups(payload)
+            return
+        members = self._members.get(Topics.parse_group(topic) or "", ())
+        if not members:
+            return
+        # Each speaker's firmware would parse it alike; one parse serves them all here.
+        try:
+            decoded: SpeakerCommand | None = decode_command(payload)
+        except CommandRejected:
+            decoded = None  # each member refuses it for itself
+        for member in members:
+            member.receive(payload, decoded)
+
+    async def follow(self, speaker: SimulatedSpeaker, groups: tuple[str, ...]) -> None:
+        client = self._client
+        if client is None:
+            return
+        for group in set(speaker.groups) - set(groups):
+            members = self._members.get(group, set())
+            members.discard(speaker)
+            if not members:
+                self._members.pop(group, None)
+                await client.unsubscribe(Topics.for_group(group))
+        for group in groups:
+            members = self._members.setdefault(group, set())
+            if not members:
+                await client.subscribe(Topics.for_group(group), qos=1)
+            members.add(speaker)
+
     async def publish(self, topic: str, payload: bytes, *, retain: bool) -> None:
         client = self._client
         if client is None:
             raise aiomqtt.MqttError("not connected")
-        await client.publish(topic, payload, qos=1, retain=retain)
+        # Straight to paho, without awaiting the PUBACK: thousands of speakers share this
+        # one client, and aiomqtt's per-publish future and timeout would make the
+        # simulator, not the hub, the slowest part of a large fan-out.
+        info = client._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != 0:
+            raise aiomqtt.MqttError(f"publish refused by the client (rc {info.rc})")
 
     async def close(self) -> None:
         if self._client is None:
@@ -756,6 +859,9 @@ class _PooledLink:
         await self._speaker.power_off()
         await asyncio.sleep(0.2)
         await self._speaker.power_on()
+
+    async def follow(self, speaker: SimulatedSpeaker, groups: tuple[str, ...]) -> None:
+        await self._pool.follow(speaker, groups)
 
 
 def _as_bytes(payload: Any) -> bytes:
@@ -911,6 +1017,13 @@ def _parse_fraction(text: str) -> tuple[Fault, float]:
         raise argparse.ArgumentTypeError(f"expected FAULT=FRACTION, got {text!r}") from None
 
 
+def _parse_shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
+    return int(index), int(count)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run simulated loudspeakers against a broker.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -924,6 +1037,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--status-interval", type=float, default=60.0)
     parser.add_argument("--mqtt", type=MqttVersion, default=MqttVersion.V311)
     parser.add_argument("--shared-downloads", action="store_true")
+    parser.add_argument(
+        "--shard",
+        type=_parse_shard,
+        default=(0, 1),
+        metavar="K/N",
+        help="run only every N-th speaker, from the K-th (0-based): N processes share a fleet",
+    )
     parser.add_argument(
         "--fault", type=_parse_fraction, action="append", default=[], metavar="FAULT=FRACTION"
     )
@@ -941,7 +1061,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         shared_downloads=args.shared_downloads,
         fault_fractions=dict(args.fault),
     )
-    fleet = default_fleet(district_pairs(args.count, args.wards))
+    index, shards = args.shard
+    fleet = default_fleet(district_pairs(args.count, args.wards))[index::shards]
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_speaker_fleet(fleet, config))
 

@@ -25,7 +25,7 @@ from hub.broadcasts import metrics
 
 log = logging.getLogger("hub.broadcasts")
 
-COMMAND_ID = re.compile(r"^o(\d+)-d(\d+)$")
+COMMAND_ID = re.compile(r"^o(\d+)-[dg](\d+)$")
 STAGE_RANK = {
     AckStage.RECEIVED: 1,
     AckStage.DOWNLOADING: 2,
@@ -37,11 +37,17 @@ STAGE_RANK = {
 # The hub's own verdict on a speaker that never answered; any word from the speaker wins.
 NO_ANSWER = "no_answer"
 QUIET_HOURS = "quiet_hours"
+CANCELLED = "cancelled"
 INVALID_COMMAND = "invalid_command"
 
 
 def command_id(occurrence_id: int, device_id: int) -> str:
     return f"o{occurrence_id}-d{device_id}"
+
+
+def group_command_id(occurrence_id: int, ward_id: int) -> str:
+    """Shared by every speaker reached through its ward's group in one occurrence."""
+    return f"o{occurrence_id}-g{ward_id}"
 
 
 @dataclass(slots=True)
@@ -112,7 +118,7 @@ FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::ti
      AS a(command_id, device_uid, received_at, downloading_at, started_at, finished_at,
           preempted_at, failed_at, reason, duplicates, out_of_order, lowest_rank)
 WHERE d.command_id = a.command_id AND d.device_uid = a.device_uid
-RETURNING d.command_id
+RETURNING d.command_id, d.device_uid
 """
 
 
@@ -168,17 +174,16 @@ class DeliveryRecorder:
             await self.flush()
 
     async def _write(self, batch: Sequence[Ack]) -> None:
-        merged: dict[str, _Merged] = {}
+        # A group command's id is shared by every member: an ack is its id and its speaker.
+        merged: dict[tuple[str, str], _Merged] = {}
         for ack in batch:
-            entry = merged.get(ack.command_id)
+            key = (ack.command_id, ack.device_uid)
+            entry = merged.get(key)
             if entry is None:
-                entry = merged[ack.command_id] = _Merged(ack.device_uid)
-            elif entry.device_uid != ack.device_uid:
-                metrics.ACKS.labels("unknown").inc()
-                continue
+                entry = merged[key] = _Merged(ack.device_uid)
             entry.add(ack)
         ids = list(merged)
-        columns: list[list[Any]] = [ids, [m.device_uid for m in merged.values()]]
+        columns: list[list[Any]] = [[key[0] for key in ids], [key[1] for key in ids]]
         for stage in _STAGE_COLUMNS:
             columns.append([m.times.get(AckStage(stage)) for m in merged.values()])
         columns += [
@@ -197,7 +202,7 @@ class DeliveryRecorder:
         else:
             metrics.ACKS.labels("dropped").inc(len(batch))
             return
-        known = {r["command_id"] for r in rows}
+        known = {(r["command_id"], r["device_uid"]) for r in rows}
         unknown = [command for command in ids if command not in known]
         metrics.ACKS.labels("recorded").inc(sum(merged[c].count for c in known))
         metrics.ACKS.labels("duplicate").inc(sum(merged[c].duplicates for c in known))
@@ -207,8 +212,7 @@ class DeliveryRecorder:
             log.info(
                 "%d acks for commands the hub does not know, e.g. %s from %s",
                 len(unknown),
-                unknown[0],
-                merged[unknown[0]].device_uid,
+                *unknown[0],
             )
 
 
@@ -234,7 +238,8 @@ def delivery_state(row: Any) -> str:
 SUMMARY = f"""
 SELECT count(*)::int AS speakers,
        count(*) FILTER (WHERE {_ANY_ACK} OR (d.failed_at IS NOT NULL
-                        AND d.failure_reason NOT IN ('{NO_ANSWER}', '{QUIET_HOURS}', '{INVALID_COMMAND}')))::int
+                        AND d.failure_reason NOT IN ('{NO_ANSWER}', '{QUIET_HOURS}', '{INVALID_COMMAND}',
+                                                     '{CANCELLED}')))::int
            AS delivered,
        count(*) FILTER (WHERE d.started_at IS NOT NULL OR d.finished_at IS NOT NULL)::int AS played,
        count(*) FILTER (WHERE d.finished_at IS NOT NULL)::int AS finished,

@@ -24,7 +24,15 @@ import asyncpg
 
 from drivers.contract import Command, CommandChannel
 from hub.broadcasts import metrics, planning
-from hub.broadcasts.delivery import INVALID_COMMAND, NO_ANSWER, QUIET_HOURS, command_id
+from hub.broadcasts.delivery import (
+    CANCELLED,
+    INVALID_COMMAND,
+    NO_ANSWER,
+    QUIET_HOURS,
+    command_id,
+    group_command_id,
+)
+from hub.broadcasts.groups import SendPlan, plan_sends
 from hub.broadcasts.settings import BroadcastSettings
 from hub.broadcasts.targets import Speaker, resolve_stored
 from hub.broadcasts.urls import AudioUrlSigner
@@ -51,9 +59,13 @@ class SendFailure(Protocol):
 
 
 class SpeakerChannel(CommandChannel, Protocol):
-    """Sends many commands at once (``SpeakerMqttDriver``); ConnectionError when down."""
+    """Sends commands to speakers (``SpeakerMqttDriver``); ConnectionError when down."""
 
     async def send_many(self, commands: Iterable[Command]) -> Sequence[SendFailure]: ...
+
+    async def send_group(self, group: str, command: Command) -> None:
+        """One publish every follower of ``group`` receives; ValueError if invalid."""
+        ...
 
 
 def utc_now() -> datetime:
@@ -100,6 +112,30 @@ class Dispatcher:
         self.settings = settings
         self._clock = clock
         self._jobs: list[_Job] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def broadcast_changed(self, broadcast_id: int) -> None:
+        """Changed or cancelled: stop what of it still plays; follow-ups look at once."""
+        for job in self._jobs:
+            if job.broadcast_id == broadcast_id:
+                job.wake.set()
+        task = asyncio.get_running_loop().create_task(self._stop_cancelled(broadcast_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stop_cancelled(self, broadcast_id: int) -> None:
+        try:
+            rows = await self.pool.fetch(
+                "UPDATE broadcast_occurrence SET stop_sent_at = $2 WHERE broadcast_id = $1 "
+                "AND status = 'cancelled' AND start_at IS NOT NULL AND stop_sent_at IS NULL "
+                "RETURNING id",
+                broadcast_id,
+                self._clock(),
+            )
+            for row in rows:
+                await self._stop(row["id"])
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("broadcast %d: cancelled plays not stopped (%s)", broadcast_id, exc)
 
     def speaker_online(self, uid: str) -> None:
         """A speaker reported online: resend at once whatever it has not answered."""
@@ -146,7 +182,8 @@ class Dispatcher:
         )
         quiet = await self._in_quiet_hours(row, speakers)
         playing = {k: s for k, s in speakers.items() if s.ward_id not in quiet}
-        await self._insert_deliveries(occurrence_id, speakers, quiet, now)
+        plan = await plan_sends(self.pool, playing, await _ward_codes(self.pool, speakers))
+        await self._insert_deliveries(occurrence_id, speakers, quiet, plan, now)
         if not playing:
             await self._close(
                 occurrence_id,
@@ -166,15 +203,16 @@ class Dispatcher:
         sending_at = self._clock()
         # Sent ahead, speakers start at the planned instant; late (an emergency asked for
         # "now", a restart), they get just enough lead to start together.
-        lead = timedelta(seconds=self.settings.start_lead_s(len(playing)))
+        lead = timedelta(seconds=self.settings.start_lead_s(plan.messages))
         start_at = max(scheduled_at, sending_at + lead)
         expires_at = max(start_at, scheduled_at + timedelta(seconds=row["retry_window_s"]))
         expires_at += PLAY_GRACE
         metrics.DRIFT_SECONDS.observe(max(0.0, (sending_at - send_due).total_seconds()))
-        await self.pool.execute(
+        # Cancelled while it waited to be sent: nothing goes out.
+        sending = await self.pool.fetchval(
             "UPDATE broadcast_occurrence SET status = 'sending', send_due_at = $2, "
             "send_started_at = $3, start_at = $4, expires_at = $5, speaker_count = $6 "
-            "WHERE id = $1",
+            "WHERE id = $1 AND status = 'claimed' RETURNING id",
             occurrence_id,
             send_due,
             sending_at,
@@ -182,11 +220,13 @@ class Dispatcher:
             expires_at,
             len(playing),
         )
+        if sending is None:
+            await self._settle_cancelled(occurrence_id)
+            return None
         job = self._job(row, start_at, expires_at)
-        job.pending = {
-            s.uid: command_id(occurrence_id, device_id) for device_id, s in playing.items()
-        }
-        await self._send(job, job.pending.items(), retry=False)
+        job.pending = _command_ids(occurrence_id, plan)
+        await self._send_groups(job, plan)
+        await self._send(job, [(s.uid, job.pending[s.uid]) for s in plan.direct], retry=False)
         metrics.FAN_OUT_SECONDS.observe((self._clock() - sending_at).total_seconds())
         await self.pool.execute(
             "UPDATE broadcast_occurrence SET status = 'sent', sent_at = $2 WHERE id = $1",
@@ -195,10 +235,13 @@ class Dispatcher:
         )
         metrics.OCCURRENCES.labels("sent").inc()
         log.info(
-            "broadcast %d occurrence %d sent to %d speakers (start %s)",
+            "broadcast %d occurrence %d sent to %d speakers: %d group publishes, %d direct "
+            "(start %s)",
             row["broadcast_id"],
             occurrence_id,
             len(playing),
+            len(plan.groups),
+            len(plan.direct),
             start_at.isoformat(),
         )
         return job
@@ -219,20 +262,24 @@ class Dispatcher:
         occurrence_id: int,
         speakers: dict[int, Speaker],
         quiet: set[int | None],
+        plan: SendPlan,
         now: datetime,
     ) -> None:
         ordered = sorted(speakers.values(), key=lambda s: s.uid)
         silenced = [s.ward_id in quiet for s in ordered]
+        ids = _command_ids(occurrence_id, plan)
+        via = {s.uid: group for group, members in plan.groups.items() for s in members}
         await self.pool.execute(
             "INSERT INTO broadcast_delivery (occurrence_id, device_id, device_uid, ward_id, "
-            "command_id, failed_at, failure_reason) "
+            "command_id, via_group, failed_at, failure_reason) "
             "SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], "
-            "$6::timestamptz[], $7::text[]) ON CONFLICT DO NOTHING",
+            "$6::text[], $7::timestamptz[], $8::text[]) ON CONFLICT DO NOTHING",
             occurrence_id,
             [s.device_id for s in ordered],
             [s.uid for s in ordered],
             [s.ward_id for s in ordered],
-            [command_id(occurrence_id, s.device_id) for s in ordered],
+            [ids.get(s.uid) or command_id(occurrence_id, s.device_id) for s in ordered],
+            [via.get(s.uid) for s in ordered],
             [now if quiet_ else None for quiet_ in silenced],
             [QUIET_HOURS if quiet_ else None for quiet_ in silenced],
         )
@@ -260,53 +307,96 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ sending
 
+    async def _send_groups(self, job: _Job, plan: SendPlan) -> None:
+        """One publish per group, all at once; whoever a failed publish missed is reached
+        one by one by the follow-up."""
+
+        async def publish(group: str, cid: str) -> SendFailure | None:
+            command = Command(cid, group, "play", job.params)
+            try:
+                await self.channel.send_group(group, command)
+            except ConnectionError as exc:
+                return _NotSent(command, str(exc))
+            except ValueError as exc:
+                return _NotSent(command, str(exc), retryable=False)
+            return None
+
+        groups = [(group, [s.uid for s in members]) for group, members in plan.groups.items()]
+        if not groups:
+            return
+        published_at = self._clock()
+        results = await asyncio.gather(
+            *(publish(group, job.pending[members[0]]) for group, members in groups)
+        )
+        sent: list[str] = []
+        failed: dict[str, SendFailure] = {}
+        for (_, members), failure in zip(groups, results, strict=True):
+            if failure is None:
+                sent += members
+            else:
+                failed.update((uid, failure) for uid in members)
+        metrics.COMMANDS.labels("group").inc(sum(r is None for r in results))
+        await self._record_sent(job, sent, failed, published_at)
+
     async def _send(self, job: _Job, targets: Iterable[tuple[str, str]], *, retry: bool) -> None:
         commands = [Command(cid, uid, "play", job.params) for uid, cid in targets]
         if not commands:
             return
+        published_at = self._clock()
         try:
             failures = list(await self.channel.send_many(commands))
         except ConnectionError as exc:
             failures = [_NotSent(c, str(exc)) for c in commands]
-        failed = {f.command.command_id: f for f in failures}
-        sent = [c.command_id for c in commands if c.command_id not in failed]
+        failed = {f.command.device_uid: f for f in failures}
+        sent = [c.device_uid for c in commands if c.device_uid not in failed]
         metrics.COMMANDS.labels("retry" if retry else "first").inc(len(sent))
-        now = self._clock()
+        await self._record_sent(job, sent, failed, published_at)
+
+    async def _record_sent(
+        self, job: _Job, sent: list[str], failed: dict[str, SendFailure], now: datetime
+    ) -> None:
+        """Note who was sent the play (by speaker uid, as of when its publish began), and
+        why the others were not."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE broadcast_delivery SET send_count = send_count + 1, "
-                "first_sent_at = COALESCE(first_sent_at, $2), last_sent_at = $2, "
-                "send_error = NULL WHERE command_id = ANY($1::text[])",
+                "first_sent_at = COALESCE(first_sent_at, $3), last_sent_at = $3, "
+                "send_error = NULL WHERE occurrence_id = $1 AND device_uid = ANY($2::text[])",
+                job.occurrence_id,
                 sent,
                 now,
             )
-            if failed:
-                metrics.SEND_FAILURES.inc(len(failed))
-                terminal = [f for f in failed.values() if not f.retryable]
-                await conn.execute(
-                    "UPDATE broadcast_delivery d SET send_error = f.reason, "
-                    "failed_at = CASE WHEN f.terminal THEN $2 ELSE d.failed_at END, "
-                    "failure_reason = CASE WHEN f.terminal THEN $3 ELSE d.failure_reason END "
-                    "FROM unnest($1::text[], $4::text[], $5::bool[]) AS f(command_id, reason, "
-                    "terminal) WHERE d.command_id = f.command_id",
-                    list(failed),
-                    now,
-                    INVALID_COMMAND,
-                    [f.reason[:500] for f in failed.values()],
-                    [not f.retryable for f in failed.values()],
-                )
-                for failure in terminal:
-                    job.pending.pop(failure.command.device_uid, None)
-                log.warning(
-                    "occurrence %d: %d play commands not sent, e.g. to %s: %s",
-                    job.occurrence_id,
-                    len(failed),
-                    failures[0].command.device_uid,
-                    failures[0].reason,
-                )
+            if not failed:
+                return
+            metrics.SEND_FAILURES.inc(len(failed))
+            await conn.execute(
+                "UPDATE broadcast_delivery d SET send_error = f.reason, "
+                "failed_at = CASE WHEN f.terminal THEN $3 ELSE d.failed_at END, "
+                "failure_reason = CASE WHEN f.terminal THEN $4 ELSE d.failure_reason END "
+                "FROM unnest($2::text[], $5::text[], $6::bool[]) AS f(device_uid, reason, "
+                "terminal) WHERE d.occurrence_id = $1 AND d.device_uid = f.device_uid",
+                job.occurrence_id,
+                list(failed),
+                now,
+                INVALID_COMMAND,
+                [f.reason[:500] for f in failed.values()],
+                [not f.retryable for f in failed.values()],
+            )
+        for uid, failure in failed.items():
+            if not failure.retryable:
+                job.pending.pop(uid, None)
+        uid, first = next(iter(failed.items()))
+        log.warning(
+            "occurrence %d: play not sent to %d speakers, e.g. to %s: %s",
+            job.occurrence_id,
+            len(failed),
+            uid,
+            first.reason,
+        )
 
     async def _unanswered(self, job: _Job) -> dict[str, str] | None:
-        """Speakers without any ack; None when the occurrence is no longer this job's."""
+        """Speakers without any ack; None when the occurrence is no longer this job's
+        (after stopping its speakers if it was cancelled)."""
         async with self.pool.acquire() as conn:
             current = await conn.fetchval(
                 "SELECT status FROM broadcast_occurrence WHERE id = $1 AND broadcast_id = $2 "
@@ -315,6 +405,9 @@ class Dispatcher:
                 job.broadcast_id,
                 job.scheduled_at,
             )
+            if current == "cancelled":
+                # Again, after the first send: a stop that overtook the plays is undone.
+                await self._stop(job.occurrence_id)
             if current not in ("sending", "sent"):
                 return None
             rows = await conn.fetch(
@@ -365,6 +458,45 @@ class Dispatcher:
         )
         await self._close(job.occurrence_id, "completed", "")
 
+    async def _stop(self, occurrence_id: int) -> None:
+        """Stop the plays of a cancelled occurrence: one stop per group, one per other speaker
+        it reached; whoever had not answered is marked cancelled."""
+        rows = await self.pool.fetch(
+            "SELECT device_uid, command_id, via_group FROM broadcast_delivery "
+            "WHERE occurrence_id = $1 AND send_count > 0 AND finished_at IS NULL "
+            "AND preempted_at IS NULL AND failed_at IS NULL",
+            occurrence_id,
+        )
+        groups = {r["via_group"]: r["command_id"] for r in rows if r["via_group"] is not None}
+        direct = [r for r in rows if r["via_group"] is None]
+        try:
+            for group, cid in groups.items():
+                stop = Command(f"stop-{cid}", group, "stop", {"target": cid})
+                await self.channel.send_group(group, stop)
+            await self.channel.send_many(
+                Command(
+                    f"stop-{r['command_id']}", r["device_uid"], "stop", {"target": r["command_id"]}
+                )
+                for r in direct
+            )
+        except (ConnectionError, ValueError) as exc:
+            log.warning("occurrence %d: stop not sent to every speaker (%s)", occurrence_id, exc)
+        await self._settle_cancelled(occurrence_id)
+        log.info(
+            "occurrence %d cancelled: stop sent to %d groups and %d speakers",
+            occurrence_id,
+            len(groups),
+            len(direct),
+        )
+
+    async def _settle_cancelled(self, occurrence_id: int) -> None:
+        await self.pool.execute(
+            f"UPDATE broadcast_delivery SET failed_at = $2, failure_reason = '{CANCELLED}' "
+            f"WHERE occurrence_id = $1 AND {NO_ACK}",
+            occurrence_id,
+            self._clock(),
+        )
+
     async def _close(self, occurrence_id: int, status: str, note: str) -> None:
         await self.pool.execute(
             "UPDATE broadcast_occurrence SET status = $2, "
@@ -376,6 +508,22 @@ class Dispatcher:
         )
         if status in ("missed", "skipped"):
             metrics.OCCURRENCES.labels(status).inc()
+
+
+def _command_ids(occurrence_id: int, plan: SendPlan) -> dict[str, str]:
+    """uid -> the command id each speaker is sent: its group's, or its own."""
+    ids = {s.uid: command_id(occurrence_id, s.device_id) for s in plan.direct}
+    for members in plan.groups.values():
+        # A group is named after one ward; its members share the command id.
+        shared = group_command_id(occurrence_id, members[0].ward_id or 0)
+        ids.update((s.uid, shared) for s in members)
+    return ids
+
+
+async def _ward_codes(pool: asyncpg.Pool, speakers: dict[int, Speaker]) -> dict[int, str]:
+    ward_ids = sorted({s.ward_id for s in speakers.values() if s.ward_id is not None})
+    rows = await pool.fetch("SELECT id, code FROM ward WHERE id = ANY($1::int[])", ward_ids)
+    return {r["id"]: r["code"] for r in rows}
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,10 @@ class OccurrenceRunner(Protocol):
         """Fire a claimed occurrence, or carry on with one left unfinished."""
         ...
 
+    def broadcast_changed(self, broadcast_id: int) -> None:
+        """A broadcast was changed or cancelled: look again at what of it is in flight."""
+        ...
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -195,7 +199,9 @@ class BroadcastScheduler:
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 return
 
-    def _notified(self, *_: Any) -> None:
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        if isinstance(payload, str) and payload.isdigit():
+            self.runner.broadcast_changed(int(payload))
         self._wake.set()
 
     def _step_down(self) -> None:

@@ -73,6 +73,10 @@ class Broadcasts:
     # Assets never change: speakers' downloads need not ask the database each time.
     _hashes: dict[int, str] = field(default_factory=dict)
 
+    def forget_all(self) -> None:
+        """Drop what is remembered per asset id (ids are never reused outside tests)."""
+        self._hashes.clear()
+
     async def asset_sha256(self, asset_id: int) -> str | None:
         known = self._hashes.get(asset_id)
         if known is None:
@@ -86,8 +90,12 @@ class Broadcasts:
         return known
 
 
+def may_schedule(principal: Principal) -> bool:
+    return principal.role.value in SCHEDULING_ROLES
+
+
 def require_scheduling(principal: Principal) -> None:
-    if principal.role.value not in SCHEDULING_ROLES:
+    if not may_schedule(principal):
         raise Forbidden(f"the {principal.role.value} role may not schedule broadcasts")
 
 
@@ -559,16 +567,51 @@ async def list_broadcasts(
     return [broadcast_out(r, codes, rt.settings) for r in rows]
 
 
+UPCOMING = """
+SELECT s.starts_at, s.ends_at, s.shifted_from
+FROM broadcast_slot s JOIN broadcast b ON b.id = s.broadcast_id
+WHERE s.broadcast_id = $1 AND b.state = 'active' AND s.starts_at > now()
+  AND NOT EXISTS (SELECT 1 FROM broadcast_occurrence o
+                  WHERE o.broadcast_id = s.broadcast_id AND o.scheduled_at = s.starts_at)
+ORDER BY s.starts_at
+LIMIT $2
+"""
+
+
+async def upcoming(
+    rt: Broadcasts, principal: Principal, broadcast_id: int, limit: int
+) -> list[SlotOut]:
+    """The planned occurrences not fired yet, soonest first; none once cancelled."""
+    await _visible_broadcast(rt, principal, broadcast_id)
+    rows = await rt.pool.fetch(UPCOMING, broadcast_id, limit)
+    return [
+        slot_out(Slot(r["starts_at"], r["ends_at"], r["shifted_from"]), rt.settings) for r in rows
+    ]
+
+
+CANCEL_OCCURRENCES = """
+UPDATE broadcast_occurrence o SET status = 'cancelled', note = $2
+FROM broadcast b
+WHERE b.id = o.broadcast_id AND o.broadcast_id = $1
+  AND (o.status IN ('claimed', 'sending', 'sent')
+       OR (o.status = 'completed'
+           AND o.start_at + make_interval(secs => b.duration_s) > now()))
+"""
+
+
 async def cancel(rt: Broadcasts, principal: Principal, broadcast_id: int) -> BroadcastOut:
-    """Cancel what has not played yet; what already played keeps its reports."""
+    """Cancel what has not played yet and stop what plays; what played keeps its reports."""
     require_scheduling(principal)
     before = await get(rt, principal, broadcast_id)
-    await rt.pool.execute(
-        "UPDATE broadcast SET state = 'cancelled', cancelled_by = $2, cancelled_at = now() "
-        "WHERE id = $1 AND state = 'active'",
-        broadcast_id,
-        principal.username,
-    )
+    async with rt.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE broadcast SET state = 'cancelled', cancelled_by = $2, cancelled_at = now() "
+            "WHERE id = $1 AND state = 'active'",
+            broadcast_id,
+            principal.username,
+        )
+        # What is under way, or still playing, stops too (the leader sends the stops).
+        await conn.execute(CANCEL_OCCURRENCES, broadcast_id, f"cancelled by {principal.username}")
     after = await get(rt, principal, broadcast_id)
     wards = (await _visible_broadcast(rt, principal, broadcast_id))["ward_ids"]
     await audit.record(

@@ -5,14 +5,15 @@ database write or two (a heartbeat, and fault events on the first status), and a
 reconnecting at once would queue a broadcast's acks behind thousands of them. So the
 health news is passed on by a worker of its own: heartbeats kept per speaker (the newest
 wins: a status is a state), events in order and all of them; acks and rejects go through
-at once. Dispatch also learns here who came online, to resend to them.
+at once. Dispatch also learns here who came online, to resend to them, and the group
+roster which groups each speaker follows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from drivers.contract import (
     Ack,
@@ -31,9 +32,15 @@ MAX_QUEUED_EVENTS = 100_000
 
 
 class SpeakerSink:
-    def __init__(self, inner: DriverSink, online: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        inner: DriverSink,
+        online: Callable[[str], None],
+        follows: Callable[[str, Iterable[str] | None], None],
+    ) -> None:
         self._inner = inner
         self._online = online
+        self._follows = follows
         self._heartbeats: dict[str, Heartbeat] = {}
         self._events: asyncio.Queue[DeviceEvent] = asyncio.Queue(MAX_QUEUED_EVENTS)
         self._waiting = asyncio.Event()
@@ -44,6 +51,7 @@ class SpeakerSink:
     async def heartbeat(self, item: Heartbeat) -> None:
         if item.connected:
             self._online(item.device_uid)
+            self._follows(item.device_uid, item.detail.get("groups"))
         self._heartbeats[item.device_uid] = item
         self._waiting.set()
 

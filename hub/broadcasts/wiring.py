@@ -10,6 +10,7 @@ from hub.broadcasts.api import AudioController, BroadcastController, speaker_aud
 from hub.broadcasts.audio import AudioStore
 from hub.broadcasts.delivery import DeliveryRecorder
 from hub.broadcasts.dispatch import Dispatcher
+from hub.broadcasts.groups import GroupRoster
 from hub.broadcasts.scheduler import BroadcastScheduler
 from hub.broadcasts.service import Broadcasts
 from hub.broadcasts.sink import SpeakerSink
@@ -57,10 +58,12 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
         )
     )
     dispatcher = Dispatcher(pool, driver, signer, own)
-    sink = SpeakerSink(ctx.state.sink, dispatcher.speaker_online)
+    roster = GroupRoster(pool, driver.assign_groups)
+    sink = SpeakerSink(ctx.state.sink, dispatcher.speaker_online, roster.observe)
     scheduler = BroadcastScheduler(pool, asyncpg_dsn(ctx.database.url), own, dispatcher)
     ctx.state.speaker_driver, ctx.state.broadcast_scheduler = driver, scheduler
     # No stop hook: statuses left over are news the next status repeats.
     services.add(BackgroundService("speaker-status", sink.run))
+    services.add(BackgroundService("speaker-groups", roster.run))
     services.add(BackgroundService("speaker-mqtt", lambda: driver.run(sink)))
     services.add(BackgroundService("broadcast-scheduler", scheduler.run))

@@ -24,6 +24,10 @@ class DevicePermissions:
 
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
+    group_commands: bool = False
+    """May read every group command topic. Group commands are public announcements
+    (they are played aloud), and only the hub may publish them; scoping a device to
+    its own groups would tie its broker role to registry edits for no secret kept."""
 
 
 DEVICE_PERMISSIONS: Mapping[DeviceKind, DevicePermissions] = MappingProxyType(
@@ -32,7 +36,9 @@ DEVICE_PERMISSIONS: Mapping[DeviceKind, DevicePermissions] = MappingProxyType(
             publish=(Topics.TELEMETRY, Topics.STATUS, Topics.EVENT), subscribe=()
         ),
         DeviceKind.SPEAKER: DevicePermissions(
-            publish=(Topics.STATUS, Topics.EVENT, Topics.ACK), subscribe=(Topics.COMMAND,)
+            publish=(Topics.STATUS, Topics.EVENT, Topics.ACK),
+            subscribe=(Topics.COMMAND, Topics.GROUPS),
+            group_commands=True,
         ),
         DeviceKind.CAMERA: DevicePermissions(publish=(Topics.STATUS, Topics.EVENT), subscribe=()),
     }

@@ -90,6 +90,9 @@ def device_acls(uid: str, kind: DeviceKind) -> tuple[Acl, ...]:
     for channel in permissions.subscribe:
         topic = Topics.for_device(uid, channel)
         acls += [Acl("subscribeLiteral", topic), Acl("publishClientReceive", topic)]
+    if permissions.group_commands:
+        topic = Topics.all_groups()
+        acls += [Acl("subscribePattern", topic), Acl("publishClientReceive", topic)]
     return tuple(acls)
 
 
@@ -98,6 +101,8 @@ HUB_ACLS: Final = (
     Acl("subscribePattern", f"$share/+/{Topics.ROOT}/#"),
     Acl("publishClientReceive", f"{Topics.ROOT}/#"),
     Acl("publishClientSend", Topics.all_devices(Topics.COMMAND)),
+    Acl("publishClientSend", Topics.all_devices(Topics.GROUPS)),
+    Acl("publishClientSend", Topics.all_groups()),
 )
 
 _KIND_BY_GROUP: Final = {kind_group(kind): kind for kind in DeviceKind}

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import Clients
-from tests.integration.broadcasts.conftest import (
+from tests.support.broadcasts import (
     Speakers,
     local_in,
     problem_fields,

@@ -13,7 +13,7 @@ from drivers.contract import AckStage, Topics
 from drivers.speaker.protocol import encode_ack
 from drivers.speaker.simulator import Fault
 from tests.conftest import Clients
-from tests.integration.broadcasts.conftest import (
+from tests.support.broadcasts import (
     Speakers,
     by_speaker,
     eventually,

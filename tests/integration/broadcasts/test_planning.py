@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from tests.conftest import Clients
-from tests.integration.broadcasts.conftest import Speakers, problem_fields
+from tests.support.broadcasts import Speakers, problem_fields
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 

@@ -19,7 +19,7 @@ import pytest
 from hub.broadcasts.scheduler import BroadcastScheduler, claim
 from hub.broadcasts.settings import BroadcastSettings
 from hub.storage.database import run_migrations
-from tests.integration.broadcasts.conftest import eventually
+from tests.support.broadcasts import eventually
 from tests.support.hub import create_database, drop_database
 
 FAST = BroadcastSettings(
@@ -34,6 +34,7 @@ class Runner:
     pool: asyncpg.Pool
     complete: bool = True
     calls: list[tuple[int, datetime]] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)
 
     async def run_occurrence(self, occurrence_id: int) -> None:
         called_at = datetime.now(UTC)
@@ -45,6 +46,9 @@ class Runner:
         self.calls.append((occurrence_id, called_at))
         if not self.complete:
             await asyncio.Future()  # a dispatch still under way when its process dies
+
+    def broadcast_changed(self, broadcast_id: int) -> None:
+        self.changed.append(broadcast_id)
 
 
 @pytest.fixture(scope="module")

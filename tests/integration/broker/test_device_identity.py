@@ -117,6 +117,39 @@ async def test_a_speaker_gets_its_own_commands_only_and_its_acks_reach_the_hub(
         assert [m.payload for m in await messages_until(hub, ack)] == [b'{"stage": "received"}']
 
 
+async def test_speakers_hear_group_commands_and_their_groups_but_cannot_forge_them(
+    access: MosquittoDynsec, dynsec_broker: DynsecBroker, hub_credentials: Credentials
+) -> None:
+    speaker = await provisioned(access, DeviceKind.SPEAKER)
+    neighbour = await provisioned(access, DeviceKind.SPEAKER)
+    sensor = await provisioned(access, DeviceKind.SENSOR)
+    group = Topics.for_group("ward-may-to")
+    own_groups = Topics.for_device(speaker.username, Topics.GROUPS)
+    async with (
+        client(dynsec_broker, speaker) as device,
+        client(dynsec_broker, sensor) as not_a_speaker,
+        client(dynsec_broker, hub_credentials) as hub,
+    ):
+        assert await subscribe(device, group) == GRANTED_QOS_1
+        assert await subscribe(device, own_groups) == GRANTED_QOS_1
+        assert await subscribe(device, Topics.for_device(neighbour.username, Topics.GROUPS)) == (
+            SUBSCRIPTION_REFUSED
+        )
+        assert await subscribe(not_a_speaker, group) == SUBSCRIPTION_REFUSED
+        # A speaker may not speak for the hub: neither to its ward nor about its groups.
+        await device.publish(group, b"forged", qos=1)
+        await device.publish(own_groups, b"forged", qos=1, retain=True)
+        await hub.publish(own_groups, b'{"groups":["ward-may-to"]}', qos=1, retain=True)
+        await hub.publish(group, b"announcement", qos=1)
+        received = await messages_until(device, group)
+        # Cleared, so later tests on this broker see no retained message of this one.
+        await hub.publish(own_groups, b"", qos=1, retain=True)
+        assert [(m.topic.value, m.payload) for m in received] == [
+            (own_groups, b'{"groups":["ward-may-to"]}'),
+            (group, b"announcement"),
+        ]
+
+
 async def test_the_hub_may_use_shared_subscriptions(
     access: MosquittoDynsec, dynsec_broker: DynsecBroker, hub_credentials: Credentials
 ) -> None:

@@ -1,5 +1,5 @@
-"""Broadcast fixtures: speakers in the registry, uploaded audio, simulated speakers on the
-hub's broker, and waiting for what the hub reports."""
+"""Broadcast helpers shared by the API, console and browser tests: speakers in the registry,
+uploaded audio, simulated speakers on the hub's broker, and waiting for what the hub reports."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from drivers.speaker.simulator import Fault, Latency, SimulatorConfig, SpeakerSimulator, SpeakerSpec
-from tests.conftest import Clients
 from tests.support.hub import RunningHub
 from tests.unit.broadcasts.sounds import tone
 
@@ -54,11 +52,6 @@ async def register_speakers(db: asyncpg.Connection, counts: dict[str, int]) -> S
     return Speakers(by_ward)
 
 
-@pytest.fixture
-async def speakers(clients: Clients, db: asyncpg.Connection) -> Speakers:
-    return await register_speakers(db, {"ward-a": 3, "ward-b": 2})
-
-
 async def upload(
     client: httpx.AsyncClient,
     raw: bytes,
@@ -73,10 +66,9 @@ async def upload(
     )
 
 
-@pytest.fixture
-async def jingle(clients: Clients) -> dict[str, Any]:
-    """A 2-second announcement uploaded to the district library."""
-    response = await upload(clients.admin, tone(2.0), name="jingle")
+async def upload_jingle(client: httpx.AsyncClient) -> dict[str, Any]:
+    """A 2-second announcement uploaded to the district library (by an admin's client)."""
+    response = await upload(client, tone(2.0), name="jingle")
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
 
@@ -144,11 +136,22 @@ async def simulated(
     hub: RunningHub,
     uids: Sequence[str],
     faults: dict[str, frozenset[Fault]] | None = None,
+    *,
+    without_groups: Sequence[str] = (),
     **overrides: Any,
 ) -> AsyncIterator[SpeakerSimulator]:
-    """Simulated speakers on the hub's broker, playing ``speed`` times faster than real."""
+    """Simulated speakers on the hub's broker, playing ``speed`` times faster than real;
+    those ``without_groups`` run firmware that follows no group topics."""
     faults = faults or {}
-    specs = [SpeakerSpec(uid, "ward", faults=faults.get(uid, frozenset())) for uid in uids]
+    specs = [
+        SpeakerSpec(
+            uid,
+            "ward",
+            faults=faults.get(uid, frozenset()),
+            follows_groups=uid not in without_groups,
+        )
+        for uid in uids
+    ]
     config = SimulatorConfig(
         host="127.0.0.1",
         port=hub.settings.mqtt.port,
