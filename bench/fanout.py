@@ -61,6 +61,7 @@ from hub.storage.database import run_migrations
 from tests.support.brokers import PrivateBroker, private_mosquitto
 
 GOALS_S = {272: 0.5, 10_000: 5.0}
+SETTLE_PAUSE_S = 2.0
 SECRET_KEY = "bench-key"  # noqa: S105 (what bench.support.start_hub gives the hub)
 WARDS = 8
 SPEED = 50.0  # a 1 s announcement plays for 20 ms: rounds follow each other quickly
@@ -99,6 +100,8 @@ class Results:
     now_new_audio: list[Round] = field(default_factory=list)
     """Emergency "now" with audio no speaker has yet: every speaker downloads it first."""
     publishes: list[tuple[int, int]] = field(default_factory=list)
+    intake_s: float = 0.0
+    """From the fleet connected to every speaker online and following its ward's group."""
     """Per occurrence: group publishes and direct publishes of the play."""
     scheduled: list[Round] = field(default_factory=list)
     bare_fan_out_s: list[float] = field(default_factory=list)
@@ -207,7 +210,7 @@ async def settled(pool: asyncpg.Pool, speakers: int) -> None:
             "SELECT count(*) FROM speaker_group_follow WHERE cardinality(groups) > 0"
         )
         if online >= speakers and following >= speakers:
-            await asyncio.sleep(2)
+            await asyncio.sleep(SETTLE_PAUSE_S)
             return
         await asyncio.sleep(0.5)
     raise TimeoutError("the hub did not see the whole fleet online and in its groups")
@@ -443,7 +446,9 @@ async def measure(size: int, rounds: int, broker: PrivateBroker, log_dir: Path) 
         lead = BroadcastSettings().start_lead_s(WARDS)
         try:
             async with speaker_fleet(broker, size):
+                began = time.monotonic()
                 await settled(pool, size)
+                results.intake_s = time.monotonic() - began - SETTLE_PAUSE_S
                 # The speakers hear the standing announcement once before the clock starts.
                 await one_round(pool, asset_id, size, scheduled=False)
                 for number in range(1, rounds + 1):
@@ -510,6 +515,11 @@ def report(size: int, results: Results) -> None:
     row(
         "scheduler drift (fan-out begun vs planned)",
         summary([r.drift_s for r in results.scheduled]),
+    )
+    row(
+        "hub taking in the fleet: all online, all in their groups",
+        f"{results.intake_s * 1000:7.0f} ms",
+        "statuses and group assignments of a fleet that just connected",
     )
     publishes = results.publishes[-1] if results.publishes else (0, 0)
     row(

@@ -4,8 +4,8 @@ The driver hands over one message at a time. A status costs the health monitor a
 database write or two (a heartbeat, and fault events on the first status), and a fleet
 reconnecting at once would queue a broadcast's acks behind thousands of them. So the
 health news is passed on by a worker of its own: heartbeats kept per speaker (the newest
-wins: a status is a state), events in order and all of them; acks and rejects go through
-at once. Dispatch also learns here who came online, to resend to them, and the group
+wins: a status is a state) and handed over together, events in order and all of them;
+acks and rejects go through at once. Dispatch also learns here who came online, to resend to them, and the group
 roster which groups each speaker follows.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from drivers.contract import (
     Ack,
@@ -21,9 +22,7 @@ from drivers.contract import (
     DriverSink,
     Heartbeat,
     Reading,
-    RefusedDevice,
     Rejected,
-    UnknownDevice,
 )
 
 log = logging.getLogger("hub.broadcasts")
@@ -31,10 +30,18 @@ log = logging.getLogger("hub.broadcasts")
 MAX_QUEUED_EVENTS = 100_000
 
 
+class HubNews(DriverSink, Protocol):
+    """The hub's sink, which also takes heartbeats in batches."""
+
+    async def heartbeats(self, items: Sequence[Heartbeat]) -> list[str]: ...
+
+    async def events(self, items: Sequence[DeviceEvent]) -> list[str]: ...
+
+
 class SpeakerSink:
     def __init__(
         self,
-        inner: DriverSink,
+        inner: HubNews,
         online: Callable[[str], None],
         follows: Callable[[str, Iterable[str] | None], None],
     ) -> None:
@@ -76,16 +83,24 @@ class SpeakerSink:
     async def _pass_all_on(self) -> None:
         while not self._events.empty() or self._heartbeats:
             if not self._events.empty():
-                event = self._events.get_nowait()
-                await self._pass_on(event.device_uid, self._inner.event(event))
+                events = [self._events.get_nowait() for _ in range(self._events.qsize())]
+                await self._hand_over("events", events, self._inner.events)
             else:
-                uid = next(iter(self._heartbeats))
-                await self._pass_on(uid, self._inner.heartbeat(self._heartbeats.pop(uid)))
+                batch, self._heartbeats = self._heartbeats, {}
+                await self._hand_over("statuses", list(batch.values()), self._inner.heartbeats)
 
-    async def _pass_on(self, device_uid: str, delivery: Awaitable[None]) -> None:
+    async def _hand_over(
+        self,
+        what: str,
+        items: list[Any],
+        handler: Callable[[Sequence[Any]], Awaitable[list[str]]],
+    ) -> None:
         try:
-            await delivery
-        except (UnknownDevice, RefusedDevice) as exc:
-            log.info("news from %s refused by the hub: %s", device_uid, exc)
+            unknown = await handler(items)
         except Exception:
-            log.exception("news from %s could not be handled", device_uid)
+            log.exception("%d speaker %s could not be handled", len(items), what)
+            return
+        if unknown:
+            log.info(
+                "%s from %d unregistered speakers refused, e.g. %s", what, len(unknown), unknown[0]
+            )

@@ -71,37 +71,75 @@ class HealthMonitor:
     _battery_low: dict[int, bool] = field(default_factory=dict)
 
     async def heartbeat(self, item: Heartbeat) -> None:
-        ref = await self.directory.resolve(item.device_uid)
-        if ref is None or ref.lifecycle == "pending":
+        if await self.heartbeats([item]):
             raise UnknownDevice(f"device {item.device_uid!r} is not registered")
-        if item.connected:
-            await self.pool.execute(
-                "UPDATE device SET connected = true, last_seen = greatest(last_seen, $2) "
-                "WHERE id = $1",
-                ref.id,
-                item.time,
-            )
-        else:
-            await self.pool.execute("UPDATE device SET connected = false WHERE id = $1", ref.id)
-        await self.reassess([ref.id])
+
+    async def heartbeats(self, items: Sequence[Heartbeat]) -> list[str]:
+        """Take many heartbeats at once (a fleet reconnecting after a broker restart): two
+        statements and one reassessment, not a round of them per device. Returns the uids
+        that are not registered devices (they are left out)."""
+        newest: dict[int, Heartbeat] = {}
+        unknown: list[str] = []
+        for item in items:
+            ref = await self.directory.resolve(item.device_uid)
+            if ref is None or ref.lifecycle == "pending":
+                unknown.append(item.device_uid)
+            else:
+                newest[ref.id] = item  # in arrival order: the last word wins
+        if not newest:
+            return unknown
+        alive = [(i, h.time) for i, h in newest.items() if h.connected]
+        gone = [i for i, h in newest.items() if not h.connected]
+        async with self.pool.acquire() as conn, conn.transaction():
+            if alive:
+                await conn.execute(
+                    "UPDATE device d SET connected = true, last_seen = greatest(d.last_seen, n.at) "
+                    "FROM unnest($1::bigint[], $2::timestamptz[]) AS n(id, at) WHERE d.id = n.id",
+                    [i for i, _ in alive],
+                    [at for _, at in alive],
+                )
+            if gone:
+                await conn.execute(
+                    "UPDATE device SET connected = false WHERE id = ANY($1::bigint[])", gone
+                )
+        await self.reassess(sorted(newest))
+        return unknown
 
     async def event(self, item: DeviceEvent) -> None:
-        ref = await self.directory.resolve(item.device_uid)
-        if ref is None or ref.lifecycle == "pending":
+        if await self.events([item]):
             raise UnknownDevice(f"device {item.device_uid!r} is not registered")
+
+    async def events(self, items: Sequence[DeviceEvent]) -> list[str]:
+        """Store many device events at once, in order, and apply the faults they raise or
+        clear (a fleet's first statuses bring two each). Returns the uids that are not
+        registered devices (their events are left out)."""
+        known: list[tuple[int, DeviceEvent]] = []
+        unknown: list[str] = []
+        for item in items:
+            ref = await self.directory.resolve(item.device_uid)
+            if ref is None or ref.lifecycle == "pending":
+                unknown.append(item.device_uid)
+            else:
+                known.append((ref.id, item))
+        if not known:
+            return unknown
+        # Only each fault's last word counts; the history keeps every event.
+        final = {(device_id, e.kind): e.active for device_id, e in known if e.kind in FAULT_EVENTS}
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO device_event (device_id, at, kind, active, data) "
-                "VALUES ($1, $2, $3, $4, $5)",
-                ref.id,
-                item.time,
-                item.kind,
-                item.active,
-                json.dumps(dict(item.data), default=str),
+                "SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], "
+                "$4::bool[], $5::jsonb[])",
+                [device_id for device_id, _ in known],
+                [e.time for _, e in known],
+                [e.kind for _, e in known],
+                [e.active for _, e in known],
+                [json.dumps(dict(e.data), default=str) for _, e in known],
             )
-            if item.kind in FAULT_EVENTS:
-                await set_fault(conn, ref.id, item.kind, item.active)
-        await self.reassess([ref.id])
+            if final:
+                await set_faults(conn, final)
+        await self.reassess(sorted({device_id for device_id, _ in known}))
+        return unknown
 
     async def readings_stored(self, rows: Sequence[Row]) -> None:
         """Data is activity: refresh last_seen and last_data_at; watch battery levels.
@@ -156,7 +194,8 @@ class HealthMonitor:
             rows = await self.pool.fetch(_SELECT)
         else:
             rows = await self.pool.fetch(_SELECT + " AND id = ANY($1::bigint[])", list(device_ids))
-        assessed = []
+        assessed: list[DeviceHealth] = []
+        changes: list[tuple[DeviceHealth, str, str]] = []
         for row in rows:
             interval = row["expected_interval_s"] or self.settings.interval_for(row["kind"])
             timing = Timing(
@@ -178,49 +217,64 @@ class HealthMonitor:
                 row["status_changed_at"],
             )
             if verdict.status != row["status"] or verdict.reason != row["status_reason"]:
-                health = await self._apply(
-                    health,
-                    verdict.status,
-                    verdict.reason,
-                    now,
-                    changed=verdict.status != row["status"],
-                )
-            assessed.append(health)
+                changes.append((health, verdict.status, verdict.reason))
+            else:
+                assessed.append(health)
+        if changes:
+            assessed += await self._apply(changes, now)
         return assessed
 
     async def _apply(
-        self, device: DeviceHealth, status: str, reason: str, now: datetime, changed: bool
-    ) -> DeviceHealth:
+        self, changes: Sequence[tuple[DeviceHealth, str, str]], now: datetime
+    ) -> list[DeviceHealth]:
+        """Write every change in one transaction; a new status is also a health_event."""
+        moved = [
+            (device, status, reason)
+            for device, status, reason in changes
+            if status != device.status
+        ]
         async with self.pool.acquire() as conn, conn.transaction():
-            if not changed:
+            await conn.execute(
+                "UPDATE device d SET status = c.status, status_reason = c.reason, "
+                "status_changed_at = CASE WHEN d.status <> c.status THEN $4 "
+                "ELSE d.status_changed_at END "
+                "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS c(id, status, reason) "
+                "WHERE d.id = c.id",
+                [device.id for device, _, _ in changes],
+                [status for _, status, _ in changes],
+                [reason for _, _, reason in changes],
+                now,
+            )
+            if moved:
                 await conn.execute(
-                    "UPDATE device SET status_reason = $2 WHERE id = $1", device.id, reason
+                    "INSERT INTO health_event (device_id, at, from_status, to_status, reason) "
+                    "SELECT id, $4, from_status, to_status, reason FROM unnest($1::bigint[], "
+                    "$2::text[], $3::text[], $5::text[]) AS e(id, from_status, to_status, reason)",
+                    [device.id for device, _, _ in moved],
+                    [device.status for device, _, _ in moved],
+                    [status for _, status, _ in moved],
+                    now,
+                    [reason for _, _, reason in moved],
                 )
-                return device
-            await conn.execute(
-                "UPDATE device SET status = $2, status_reason = $3, status_changed_at = $4 "
-                "WHERE id = $1",
-                device.id,
-                status,
-                reason,
-                now,
+        applied: list[DeviceHealth] = []
+        for device, status, reason in changes:
+            if status == device.status:
+                applied.append(device)
+                continue
+            log.info(
+                "%s: %s → %s %s", device.uid, device.status, status, f"({reason})" if reason else ""
             )
-            await conn.execute(
-                "INSERT INTO health_event (device_id, at, from_status, to_status, reason) "
-                "VALUES ($1, $2, $3, $4, $5)",
-                device.id,
-                now,
-                device.status,
-                status,
-                reason,
+            transition = Transition(device, device.status, status, reason, now)
+            for hook in self.on_transition:
+                try:
+                    await hook(transition)
+                except Exception:
+                    # Stored already; one failing hook must not cost the others theirs.
+                    log.exception("a health transition hook failed for %s", device.uid)
+            applied.append(
+                DeviceHealth(device.id, device.uid, device.kind, device.ward_id, status, now)
             )
-        log.info(
-            "%s: %s → %s %s", device.uid, device.status, status, f"({reason})" if reason else ""
-        )
-        transition = Transition(device, device.status, status, reason, now)
-        for hook in self.on_transition:
-            await hook(transition)
-        return DeviceHealth(device.id, device.uid, device.kind, device.ward_id, status, now)
+        return applied
 
     async def tick(self) -> None:
         assessed = await self.reassess()
@@ -252,14 +306,34 @@ class HealthMonitor:
 async def set_fault(
     conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], device_id: int, fault: str, active: bool
 ) -> None:
-    if active:
+    await set_faults(conn, {(device_id, fault): active})
+
+
+async def set_faults(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], final: dict[tuple[int, str], bool]
+) -> None:
+    """Raise or clear faults, writing only the devices whose set of faults changes."""
+    by_device: dict[int, list[tuple[str, bool]]] = {}
+    for (device_id, kind), active in final.items():
+        by_device.setdefault(device_id, []).append((kind, active))
+    rows = await conn.fetch(
+        "SELECT id, faults FROM device WHERE id = ANY($1::bigint[])", sorted(by_device)
+    )
+    changed: dict[int, list[str]] = {}
+    for row in rows:
+        faults = list(row["faults"])
+        for kind, active in by_device[row["id"]]:
+            if active and kind not in faults:
+                faults.append(kind)
+            elif not active and kind in faults:
+                faults.remove(kind)
+        if faults != list(row["faults"]):
+            changed[row["id"]] = faults
+    if changed:
+        # Fault names are identifiers: a comma-joined list carries each device's new set.
         await conn.execute(
-            "UPDATE device SET faults = array_append(faults, $2) "
-            "WHERE id = $1 AND NOT ($2 = ANY(faults))",
-            device_id,
-            fault,
-        )
-    else:
-        await conn.execute(
-            "UPDATE device SET faults = array_remove(faults, $2) WHERE id = $1", device_id, fault
+            "UPDATE device d SET faults = string_to_array(c.faults, ',') "
+            "FROM unnest($1::bigint[], $2::text[]) AS c(id, faults) WHERE d.id = c.id",
+            list(changed),
+            [",".join(faults) for faults in changed.values()],
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.contract import Ack, DeviceEvent, Heartbeat, Reading, Rejected
@@ -23,8 +23,16 @@ class HubSink:
     async def heartbeat(self, item: Heartbeat) -> None:
         await self.health.heartbeat(item)
 
+    async def heartbeats(self, items: Sequence[Heartbeat]) -> list[str]:
+        """Many at once; returns the uids the hub does not know."""
+        return await self.health.heartbeats(items)
+
     async def event(self, item: DeviceEvent) -> None:
         await self.health.event(item)
+
+    async def events(self, items: Sequence[DeviceEvent]) -> list[str]:
+        """Many at once, in order; returns the uids the hub does not know."""
+        return await self.health.events(items)
 
     async def ack(self, item: Ack) -> None:
         if self.on_ack is not None:

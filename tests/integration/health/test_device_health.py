@@ -57,6 +57,71 @@ async def test_heartbeat_online_and_last_will_offline(
     ]
 
 
+async def test_a_fleet_of_heartbeats_is_taken_at_once_and_the_last_word_wins(
+    state: Any, fleet: None, db: asyncpg.Connection
+) -> None:
+    now = datetime.now(UTC)
+    unknown = await state.sink.heartbeats(
+        [
+            Heartbeat("aq-1", now, True, "mqtt-status"),
+            Heartbeat("nobody", now, True, "mqtt-status"),
+            Heartbeat("spk-1", now, True, "mqtt-status"),
+            Heartbeat("aq-2", now, True, "mqtt-status"),
+            Heartbeat("aq-2", now + timedelta(seconds=1), False, "mqtt-status"),
+        ]
+    )
+    assert unknown == ["nobody"]
+    assert (await status_of(db, "aq-1"))[0] == "online"
+    assert (await status_of(db, "spk-1"))[0] == "online"
+    assert await status_of(db, "aq-2") == ("offline", "disconnected")
+    history = await db.fetch(
+        "SELECT d.uid, e.from_status, e.to_status FROM health_event e "
+        "JOIN device d ON d.id = e.device_id ORDER BY d.uid"
+    )
+    assert [(h["uid"], h["from_status"], h["to_status"]) for h in history] == [
+        ("aq-1", "unknown", "online"),
+        ("aq-2", "unknown", "offline"),
+        ("spk-1", "unknown", "online"),
+    ]
+    # Nothing new to say: no write, no event.
+    assert await state.sink.heartbeats([Heartbeat("aq-1", now, True, "mqtt-status")]) == []
+    assert await db.fetchval("SELECT count(*) FROM health_event") == 3
+
+
+async def test_a_batch_of_events_is_kept_in_order_and_each_fault_takes_its_last_word(
+    state: Any, fleet: None, db: asyncpg.Connection
+) -> None:
+    now = datetime.now(UTC)
+    await state.sink.heartbeats(
+        [Heartbeat("spk-1", now, True, "mqtt-status"), Heartbeat("aq-1", now, True, "x")]
+    )
+    unknown = await state.sink.events(
+        [
+            DeviceEvent("spk-1", now, "amplifier_fault", True),
+            DeviceEvent("spk-1", now, "speaker_fault", True),
+            DeviceEvent("nobody", now, "amplifier_fault", True),
+            DeviceEvent("spk-1", now + timedelta(seconds=1), "amplifier_fault", False),
+            DeviceEvent("aq-1", now, "tamper", True, {"source": "status"}),
+            DeviceEvent("aq-1", now, "door_opened", True),
+        ]
+    )
+    assert unknown == ["nobody"]
+    faults = dict(await db.fetch("SELECT uid, faults FROM device WHERE uid IN ('spk-1', 'aq-1')"))
+    assert faults == {"spk-1": ["speaker_fault"], "aq-1": ["tamper"]}
+    assert await status_of(db, "spk-1") == ("degraded", "speaker_fault")
+    kept = await db.fetch("SELECT kind, active, data FROM device_event ORDER BY id")
+    assert [(r["kind"], r["active"]) for r in kept] == [
+        ("amplifier_fault", True),
+        ("speaker_fault", True),
+        ("amplifier_fault", False),
+        ("tamper", True),
+        ("door_opened", True),
+    ]
+    # Clearing what is not set changes nothing.
+    await state.sink.events([DeviceEvent("aq-1", now, "low_battery", False)])
+    assert await db.fetchval("SELECT faults FROM device WHERE uid = 'aq-1'") == ["tamper"]
+
+
 async def test_silence_makes_a_device_late_then_offline(
     state: Any, fleet: None, db: asyncpg.Connection
 ) -> None:
