@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from time import monotonic
+from typing import TypeVar
 
 import asyncpg
 
@@ -49,6 +50,7 @@ class Transition:
     at: datetime
 
 
+_News = TypeVar("_News", Heartbeat, DeviceEvent)
 TickHook = Callable[[Sequence[DeviceHealth], datetime], Awaitable[None]]
 TransitionHook = Callable[[Transition], Awaitable[None]]
 
@@ -70,6 +72,20 @@ class HealthMonitor:
     _touched: dict[int, float] = field(default_factory=dict)
     _battery_low: dict[int, bool] = field(default_factory=dict)
 
+    async def _registered(
+        self, items: Sequence[_News]
+    ) -> tuple[list[tuple[int, _News]], list[str]]:
+        """Each item with its device id, and the uids that are not registered devices."""
+        known: list[tuple[int, _News]] = []
+        unknown: list[str] = []
+        for item in items:
+            ref = await self.directory.resolve(item.device_uid)
+            if ref is None or ref.lifecycle == "pending":
+                unknown.append(item.device_uid)
+            else:
+                known.append((ref.id, item))
+        return known, unknown
+
     async def heartbeat(self, item: Heartbeat) -> None:
         if await self.heartbeats([item]):
             raise UnknownDevice(f"device {item.device_uid!r} is not registered")
@@ -78,14 +94,8 @@ class HealthMonitor:
         """Take many heartbeats at once (a fleet reconnecting after a broker restart): two
         statements and one reassessment, not a round of them per device. Returns the uids
         that are not registered devices (they are left out)."""
-        newest: dict[int, Heartbeat] = {}
-        unknown: list[str] = []
-        for item in items:
-            ref = await self.directory.resolve(item.device_uid)
-            if ref is None or ref.lifecycle == "pending":
-                unknown.append(item.device_uid)
-            else:
-                newest[ref.id] = item  # in arrival order: the last word wins
+        known, unknown = await self._registered(items)
+        newest = dict(known)  # in arrival order: the last word wins
         if not newest:
             return unknown
         alive = [(i, h.time) for i, h in newest.items() if h.connected]
@@ -113,14 +123,7 @@ class HealthMonitor:
         """Store many device events at once, in order, and apply the faults they raise or
         clear (a fleet's first statuses bring two each). Returns the uids that are not
         registered devices (their events are left out)."""
-        known: list[tuple[int, DeviceEvent]] = []
-        unknown: list[str] = []
-        for item in items:
-            ref = await self.directory.resolve(item.device_uid)
-            if ref is None or ref.lifecycle == "pending":
-                unknown.append(item.device_uid)
-            else:
-                known.append((ref.id, item))
+        known, unknown = await self._registered(items)
         if not known:
             return unknown
         # Only each fault's last word counts; the history keeps every event.
