@@ -371,17 +371,21 @@ class SpeakerMqttDriver:
             raise SpeakerLinkDown("not connected to the speaker broker")
         return client
 
+    async def _publish(self, topic: str, payload: bytes, what: str, **options: Any) -> None:
+        """QoS 1 on the command link; SpeakerLinkDown (retryable) when it is down or drops."""
+        client = self._require_client()
+        try:
+            await client.publish(topic, payload, qos=1, **options)
+        except aiomqtt.MqttError as exc:
+            raise SpeakerLinkDown(f"{what} not sent: {exc}") from exc
+
     async def send(self, command: Command) -> None:
         """Publish one command with QoS 1 and return once the broker has it.
 
         Raises InvalidCommand (terminal) or SpeakerLinkDown (retryable).
         """
-        client = self._require_client()
         topic, payload, properties = self._prepare(command, self._clock(), CommandEncoder(), {})
-        try:
-            await client.publish(topic, payload, qos=1, properties=properties)
-        except aiomqtt.MqttError as exc:
-            raise SpeakerLinkDown(f"command {command.command_id} not sent: {exc}") from exc
+        await self._publish(topic, payload, f"command {command.command_id}", properties=properties)
 
     async def send_group(self, group: str, command: Command) -> None:
         """Publish one command to every speaker of ``group`` at once (QoS 1).
@@ -390,23 +394,22 @@ class SpeakerMqttDriver:
         ``command.device_uid`` is not used: each member answers on its own ack topic.
         Raises InvalidCommand (terminal) or SpeakerLinkDown (retryable).
         """
-        client = self._require_client()
         _, payload, properties = self._prepare(command, self._clock(), CommandEncoder(), {})
-        try:
-            await client.publish(Topics.for_group(group), payload, qos=1, properties=properties)
-        except aiomqtt.MqttError as exc:
-            raise SpeakerLinkDown(f"command {command.command_id} not sent: {exc}") from exc
+        await self._publish(
+            Topics.for_group(group),
+            payload,
+            f"command {command.command_id}",
+            properties=properties,
+        )
 
     async def assign_groups(self, device_uid: str, groups: Sequence[str]) -> None:
         """Tell a speaker, in a retained message, which group topics to follow."""
-        client = self._require_client()
-        payload = encode_groups(groups)
-        try:
-            await client.publish(
-                Topics.for_device(device_uid, Topics.GROUPS), payload, qos=1, retain=True
-            )
-        except aiomqtt.MqttError as exc:
-            raise SpeakerLinkDown(f"groups of {device_uid} not sent: {exc}") from exc
+        await self._publish(
+            Topics.for_device(device_uid, Topics.GROUPS),
+            encode_groups(groups),
+            f"groups of {device_uid}",
+            retain=True,
+        )
 
     async def send_many(self, commands: Iterable[Command]) -> list[SendFailure]:
         """Publish many commands concurrently; return the ones the broker did not accept.

@@ -182,8 +182,9 @@ class Dispatcher:
         )
         quiet = await self._in_quiet_hours(row, speakers)
         playing = {k: s for k, s in speakers.items() if s.ward_id not in quiet}
-        plan = await plan_sends(self.pool, playing, await _ward_codes(self.pool, speakers))
-        await self._insert_deliveries(occurrence_id, speakers, quiet, plan, now)
+        plan = await plan_sends(self.pool, playing)
+        command_ids = _command_ids(occurrence_id, plan)
+        await self._insert_deliveries(occurrence_id, speakers, quiet, plan, command_ids, now)
         if not playing:
             await self._close(
                 occurrence_id,
@@ -224,7 +225,7 @@ class Dispatcher:
             await self._settle_cancelled(occurrence_id)
             return None
         job = self._job(row, start_at, expires_at)
-        job.pending = _command_ids(occurrence_id, plan)
+        job.pending = command_ids
         await self._send_groups(job, plan)
         await self._send(job, [(s.uid, job.pending[s.uid]) for s in plan.direct], retry=False)
         metrics.FAN_OUT_SECONDS.observe((self._clock() - sending_at).total_seconds())
@@ -263,11 +264,11 @@ class Dispatcher:
         speakers: dict[int, Speaker],
         quiet: set[int | None],
         plan: SendPlan,
+        ids: dict[str, str],
         now: datetime,
     ) -> None:
         ordered = sorted(speakers.values(), key=lambda s: s.uid)
         silenced = [s.ward_id in quiet for s in ordered]
-        ids = _command_ids(occurrence_id, plan)
         via = {s.uid: group for group, members in plan.groups.items() for s in members}
         await self.pool.execute(
             "INSERT INTO broadcast_delivery (occurrence_id, device_id, device_uid, ward_id, "
@@ -405,17 +406,17 @@ class Dispatcher:
                 job.broadcast_id,
                 job.scheduled_at,
             )
-            if current == "cancelled":
-                # Again, after the first send: a stop that overtook the plays is undone.
-                await self._stop(job.occurrence_id)
-            if current not in ("sending", "sent"):
-                return None
-            rows = await conn.fetch(
-                "SELECT device_uid, command_id FROM broadcast_delivery "
-                f"WHERE occurrence_id = $1 AND {NO_ACK}",
-                job.occurrence_id,
-            )
-        return {r["device_uid"]: r["command_id"] for r in rows}
+            if current in ("sending", "sent"):
+                rows = await conn.fetch(
+                    "SELECT device_uid, command_id FROM broadcast_delivery "
+                    f"WHERE occurrence_id = $1 AND {NO_ACK}",
+                    job.occurrence_id,
+                )
+                return {r["device_uid"]: r["command_id"] for r in rows}
+        if current == "cancelled":
+            # Again, after the first send: a stop that overtook the plays is undone.
+            await self._stop(job.occurrence_id)
+        return None
 
     async def _follow_up(self, job: _Job) -> None:
         """Resend to the silent until they answer or the retry window closes."""
@@ -518,12 +519,6 @@ def _command_ids(occurrence_id: int, plan: SendPlan) -> dict[str, str]:
         shared = group_command_id(occurrence_id, members[0].ward_id or 0)
         ids.update((s.uid, shared) for s in members)
     return ids
-
-
-async def _ward_codes(pool: asyncpg.Pool, speakers: dict[int, Speaker]) -> dict[int, str]:
-    ward_ids = sorted({s.ward_id for s in speakers.values() if s.ward_id is not None})
-    rows = await pool.fetch("SELECT id, code FROM ward WHERE id = ANY($1::int[])", ward_ids)
-    return {r["id"]: r["code"] for r in rows}
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from hub.broadcasts.targets import Speaker
+from hub.devices.service import WardDirectory
 
 log = logging.getLogger("hub.broadcasts")
 
@@ -138,15 +139,13 @@ class SendPlan:
         return len(self.groups) + len(self.direct)
 
 
-async def plan_sends(
-    pool: asyncpg.Pool, playing: Mapping[int, Speaker], ward_codes: Mapping[int, str]
-) -> SendPlan:
+async def plan_sends(pool: asyncpg.Pool, playing: Mapping[int, Speaker]) -> SendPlan:
     """Which wards can be reached with one group publish, and who needs their own."""
+    wards = await WardDirectory.load()
     by_group: dict[str, list[Speaker]] = {}
     for speaker in playing.values():
-        code = ward_codes.get(speaker.ward_id) if speaker.ward_id is not None else None
-        if code is not None:
-            by_group.setdefault(ward_group(code), []).append(speaker)
+        if speaker.ward_id in wards.by_id:
+            by_group.setdefault(ward_group(wards.by_id[speaker.ward_id].code), []).append(speaker)
     followers: dict[str, set[int]] = {}
     if by_group:
         rows = await pool.fetch(
