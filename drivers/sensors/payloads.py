@@ -81,6 +81,8 @@ _CBOR_LABELS: Final[Mapping[int, str]] = {
 }
 _SENML_LABELS: Final = frozenset(_CBOR_LABELS.values())
 _BASE_LABELS: Final = frozenset(("bver", "bn", "bt", "bu", "bv", "bs"))
+# RFC 8428 section 4.2: a record carries exactly one of these (or none, with a sum).
+_VALUE_LABELS: Final = ("v", "vs", "vb", "vd")
 _NON_NUMERIC_VALUES: Final = ("vs", "vb", "vd", "s")
 
 # RFC 8428 section 4.5.1: the characters a resolved SenML name may use.
@@ -204,7 +206,7 @@ def decode_senml_json(
 ) -> list[Reading]:
     """Decode a SenML JSON pack (application/senml+json)."""
     _check_size(payload, limits)
-    pack = _load_json(payload)
+    pack = _load_json(payload, senml=True)
     if not isinstance(pack, list):
         raise DecodeError(f"SenML JSON must be an array of records, not {_json_type(pack)}")
     for index, record in enumerate(pack):
@@ -332,12 +334,13 @@ def _resolve_pack(
     base_value = 0.0
     times: dict[float, datetime] = {}
     decoded: list[Reading] = []
+    version = SENML_VERSION
     for index, record in enumerate(records):
         if not _SENML_LABELS.issuperset(record):
             _check_extension_labels(record, index)
         if not _BASE_LABELS.isdisjoint(record):
             if "bver" in record:
-                _check_version(record["bver"], index)
+                version = _check_version(record["bver"], index, version)
             if "bn" in record:
                 base_name = _string(record["bn"], _RECORD_FIELD, index, "bn")
             if "bt" in record:
@@ -346,10 +349,19 @@ def _resolve_pack(
                 base_unit = _string(record["bu"], _RECORD_FIELD, index, "bu")
             if "bv" in record:
                 base_value = _number(record["bv"], _RECORD_FIELD, index, "bv")
+        values = [label for label in _VALUE_LABELS if label in record]
+        only_base = not values and "n" not in record and "s" not in record
+        if only_base and not _BASE_LABELS.isdisjoint(record):
+            continue  # a record that only sets base fields yields no measurement
         if "n" in record:
             name = base_name + _string(record["n"], _RECORD_FIELD, index, "n")
         else:
             name = base_name
+        if len(values) > 1:
+            raise DecodeError(
+                f"SenML record {index} ({name}) carries {' and '.join(values)}; "
+                "a record has exactly one value field (RFC 8428 section 4.2)"
+            )
         metric = _metric_of(name, device_uid, claim_location)
         if "v" not in record:
             _raise_missing_value(record, index, name)
@@ -367,6 +379,8 @@ def _resolve_pack(
         if time is None:
             time = times[resolved] = _senml_time(resolved, now, limits, index)
         decoded.append(Reading(device_uid, metric, value, time, unit))
+    if not decoded:
+        raise DecodeError("SenML pack carries no measurement, only base fields")
     return decoded
 
 
@@ -379,12 +393,23 @@ def _check_extension_labels(record: Mapping[str, Any], index: int) -> None:
             )
 
 
-def _check_version(version: object, index: int) -> None:
+def _check_version(version: object, index: int, pack_version: int) -> int:
+    """The pack's version after record ``index`` sets ``bver``.
+
+    RFC 8428 section 4.4: every record of a pack has the same version; records
+    before the first ``bver`` have the default, 10.
+    """
     if type(version) is not int or version > SENML_VERSION:
         raise DecodeError(
             f"SenML record {index}: base version {version!r} is not supported "
             f"(up to {SENML_VERSION})"
         )
+    if index > 0 and version != pack_version:
+        raise DecodeError(
+            f"SenML record {index}: base version {version} differs from the pack's "
+            f"{pack_version}; all records of a pack have one version (RFC 8428 section 4.4)"
+        )
+    return version
 
 
 def _raise_missing_value(record: Mapping[str, Any], index: int, name: str) -> NoReturn:
@@ -520,11 +545,19 @@ def _string(raw: object, what: str, *context: object) -> str:
     return raw
 
 
-def _load_json(payload: bytes) -> object:
+def _load_json(payload: bytes, *, senml: bool = False) -> object:
+    """Parse one JSON document; duplicate keys, NaN and Infinity are refused.
+
+    A UTF-8 byte-order mark before the document is skipped: RFC 8259 section 8.1
+    lets a parser ignore one, and firmware built on Windows tool chains writes it.
+    SenML JSON numbers must also follow RFC 8428 section 5: a lower-case exponent.
+    """
     try:
         text = payload.decode("utf-8").removeprefix("\ufeff")
         start = len(text) - len(text.lstrip()) if text[:1].isspace() else 0
-        document, end = _JSON.raw_decode(text, start)
+        # Only a payload with an "E" somewhere needs the slower strict-number parser.
+        decoder = _SENML_JSON if senml and "E" in text else _JSON
+        document, end = decoder.raw_decode(text, start)
         if end != len(text) and not text[end:].isspace():
             raise DecodeError(f"invalid JSON: extra data after position {end}")
         return document
@@ -542,7 +575,30 @@ def _reject_constant(name: str) -> object:
     raise DecodeError(f"{name} is not a finite number (JSON has no {name})")
 
 
-_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant)
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                # RFC 8259 section 4: with repeated names, receivers disagree on the value.
+                raise DecodeError(f"invalid JSON: duplicate key {key!r}")
+            seen.add(key)
+    return document
+
+
+def _strict_number(text: str) -> float:
+    if "E" in text:
+        raise DecodeError(
+            f"number {text} has an upper-case exponent; SenML JSON writes 'e' (RFC 8428 section 5)"
+        )
+    return float(text)
+
+
+_JSON: Final = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+_SENML_JSON: Final = json.JSONDecoder(
+    parse_constant=_reject_constant, object_pairs_hook=_unique_keys, parse_float=_strict_number
+)
 
 
 def _check_size(payload: bytes, limits: PayloadLimits) -> None:

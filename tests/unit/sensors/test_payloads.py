@@ -472,3 +472,91 @@ cbor_values = st.recursive(
 def test_random_cbor_documents_raise_nothing_but_decode_error(document: Any) -> None:
     with contextlib.suppress(DecodeError):
         decode_senml_cbor(cbor2.dumps(document), UID, now=NOW)
+
+
+# --- RFC 8428 rules a pack must follow before its names mean anything
+
+
+@pytest.mark.parametrize(
+    ("record", "fields"),
+    [
+        ({"n": "noise", "v": 61, "vs": "61"}, "v and vs"),
+        ({"n": "noise", "vb": True, "v": 1}, "v and vb"),
+        ({"n": "noise", "v": 1, "vd": "AQ"}, "v and vd"),
+    ],
+)
+def test_senml_record_with_two_value_fields_is_refused_even_with_a_catalog_name(
+    record: dict[str, Any], fields: str
+) -> None:
+    # RFC 8428 section 4.2: exactly one value field per record.
+    with pytest.raises(DecodeError, match=f"carries {fields}; a record has exactly one value"):
+        decode_senml([record])
+    labels = {"n": 0, "v": 2, "vs": 3, "vb": 4, "vd": 8}
+    cbor_record = {labels[key]: value for key, value in record.items()}
+    if "vd" in record:
+        cbor_record[8] = b"\x01"
+    with pytest.raises(DecodeError, match="a record has exactly one value field"):
+        decode_senml_cbor(cbor2.dumps([cbor_record]), UID, now=NOW)
+
+
+def test_senml_records_of_one_pack_share_one_version() -> None:
+    # RFC 8428 section 4.4: records before the first bver have the default version 10.
+    assert len(decode_senml([{"n": "noise", "v": 1}, {"bver": 10, "n": "noise", "v": 2}])) == 2
+    with pytest.raises(DecodeError, match="base version 9 differs from the pack's 10"):
+        decode_senml([{"n": "noise", "v": 1}, {"bver": 9, "n": "pm2_5", "v": 2}])
+    with pytest.raises(DecodeError, match="base version 10 differs from the pack's 5"):
+        decode_senml([{"bver": 5, "n": "noise", "v": 1}, {"bver": 10, "n": "pm2_5", "v": 2}])
+
+
+def test_senml_json_numbers_need_a_lower_case_exponent() -> None:
+    # RFC 8428 section 5: "If the value has an exponent, the 'e' MUST be in lowercase."
+    [reading] = decode_senml_json(b'[{"n": "pm2_5", "v": 3.5e1}]', UID, now=NOW)
+    assert reading.value == 35.0
+    with pytest.raises(DecodeError, match=r"number 3\.5E1 has an upper-case exponent"):
+        decode_senml_json(b'[{"n": "pm2_5", "v": 3.5E1}]', UID, now=NOW)
+    with pytest.raises(DecodeError, match="upper-case exponent"):
+        decode_senml_json(b'[{"bt": 1.7E9, "n": "pm2_5", "v": 1}]', UID, now=NOW)
+    # An "E" in a string is no number.
+    assert len(decode_senml_json(b'[{"n": "pm2_5", "v": 1, "note": "E"}]', UID, now=NOW)) == 1
+
+
+def test_senml_record_with_only_base_fields_yields_no_reading() -> None:
+    readings = decode_senml(
+        [
+            {"bn": f"{UID}:", "bt": NOW.timestamp(), "bu": "ug/m3"},
+            {"n": "pm2_5", "v": 12},
+            {"bu": "Cel"},
+            {"n": "temperature", "v": 30},
+        ]
+    )
+    assert readings == [
+        Reading(UID, "pm2_5", 12.0, NOW, "ug/m3"),
+        Reading(UID, "temperature", 30.0, NOW, "Cel"),
+    ]
+    with pytest.raises(DecodeError, match="carries no measurement, only base fields"):
+        decode_senml([{"bn": f"{UID}:", "bt": NOW.timestamp()}])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"ts": 1740788970, "readings": {"pm2_5": 42.0, "pm2_5": 43.0}}',
+        b'{"ts": 1740788970, "ts": 1740788971, "readings": {"pm2_5": 42.0}}',
+        b'{"ts": 1740788970, "readings": {"temperature": {"v": 30, "v": 31}}}',
+        b'[{"n": "pm2_5", "v": 42.0, "v": 43.0}]',
+        b'{"state": "online", "battery": 80, "battery": 81}',
+    ],
+)
+def test_duplicate_json_keys_are_refused(payload: bytes) -> None:
+    decode = decode_status if b"state" in payload else decode_telemetry
+    with pytest.raises(DecodeError, match="invalid JSON: duplicate key"):
+        decode(payload, UID, now=NOW)
+
+
+def test_a_utf8_byte_order_mark_before_a_document_is_skipped() -> None:
+    # RFC 8259 section 8.1: a parser may ignore a byte-order mark; docs/protocol/sensors.md.
+    bom = b"\xef\xbb\xbf"
+    [reading] = decode_telemetry(bom + plain({"pm2_5": 35.2}), UID, now=NOW)
+    assert reading.value == 35.2
+    [reading] = decode_telemetry(bom + as_json([{"n": "noise", "v": 55}]), UID, now=NOW)
+    assert reading.value == 55.0
