@@ -144,6 +144,23 @@ async def check_scope_target(rule: RuleIn) -> None:
             )
 
 
+# A rule is in a ward's scope when it targets every device, a device kind, or that ward (by
+# code, through one of its groups, or one of its devices): ward staff read only those.
+VISIBLE_RULES = (
+    "SELECT r.* FROM alert_rule r WHERE $1::int[] IS NULL OR r.scope_type IN ('all', 'kind') "
+    "OR (r.scope_type = 'ward' AND EXISTS (SELECT 1 FROM ward w "
+    "    WHERE w.code = r.scope_value AND w.id = ANY($1))) "
+    "OR (r.scope_type = 'group' AND EXISTS (SELECT 1 FROM device_group g "
+    "    WHERE g.id::text = r.scope_value AND g.ward_id = ANY($1))) "
+    "OR (r.scope_type = 'device' AND EXISTS (SELECT 1 FROM device d "
+    "    WHERE d.uid = r.scope_value AND d.ward_id = ANY($1)))"
+)
+
+
+def ward_list(principal: Principal) -> list[int] | None:
+    return sorted(principal.ward_ids) if principal.ward_ids is not None else None
+
+
 def rule_out(row: asyncpg.Record) -> RuleOut:
     return RuleOut(
         id=row["id"],
@@ -345,11 +362,12 @@ class RuleController(Controller):
     async def list_rules(
         self, request: Request[Any, Any, Any], principal: CurrentUser
     ) -> list[RuleOut]:
+        """Rules that apply in your wards."""
         principal.require(Permission.DEVICES_READ)
-        return [
-            rule_out(r)
-            for r in await pool_of(request).fetch("SELECT * FROM alert_rule ORDER BY id")
-        ]
+        rows = await pool_of(request).fetch(
+            f"SELECT * FROM ({VISIBLE_RULES}) r ORDER BY id", ward_list(principal)
+        )
+        return [rule_out(r) for r in rows]
 
     @post("/", status_code=201)
     async def create_rule(
@@ -370,7 +388,9 @@ class RuleController(Controller):
         self, request: Request[Any, Any, Any], principal: CurrentUser, rule_id: FromPath[int]
     ) -> RuleOut:
         principal.require(Permission.DEVICES_READ)
-        row = await pool_of(request).fetchrow("SELECT * FROM alert_rule WHERE id = $1", rule_id)
+        row = await pool_of(request).fetchrow(
+            f"SELECT * FROM ({VISIBLE_RULES}) r WHERE id = $2", ward_list(principal), rule_id
+        )
         if row is None:
             raise NotFound(f"no rule {rule_id}")
         return rule_out(row)

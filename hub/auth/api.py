@@ -16,9 +16,10 @@ from hub.auth import service
 from hub.auth.middleware import SESSION_COOKIE
 from hub.auth.models import ApiToken, Role, User
 from hub.auth.principal import CurrentUser, Permission, Principal
+from hub.auth.secrets import USERNAME_PATTERN
 from hub.errors import NotFound, TooManyRequests
 
-Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+Username = Annotated[str, msgspec.Meta(pattern=USERNAME_PATTERN)]
 
 
 class LoginIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import secrets
 
 from argon2 import PasswordHasher
@@ -39,6 +40,19 @@ def new_token(kind: str = "") -> str:
 def token_digest(token: str) -> bytes:
     # Tokens are 256-bit random: a fast hash is enough and keeps lookups indexable.
     return hashlib.sha256(token.encode()).digest()
+
+
+# The same rule as hub_user's CHECK constraint (migrations/0002_auth.sql).
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+
+
+def username_problem(username: str) -> str | None:
+    if re.fullmatch(USERNAME_PATTERN, username) is None:
+        return (
+            "must be 2 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return None
 
 
 def password_problem(password: str) -> str | None:

@@ -18,6 +18,7 @@ from hub.auth.secrets import (
     new_token,
     password_problem,
     token_digest,
+    username_problem,
     verify_password,
 )
 from hub.devices.models import Ward
@@ -65,6 +66,8 @@ async def create_user(
     actor: Principal | None = None,
 ) -> User:
     problems = []
+    if (reason := username_problem(username)) is not None:
+        problems.append(FieldProblem("username", reason))
     if (reason := password_problem(password)) is not None:
         problems.append(FieldProblem("password", reason))
     if role == Role.WARD_STAFF and not ward_codes:

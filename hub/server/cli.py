@@ -46,13 +46,28 @@ T = TypeVar("T")
 
 def run(coro: Awaitable[T]) -> T:
     """Run a command's coroutine; hub errors become a clear message and exit code 1."""
+    from asyncpg import PostgresError
+    from tortoise.exceptions import BaseORMException
+
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except HubError as exc:
-        err.print(f"[bold red]error:[/] {exc.detail}")
+        err.print(f"[bold red]error:[/] {exc.detail}", markup=True, highlight=False)
         for problem in exc.errors[:50]:
             where = f"row {problem.row} " if problem.row is not None else ""
-            err.print(f"  {where}{problem.field}: {problem.message}")
+            err.print(f"  {where}{problem.field}: {problem.message}", markup=False)
+        raise typer.Exit(1) from None
+    except (PostgresError, BaseORMException) as exc:
+        # A refusal the command did not foresee. The database's message may quote the row
+        # (a password hash, a secret): name only the kind of error and the constraint.
+        cause = exc.__cause__ if isinstance(exc.__cause__, PostgresError) else exc
+        constraint = getattr(cause, "constraint_name", None)
+        err.print(
+            f"[bold red]error:[/] the database refused the change ({type(cause).__name__}"
+            + (f", constraint {constraint}" if constraint else "")
+            + ")",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
 
 

@@ -124,6 +124,36 @@ async def test_one_alert_per_fingerprint_and_ward_scope(
     assert_problem(await clients.viewer.post(f"/api/v1/alerts/{other}/acknowledge"), 403)
 
 
+async def test_ward_staff_read_only_the_rules_of_their_wards(
+    fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    group = await clients.admin.post("/api/v1/groups", json={"name": "b-sensors", "ward": "ward-b"})
+    assert group.status_code == 201, group.text
+    scopes = {
+        "everywhere": {"type": "all", "value": ""},
+        "sensors": {"type": "kind", "value": "sensor"},
+        "ward a": {"type": "ward", "value": "ward-a"},
+        "ward b": {"type": "ward", "value": "ward-b"},
+        "device b": {"type": "device", "value": "aq-2"},
+        "group b": {"type": "group", "value": str(group.json()["id"])},
+        "device a": {"type": "device", "value": "aq-1"},
+    }
+    ids = {}
+    for name, scope in scopes.items():
+        made = await clients.admin.post(
+            "/api/v1/alert-rules", json=PM_RULE | {"name": name, "scope": scope}
+        )
+        assert made.status_code == 201, made.text
+        ids[name] = made.json()["id"]
+    listed = (await clients.staff_a.get("/api/v1/alert-rules")).json()
+    assert [r["name"] for r in listed] == ["everywhere", "sensors", "ward a", "device a"]
+    assert len((await clients.technician.get("/api/v1/alert-rules")).json()) == len(scopes)
+    for name in ("ward b", "device b", "group b"):
+        assert_problem(await clients.staff_a.get(f"/api/v1/alert-rules/{ids[name]}"), 404)
+        assert (await clients.viewer.get(f"/api/v1/alert-rules/{ids[name]}")).status_code == 200
+    assert (await clients.staff_a.get(f"/api/v1/alert-rules/{ids['ward a']}")).status_code == 200
+
+
 async def test_pending_duration_survives_a_restart(
     state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
 ) -> None:

@@ -92,6 +92,19 @@ async def test_users_and_tokens_from_the_command_line(
     assert "cli-tech" in listed.stdout and "technician" in listed.stdout
 
 
+async def test_a_refused_username_is_a_clear_error_without_row_contents(
+    hub: RunningHub, database_url: str, db: asyncpg.Connection
+) -> None:
+    made = iochub(
+        database_url, "users", "create", "WsB", "--role", "viewer", "--password", "p" * 12
+    )
+    assert made.returncode == 1, made.stderr
+    assert "username:" in made.stderr and "lower-case" in made.stderr
+    for leak in ("Traceback", "argon2", "Failing row", "IntegrityError"):
+        assert leak not in made.stderr + made.stdout
+    assert not await db.fetchval("SELECT count(*) FROM hub_user WHERE username ILIKE 'wsb'")
+
+
 async def test_device_import_list_and_export(
     hub: RunningHub, database_url: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
