@@ -299,6 +299,10 @@ class AlertController(Controller):
         principal.require(Permission.ALERTS_HANDLE)
         await visible_alert(request, principal, alert_id)
         row = await lifecycle.resolve_manually(pool_of(request), alert_id, principal.username)
+        if row["rule_id"] is not None:
+            engine_of(request).resolved_by_hand(
+                row["rule_id"], row["device_id"], row["resolved_at"]
+            )
         await audit.record(principal, "alert.resolve", "alert", alert_id, ward_id=row["ward_id"])
         return alert_out(row)
 
@@ -349,8 +353,17 @@ class AlertController(Controller):
         data: JSONBody[CommentIn],
     ) -> CommentOut:
         principal.require(Permission.ALERTS_HANDLE)
-        await visible_alert(request, principal, alert_id)
+        alert = await visible_alert(request, principal, alert_id)
         note = await lifecycle.comment(pool_of(request), alert_id, principal.username, data.text)
+        # A comment is a lifecycle action like the others: who said what, and when.
+        await audit.record(
+            principal,
+            "alert.comment",
+            "alert",
+            alert_id,
+            ward_id=alert["ward_id"],
+            after={"comment_id": note["id"], "text": note["text"], "at": note["at"].isoformat()},
+        )
         return CommentOut(note["id"], note["at"], note["author"], note["text"])
 
 

@@ -244,6 +244,15 @@ class AlertEngine:
                         self.pool, rule.id, device_id, action.severity or rule.severity, value
                     )
 
+    def resolved_by_hand(self, rule_id: int, device_id: int, at: datetime) -> None:
+        """A person closed the pair's alert: it is pending again from ``at`` (see
+        ``lifecycle.resolve_manually``), not firing, so a lasting breach raises a new one."""
+        key = (rule_id, device_id)
+        self.tracks[key] = Track(pending_since=at)
+        for metric, index in self.rules_by_metric.items():
+            if rule_id in index.by_id:
+                self.busy.setdefault(device_id, set()).add((metric, rule_id))
+
     async def health_tick(self, assessed: Sequence[DeviceHealth], now: datetime) -> None:
         await self.maybe_refresh()
         for device in assessed:
@@ -257,6 +266,15 @@ class AlertEngine:
                 track = self.tracks.get(key, Track())
                 since = device.status_changed_at or now
                 bad = device.status == rule.kind
+                resolved_by_hand = None if track.firing else track.pending_since
+                if resolved_by_hand is not None:
+                    if not bad:
+                        # What was resolved by hand has cleared: nothing is pending any more.
+                        self.tracks[key] = track = Track()
+                        await lifecycle.save_pending(self.pool, rule.id, device.id, None)
+                    else:
+                        # Resolved by hand while still bad: the duration counts from then.
+                        since = max(since, resolved_by_hand)
                 if (
                     not track.firing
                     and bad

@@ -20,7 +20,7 @@ Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 ALERT_COLUMNS = """
 a.id, a.fingerprint, a.rule_id, a.rule_name, a.severity, a.state, a.value, a.threshold,
 a.message, a.started_at, a.updated_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at,
-a.resolved_by, a.assignee, a.ward_id, d.uid AS device_uid, d.kind AS device_kind,
+a.resolved_by, a.assignee, a.ward_id, a.device_id, d.uid AS device_uid, d.kind AS device_kind,
 d.name AS device_name, w.code AS ward
 """
 ALERT_FROM = "alert a JOIN device d ON d.id = a.device_id LEFT JOIN ward w ON w.id = a.ward_id"
@@ -49,6 +49,7 @@ def as_data(row: asyncpg.Record) -> dict[str, Any]:
         if isinstance(value, datetime):
             data[key] = value.isoformat()
     data["alert_id"] = data.pop("id")
+    del data["device_id"]  # the hub's own key: receivers know a device by its uid
     data["rule"] = data.pop("rule_name")
     return data
 
@@ -155,16 +156,28 @@ async def acknowledge(pool: asyncpg.Pool, alert_id: int, by: str) -> asyncpg.Rec
 
 
 async def resolve_manually(pool: asyncpg.Pool, alert_id: int, by: str) -> asyncpg.Record:
+    """Close an alert by hand. As Zabbix does for a manual close, this closes the alert, not
+    the condition: the (rule, device) pair starts pending again at the resolve, so a breach
+    that persists opens a new alert once it has lasted the rule's duration again."""
     async with pool.acquire() as conn, conn.transaction():
         row = await load(conn, alert_id)
         if row["state"] == "resolved":
             raise Conflict(f"alert {alert_id} is resolved already")
-        await conn.execute(
+        resolved_at = await conn.fetchval(
             "UPDATE alert SET state = 'resolved', resolved_at = now(), "
-            "resolved_by = $2, updated_at = now() WHERE id = $1",
+            "resolved_by = $2, updated_at = now() WHERE id = $1 RETURNING resolved_at",
             alert_id,
             by,
         )
+        if row["rule_id"] is not None:
+            await conn.execute(
+                "INSERT INTO alert_rule_state (rule_id, device_id, pending_since) "
+                "SELECT $1, device_id, $3 FROM alert WHERE id = $2 "
+                "ON CONFLICT (rule_id, device_id) DO UPDATE SET pending_since = $3",
+                row["rule_id"],
+                alert_id,
+                resolved_at,
+            )
         row = await load(conn, alert_id)
         await publish(conn, "resolved", row)
     return row

@@ -250,3 +250,105 @@ async def test_rule_validation_and_dry_run(
         ("critical", False, 170.0),
     ]
     assert await db.fetchval("SELECT count(*) FROM alert") == 0
+
+
+async def test_every_lifecycle_action_is_audited_with_who_and_when(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    await clients.technician.post("/api/v1/alert-rules", json=PM_RULE | {"for_seconds": 0})
+    await feed(state, "aq-1", [(0, 80)], datetime.now(UTC) - timedelta(minutes=1))
+    alert_id = await db.fetchval("SELECT id FROM alert")
+    before = datetime.now(UTC)
+    assert (await clients.staff_a.post(f"/api/v1/alerts/{alert_id}/acknowledge")).is_success
+    comment = await clients.technician.post(
+        f"/api/v1/alerts/{alert_id}/comments", json={"text": "đội đã đến"}
+    )
+    assert comment.status_code == 201, comment.text
+    assert (
+        await clients.technician.post(
+            f"/api/v1/alerts/{alert_id}/assign", json={"assignee": "technician"}
+        )
+    ).is_success
+    assert (await clients.technician.post(f"/api/v1/alerts/{alert_id}/resolve")).is_success
+    entries = await db.fetch(
+        "SELECT action, actor, at, ward_id, after FROM audit_log "
+        "WHERE object_type = 'alert' AND object_id = $1 ORDER BY id",
+        str(alert_id),
+    )
+    assert [(e["action"], e["actor"]) for e in entries] == [
+        ("alert.acknowledge", "staff-a"),
+        ("alert.comment", "technician"),
+        ("alert.assign", "technician"),
+        ("alert.resolve", "technician"),
+    ]
+    assert all(e["at"] >= before - timedelta(seconds=1) for e in entries)
+    ward_a = await db.fetchval("SELECT id FROM ward WHERE code = 'ward-a'")
+    assert {e["ward_id"] for e in entries} == {ward_a}
+    said = json.loads(entries[1]["after"])
+    assert said["text"] == "đội đã đến" and said["comment_id"] == comment.json()["id"]
+
+
+async def test_a_breach_that_persists_after_a_manual_resolve_opens_a_new_alert(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    await clients.technician.post("/api/v1/alert-rules", json=PM_RULE | {"for_seconds": 20})
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    await feed(state, "aq-1", [(0, 80), (21, 80)], start)
+    first = await db.fetchval("SELECT id FROM alert WHERE state = 'firing'")
+    resolved = await clients.technician.post(f"/api/v1/alerts/{first}/resolve")
+    assert resolved.json()["state"] == "resolved", resolved.text
+    at = datetime.fromisoformat(resolved.json()["resolved_at"])
+    # Still 80 against 50: pending again from the resolve, for the rule's 20 s.
+    await feed(state, "aq-1", [(1, 80), (15, 80)], at)
+    assert await db.fetchval("SELECT count(*) FROM alert WHERE state <> 'resolved'") == 0
+    assert await db.fetchval("SELECT pending_since FROM alert_rule_state") == at
+    await feed(state, "aq-1", [(20, 80)], at)
+    again = await db.fetch("SELECT id, started_at FROM alert WHERE state = 'firing'")
+    assert len(again) == 1 and again[0]["id"] != first
+    assert again[0]["started_at"] == at
+
+
+async def test_a_manual_resolve_of_a_cleared_breach_raises_nothing_new(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    await clients.technician.post("/api/v1/alert-rules", json=PM_RULE | {"for_seconds": 20})
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    await feed(state, "aq-1", [(0, 80), (21, 80)], start)
+    first = await db.fetchval("SELECT id FROM alert WHERE state = 'firing'")
+    at = datetime.fromisoformat(
+        (await clients.technician.post(f"/api/v1/alerts/{first}/resolve")).json()["resolved_at"]
+    )
+    await feed(state, "aq-1", [(5, 30), (40, 30)], at)
+    assert await db.fetchval("SELECT count(*) FROM alert") == 1
+    assert await db.fetchval("SELECT count(*) FROM alert_rule_state") == 0
+
+
+async def test_an_offline_alert_resolved_by_hand_returns_after_the_rule_duration(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    await clients.technician.post(
+        "/api/v1/alert-rules",
+        json={"name": "offline 2 min", "kind": "offline", "severity": "major", "for_seconds": 120},
+    )
+    monitor, engine = state.health, state.alert_engine
+    real_clock = monitor.clock
+    # Offline since three minutes ago; the resolve happens now, on the database's clock.
+    offset = -timedelta(minutes=3)
+    monitor.clock = lambda: real_clock() + offset
+    try:
+        await state.sink.heartbeat(Heartbeat("aq-1", monitor.clock(), True, "mqtt-status"))
+        await state.sink.heartbeat(Heartbeat("aq-1", monitor.clock(), False, "mqtt-lwt"))
+        offset = timedelta(0)
+        await monitor.tick()
+        first = await db.fetchval("SELECT id FROM alert WHERE state = 'firing'")
+        assert first is not None
+        assert (await clients.technician.post(f"/api/v1/alerts/{first}/resolve")).is_success
+        await monitor.tick()  # still offline, but the 2 min count from the resolve
+        assert await db.fetchval("SELECT count(*) FROM alert WHERE state <> 'resolved'") == 0
+        offset += timedelta(minutes=2, seconds=1)
+        await monitor.tick()
+        again = await db.fetchval("SELECT id FROM alert WHERE state = 'firing'")
+        assert again is not None and again != first
+    finally:
+        monitor.clock = real_clock
+        engine.tracks.clear()
