@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
 from drivers.contract import Reading, RefusedDevice, Rejected, UnknownDevice
+from hub.storage.migrations import Connection
 from hub.telemetry import metrics
 from hub.telemetry.catalog import CatalogError, normalise
 from hub.telemetry.directory import DeviceDirectory
-from hub.telemetry.store import ReadingWriter, Row
+from hub.telemetry.store import Conflict, ReadingWriter, Row
 
 log = logging.getLogger("hub.telemetry.ingest")
 _UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -38,6 +40,32 @@ class Quarantine:
             item.time,
         )
 
+    async def keep_conflicts(self, conn: Connection, conflicts: Sequence[Conflict]) -> None:
+        """Quarantine conflicting values in the transaction that refused them."""
+        metrics.QUARANTINED.labels(reason="conflicting value").inc(len(conflicts))
+        await conn.execute(
+            "INSERT INTO quarantine (source, device_uid, reason, raw, size) "
+            "SELECT 'ingest', d.uid, c.reason, c.raw, length(c.raw) "
+            "FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS c (device_id, reason, raw) "
+            "LEFT JOIN device d ON d.id = c.device_id",
+            [c.row[1] for c in conflicts],
+            [c.reason for c in conflicts],
+            [_conflict_bytes(c) for c in conflicts],
+        )
+
+
+def _conflict_bytes(conflict: Conflict) -> bytes:
+    time, device_id, metric, offered = conflict.row
+    return json.dumps(
+        {
+            "device_id": device_id,
+            "metric": metric,
+            "time": time.isoformat(),
+            "value": offered,
+            "stored": conflict.stored,
+        }
+    ).encode()
+
 
 def reason_label(reason: str) -> str:
     """A low-cardinality label for the counter: the reason's first words."""
@@ -50,6 +78,10 @@ class TelemetryIngest:
     directory: DeviceDirectory
     writer: ReadingWriter
     quarantine: Quarantine
+
+    def __post_init__(self) -> None:
+        if self.writer.on_conflict is None:
+            self.writer.on_conflict = self.quarantine.keep_conflicts
 
     async def readings(self, items: list[Reading], source: str) -> None:
         """Store every reading of known, active devices; all or nothing per call.

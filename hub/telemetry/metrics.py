@@ -11,6 +11,10 @@ QUARANTINED = Counter(
     "Payloads or readings kept aside with a reason.",
     ["reason"],
 )
+CONFLICTS = Counter(
+    "iochub_readings_conflicting_total",
+    "Readings refused because another value is stored for their device, metric and time.",
+)
 QUEUE_DEPTH = Gauge("iochub_ingest_queue_depth", "Readings waiting to be written.")
 BATCH_SECONDS = Histogram(
     "iochub_ingest_batch_seconds",

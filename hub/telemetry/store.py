@@ -28,10 +28,33 @@ COLUMNS = ("time", "device_id", "metric", "value")
 StoredHook = Callable[[Sequence[Row]], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A reading for a (device, metric, time) already stored with another value.
+
+    The first value stays (the row a device was acknowledged for); the other one
+    is quarantined with this reason instead of being dropped unseen.
+    """
+
+    row: Row
+    stored: float
+
+    @property
+    def reason(self) -> str:
+        time, _device_id, metric, offered = self.row
+        return (
+            f"conflicting value: {metric} at {time.isoformat()} is already stored as "
+            f"{self.stored:g}; {offered:g} was not stored"
+        )
+
+
+ConflictHook = Callable[[Connection, Sequence[Conflict]], Awaitable[None]]
+
+
 @dataclass
 class _Pending:
     rows: Sequence[Row]
-    done: asyncio.Future[None]
+    done: asyncio.Future[list[Conflict]]
 
 
 @dataclass
@@ -42,16 +65,21 @@ class ReadingWriter:
     max_queued_rows: int = 200_000
     writers: int = 2
     on_stored: list[StoredHook] = field(default_factory=list)
+    # Quarantines conflicting values, in the write's transaction (hub.telemetry.ingest).
+    on_conflict: ConflictHook | None = None
 
     def __post_init__(self) -> None:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._queued_rows = 0
         self._room_freed = asyncio.Condition()
 
-    async def write(self, rows: Sequence[Row]) -> None:
-        """Return once `rows` are committed."""
+    async def write(self, rows: Sequence[Row]) -> list[Conflict]:
+        """Return once `rows` are committed, with those refused for a conflicting value.
+
+        An exact redelivery (same device, metric, time and value) is a silent no-op.
+        """
         if not rows:
-            return
+            return []
         async with self._room_freed:
             # A batch larger than the whole queue still goes through, alone.
             await self._room_freed.wait_for(
@@ -61,9 +89,9 @@ class ReadingWriter:
             )
             self._queued_rows += len(rows)
             metrics.QUEUE_DEPTH.set(self._queued_rows)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[list[Conflict]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(rows, done))
-        await done
+        return await done
 
     @property
     def queued_rows(self) -> int:
@@ -105,7 +133,7 @@ class ReadingWriter:
         while True:
             started = time.perf_counter()
             try:
-                await self._store(rows)
+                conflicts = await self._store(rows)
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 metrics.WRITE_FAILURES.inc()
@@ -120,6 +148,9 @@ class ReadingWriter:
             self._queued_rows -= len(rows)
             metrics.QUEUE_DEPTH.set(self._queued_rows)
             self._room_freed.notify_all()
+        refused = {id(conflict.row) for conflict in conflicts}
+        if refused:
+            rows = [row for row in rows if id(row) not in refused]
         # Health and alert evaluation see the rows before producers are released, so when
         # a driver acknowledges a message its readings are stored and evaluated.
         for hook in self.on_stored:
@@ -129,28 +160,58 @@ class ReadingWriter:
                 log.exception("a stored-readings hook failed")
         for item in batch:
             if not item.done.done():
-                item.done.set_result(None)
+                mine = [c for c in conflicts if any(c.row is row for row in item.rows)]
+                item.done.set_result(mine)
 
-    async def _store(self, rows: list[Row]) -> None:
+    async def _store(self, rows: list[Row]) -> list[Conflict]:
         async with self.pool.acquire() as conn:
             try:
                 async with conn.transaction():
                     await conn.copy_records_to_table("reading", records=rows, columns=COLUMNS)
                     await upsert_latest(conn, rows)
+                return []
             except asyncpg.UniqueViolationError:
-                # A redelivered message: take the slower path that skips rows already stored.
+                # A redelivery or a conflicting value: the slower path, which skips rows
+                # already stored and tells a conflicting value from an exact repeat.
                 async with conn.transaction():
-                    await conn.execute(
-                        "CREATE TEMP TABLE IF NOT EXISTS reading_staging "
-                        "(LIKE reading) ON COMMIT DELETE ROWS"
-                    )
-                    await conn.copy_records_to_table(
-                        "reading_staging", records=rows, columns=COLUMNS
-                    )
-                    await conn.execute(
-                        "INSERT INTO reading SELECT * FROM reading_staging ON CONFLICT DO NOTHING"
-                    )
-                    await upsert_latest(conn, rows)
+                    return await self._store_past_collisions(conn, rows)
+
+    async def _store_past_collisions(self, conn: Connection, rows: list[Row]) -> list[Conflict]:
+        first: dict[tuple[int, str, datetime], Row] = {}
+        conflicts: list[Conflict] = []
+        for row in rows:
+            key = (row[1], row[2], row[0])
+            kept = first.setdefault(key, row)
+            if kept is not row and kept[3] != row[3]:
+                conflicts.append(Conflict(row, kept[3]))
+        unique = list(first.values())
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS reading_staging (LIKE reading) ON COMMIT DELETE ROWS"
+        )
+        await conn.copy_records_to_table("reading_staging", records=unique, columns=COLUMNS)
+        stored = await conn.fetch(
+            "SELECT s.device_id, s.metric, s.time, r.value FROM reading_staging s "
+            "JOIN reading r USING (device_id, metric, time) WHERE r.value <> s.value"
+        )
+        accepted = unique
+        if stored:
+            previous = {(r["device_id"], r["metric"], r["time"]): r["value"] for r in stored}
+            accepted = []
+            for row in unique:
+                value = previous.get((row[1], row[2], row[0]))
+                if value is None:
+                    accepted.append(row)
+                else:
+                    conflicts.append(Conflict(row, value))
+        await conn.execute(
+            "INSERT INTO reading SELECT * FROM reading_staging ON CONFLICT DO NOTHING"
+        )
+        await upsert_latest(conn, accepted)
+        if conflicts:
+            metrics.CONFLICTS.inc(len(conflicts))
+            if self.on_conflict is not None:
+                await self.on_conflict(conn, conflicts)
+        return conflicts
 
 
 async def upsert_latest(conn: Connection, rows: Sequence[Row]) -> None:

@@ -146,3 +146,35 @@ async def test_database_outage_holds_readings_within_bounds_and_loses_none(
         runner.cancel()
         await pool.close()
         await proxy.stop()
+
+
+async def test_a_conflicting_value_is_quarantined_and_counted_a_redelivery_is_silent(
+    state: Any, sensors: dict[str, int], db: asyncpg.Connection
+) -> None:
+    from hub.telemetry import metrics
+
+    conflicts_before = metrics.CONFLICTS._value.get()
+    first = reading("aq-1", "pm2_5", 44.0, seconds_ago=30)
+    await state.sink.readings([first], "test")
+    await state.sink.readings([first], "test")  # exact redelivery: a no-op, nothing kept aside
+    assert await db.fetchval("SELECT count(*) FROM quarantine") == 0
+    # Same device, metric and time, another value: the first stays, the second is kept aside.
+    await state.sink.readings(
+        [reading("aq-1", "pm2_5", 45.0, seconds_ago=30), reading("aq-1", "pm10", 60.0)], "test"
+    )
+    values = await db.fetch("SELECT metric, value FROM reading ORDER BY metric")
+    assert [(r["metric"], r["value"]) for r in values] == [("pm10", 60.0), ("pm2_5", 44.0)]
+    kept = await db.fetchrow("SELECT * FROM quarantine")
+    assert kept["device_uid"] == "aq-1"
+    assert kept["reason"] == (
+        f"conflicting value: pm2_5 at {first.time.isoformat()} is already stored as 44; "
+        "45 was not stored"
+    )
+    assert b'"value": 45.0' in bytes(kept["raw"])
+    # Two values for one key within one batch: the first is stored, the other kept aside.
+    twice = [reading("aq-2", "no2", 10.0, 5), reading("aq-2", "no2", 11.0, 5)]
+    await state.sink.readings(twice, "test")
+    assert await db.fetchval("SELECT value FROM reading WHERE metric = 'no2'") == 10.0
+    assert await db.fetchval("SELECT count(*) FROM quarantine") == 2
+    assert metrics.CONFLICTS._value.get() == conflicts_before + 2
+    assert await db.fetchval("SELECT value FROM reading_latest WHERE metric = 'pm2_5'") == 44.0
