@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hub.errors import HubError
+from hub.firmware import cli as firmware_cli
 from hub.server.settings import Settings, describe
 
 app = typer.Typer(
@@ -39,6 +40,9 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(users_app, name="users")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(
+    firmware_cli.make_app(lambda: Settings().database.url.get_secret_value()), name="firmware"
+)
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
