@@ -1,12 +1,10 @@
 """One fresh database per time-series backend (TimescaleDB where installed), migrated,
-filled with the fleet and queried the way Grafana's datasource would: read-only, as a
-role holding only deploy/grafana/grafana-reader.sql's grants, in an unusual session time
-zone so no query can lean on the server's."""
+filled with the fleet and queried the way Grafana's datasource would: read-only, as the
+iochub_grafana role migration 0016 keeps, in an unusual session time zone so no query can
+lean on the server's."""
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -14,8 +12,7 @@ import asyncpg
 import pytest
 
 from tests.integration.dashboards import fleet
-from tests.integration.dashboards.panels import READER_GRANTS
-from tests.support.hub import ADMIN_SERVER, migrated_database
+from tests.support.hub import migrated_database
 
 # UTC-03:30 (-02:30 in summer): a query assuming UTC or UTC+7 sessions gets it wrong.
 SESSION_TIME_ZONE = "America/St_Johns"
@@ -47,46 +44,32 @@ def fleet_data() -> fleet.Fleet:
     return fleet.build()
 
 
-@pytest.fixture(scope="session")
-async def reader_role() -> AsyncIterator[str]:
-    """A role like Grafana's, unique to this run (roles are shared by the whole server)."""
-    name = f"iochub_grafana_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(ADMIN_SERVER)
-    try:
-        await conn.execute(f'CREATE ROLE "{name}" NOLOGIN')
-        yield name
-        await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
-    finally:
-        await conn.close()
+READER = "iochub_grafana"
 
 
-async def open_database(
-    backend: str, reader: str, data: fleet.Fleet | None
-) -> AsyncIterator[PanelDatabase]:
+async def open_database(backend: str, data: fleet.Fleet | None) -> AsyncIterator[PanelDatabase]:
     async with migrated_database(backend) as url:
         conn = await asyncpg.connect(url, server_settings={"TimeZone": SESSION_TIME_ZONE})
         try:
             if data is not None:
                 await fleet.load(conn, data)
-            grants = READER_GRANTS.read_text("utf-8")
-            await conn.execute(re.sub(r"\biochub_grafana\b", reader, grants))
-            yield PanelDatabase(backend, conn, reader)
+            yield PanelDatabase(backend, conn, READER)
         finally:
             await conn.close()
 
 
 @pytest.fixture(scope="session", params=["postgres", "timescaledb"])
 async def database(
-    request: pytest.FixtureRequest, reader_role: str, fleet_data: fleet.Fleet
+    request: pytest.FixtureRequest, fleet_data: fleet.Fleet
 ) -> AsyncIterator[PanelDatabase]:
-    async for opened in open_database(request.param, reader_role, fleet_data):
+    async for opened in open_database(request.param, fleet_data):
         yield opened
 
 
 @pytest.fixture(scope="module", params=["postgres", "timescaledb"])
 async def empty_database(
-    request: pytest.FixtureRequest, reader_role: str
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[PanelDatabase]:
     """A freshly migrated database without a single ward: the day Grafana is installed."""
-    async for opened in open_database(request.param, reader_role, None):
+    async for opened in open_database(request.param, None):
         yield opened

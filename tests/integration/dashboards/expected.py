@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from dashboards.queries import SOURCES, choose_source
+from hub.health.availability import UP
 from hub.telemetry import aqi
 from hub.telemetry.catalog import METRICS
 from hub.telemetry.ingest import reason_label
-from tests.integration.dashboards.fleet import WARDS, Device, Fleet, Reading
+from tests.integration.dashboards.fleet import CREATED_AT, WARDS, Device, Fleet, Reading
 from tests.integration.dashboards.grafana_sql import Request
 
 VIETNAM = timezone(timedelta(hours=7))
@@ -66,17 +68,35 @@ class Scenario:
         return [d for d in self.fleet.devices if d.lifecycle == "active" and self.selected(d)]
 
     def readings(self, *metrics: str) -> Iterable[tuple[Reading, Device]]:
+        """Readings of the selected wards, and of the selected stations where the
+        dashboard has a station variable (its options: the wards' active sensors)."""
+        stations = self.request.variables.get("station")
         for reading in self.fleet.readings:
             device = self.device(reading.uid)
-            if reading.metric in metrics and self.selected(device):
+            chosen = stations is None or device.uid in stations.values
+            if reading.metric in metrics and self.selected(device) and chosen:
                 yield reading, device
 
     def bucket(self, moment: datetime) -> datetime:
-        return date_bin(self.request.interval, moment)
+        return date_bin(self.width, moment)
+
+    @property
+    def width(self) -> timedelta:
+        """The bucket of series on the rollups at this request's range and interval."""
+        return bucket_width("reading_per_minute(", self.request.interval, self.end - self.start)
 
 
 def date_bin(stride: timedelta, moment: datetime) -> datetime:
     return (ORIGIN + ((moment - ORIGIN) // stride) * stride).astimezone(UTC)
+
+
+def bucket_width(sql: str, interval: timedelta, span: timedelta) -> timedelta:
+    """The bucket a panel's rows come in: the interval, or for series on the rollups
+    (dashboards.queries.samples) the interval rounded up to whole rollup buckets."""
+    if "reading_per_minute(" not in sql:
+        return interval
+    step = SOURCES[choose_source(span, interval)]
+    return interval if not step else -(-interval // step) * step
 
 
 def ward_name(code: str | None) -> str:
@@ -137,8 +157,8 @@ def daily_particulates(scenario: Scenario) -> Expected:
     return Expected(means(groups))
 
 
-def ward_aqi(scenario: Scenario) -> dict[str, tuple[str, aqi.AqiResult]]:
-    """Per ward name: its worst station and that station's hourly VN_AQI."""
+def station_aqi(scenario: Scenario) -> dict[str, aqi.AqiResult]:
+    """Per station uid: its hourly VN_AQI, if it has one."""
     anchor = scenario.end.replace(minute=0, second=0, microsecond=0)
     hours: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
@@ -151,7 +171,7 @@ def ward_aqi(scenario: Scenario) -> dict[str, tuple[str, aqi.AqiResult]]:
             and reading.time <= scenario.end
         ):
             hours[device.uid][reading.metric][age].append(reading.value)
-    worst: dict[str, tuple[str, aqi.AqiResult]] = {}
+    rated: dict[str, aqi.AqiResult] = {}
     for uid in sorted(hours):
         pollutants = {
             metric: [
@@ -161,10 +181,38 @@ def ward_aqi(scenario: Scenario) -> dict[str, tuple[str, aqi.AqiResult]]:
             for metric, by_age in hours[uid].items()
         }
         result = aqi.hourly_aqi(pollutants)
+        if result is not None:
+            rated[uid] = result
+    return rated
+
+
+def ward_aqi(scenario: Scenario) -> dict[str, tuple[str, aqi.AqiResult]]:
+    """Per ward name: its worst station and that station's hourly VN_AQI."""
+    worst: dict[str, tuple[str, aqi.AqiResult]] = {}
+    for uid, result in station_aqi(scenario).items():
         ward = ward_name(scenario.device(uid).ward)
-        if result is not None and (ward not in worst or result.value > worst[ward][1].value):
+        if ward not in worst or result.value > worst[ward][1].value:
             worst[ward] = (uid, result)
     return worst
+
+
+def station_map(scenario: Scenario) -> Expected:
+    return Expected(
+        [
+            (
+                uid,
+                ward_name(scenario.device(uid).ward),
+                result.value,
+                result.category.label_vi,
+                POLLUTANT_LABELS[result.dominant],
+                scenario.device(uid).latitude,
+                scenario.device(uid).longitude,
+            )
+            for uid, result in sorted(station_aqi(scenario).items())
+            if scenario.device(uid).latitude is not None
+        ],
+        ordered=True,
+    )
 
 
 def aqi_by_ward(scenario: Scenario) -> Expected:
@@ -177,7 +225,7 @@ def aqi_detail(scenario: Scenario) -> Expected:
             (
                 ward,
                 result.value,
-                f"{result.category.label_vi} ({result.category.label_en})",
+                result.category.label_vi,
                 POLLUTANT_LABELS[result.dominant],
                 station,
             )
@@ -525,12 +573,63 @@ def quarantine_by_source(scenario: Scenario) -> Expected:
     )
 
 
+def availability(scenario: Scenario) -> Expected:
+    """Per ward and interval: up time out of counted time (hub.health.availability)."""
+    start, end, width = scenario.start, scenario.end, scenario.request.interval
+    up: dict[tuple[datetime, str], float] = defaultdict(float)
+    counted: dict[tuple[datetime, str], float] = defaultdict(float)
+    seen: set[tuple[datetime, str]] = set()
+    for device in scenario.active_devices():
+        events = sorted(
+            (e for e in scenario.fleet.health_events if e.uid == device.uid), key=lambda e: e.at
+        )
+        before = [e for e in events if e.at < start]
+        inside = [e for e in events if start <= e.at < end]
+        opening = (
+            before[-1].to_status if before else inside[0].from_status if inside else device.status
+        )
+        born = max(start, CREATED_AT)
+        steps = [(born, opening)] + [(max(e.at, born), e.to_status) for e in inside]
+        segments = [
+            (status, at, steps[i + 1][0] if i + 1 < len(steps) else end)
+            for i, (at, status) in enumerate(steps)
+        ]
+        slot = date_bin(width, start)
+        while slot <= end:
+            key = (slot, ward_name(device.ward))
+            for status, seg_start, seg_end in segments:
+                if seg_start < slot + width and seg_end > slot:
+                    seconds = (
+                        min(seg_end, slot + width, end) - max(seg_start, slot, start)
+                    ).total_seconds()
+                    if seconds > 0:
+                        seen.add(key)
+                        if status != "maintenance":
+                            counted[key] += seconds
+                            if status in UP:
+                                up[key] += seconds
+            slot += width
+    return Expected(
+        [
+            (
+                moment,
+                ward,
+                100 * up[(moment, ward)] / counted[(moment, ward)]
+                if counted[(moment, ward)]
+                else None,
+            )
+            for moment, ward in sorted(seen)
+        ]
+    )
+
+
 PANELS: dict[str, Callable[[Scenario], Expected]] = {
     "Hourly VN_AQI by ward": aqi_by_ward,
     "VN_AQI detail": aqi_detail,
     "PM2.5 (ward average)": ward_average("pm2_5"),
     "PM10 (ward average)": ward_average("pm10"),
-    "PM2.5 and PM10 daily mean, last 30 days (TimescaleDB)": daily_particulates,
+    "Stations by current VN_AQI": station_map,
+    "PM2.5 and PM10 daily mean, last 30 days": daily_particulates,
     "Temperature (ward average)": ward_average("temperature"),
     "Humidity (ward average)": ward_average("humidity"),
     "Noise (ward average)": ward_average("noise"),
@@ -544,6 +643,7 @@ PANELS: dict[str, Callable[[Scenario], Expected]] = {
     "Status by ward and kind": status_by_ward_and_kind,
     "Firmware versions by model": firmware,
     "Unhealthy devices": unhealthy,
+    "Availability by ward": availability,
     "Status changes": status_changes,
     "Recent status changes": recent_status_changes,
     "Device map": device_map,

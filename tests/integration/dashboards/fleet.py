@@ -17,6 +17,8 @@ TIME_FROM = datetime(2025, 3, 10, 0, 0, tzinfo=UTC)  # 07:00 in Hải Phòng
 TIME_TO = datetime(2025, 3, 10, 5, 40, tzinfo=UTC)  # 12:40 in Hải Phòng
 READINGS_START = datetime(2025, 3, 9, 15, 0, tzinfo=UTC)  # before local midnight
 READING_EVERY = timedelta(minutes=5)
+# Every device was registered before any of its data (availability counts from then).
+CREATED_AT = datetime(2025, 3, 1, tzinfo=UTC)
 
 WARDS = {
     "may-chai": "Máy Chai",
@@ -428,8 +430,8 @@ async def load(conn: asyncpg.Connection, fleet: Fleet) -> None:
             """
             INSERT INTO device (uid, kind, name, vendor, model, firmware_version, ward_id,
                                 latitude, longitude, lifecycle, status, status_reason, faults,
-                                last_seen, status_changed_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                                last_seen, status_changed_at, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
             RETURNING id
             """,
             device.uid,
@@ -447,6 +449,7 @@ async def load(conn: asyncpg.Connection, fleet: Fleet) -> None:
             list(device.faults),
             device.last_seen,
             device.status_changed_at,
+            CREATED_AT,
         )
     await conn.copy_records_to_table(
         "reading",

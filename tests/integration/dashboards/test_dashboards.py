@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]  # types-PyYAML is not installed
 
-from dashboards import build
+from dashboards import build, kit
 from tests.integration.dashboards.panels import (
     DASHBOARD_DIR,
     PROVISIONING_DIR,
     data_panels,
+    english_titles,
     load_dashboards,
 )
 
 DASHBOARDS = load_dashboards()
-UIDS = {"iochub-sensors", "iochub-device-health", "iochub-alerts"}
+UIDS = {"iochub-sensors", "iochub-device-health", "iochub-broadcasts", "iochub-alerts"}
 # Panels that deliberately ignore the ward selection (their descriptions say so).
 ALL_WARDS = {
     "Pending approval",
@@ -52,6 +54,7 @@ def test_dashboards_have_stable_unique_uids_and_titles() -> None:
 def test_dashboard_model_is_grafana_10_or_later(name: str) -> None:
     dashboard = DASHBOARDS[name]
     assert dashboard["schemaVersion"] >= 39
+    assert dashboard["version"] >= 1
     assert dashboard["id"] is None  # provisioning assigns it
     assert dashboard["timezone"] == "Asia/Ho_Chi_Minh"
     ids = [panel["id"] for panel in dashboard["panels"]]
@@ -100,26 +103,67 @@ def test_ward_variable_selects_many_wards_or_all(name: str) -> None:
     assert not ward.get("allValue")
     for panel in data_panels(DASHBOARDS[name]):
         uses_ward = any("$ward" in target["rawSql"] for target in panel["targets"])
-        assert uses_ward or panel["title"] in ALL_WARDS, (
+        assert uses_ward or english_titles()[(DASHBOARDS[name]["uid"], panel["id"])] in ALL_WARDS, (
             f"{panel['title']} ignores the ward selection"
         )
 
 
-def test_only_trend_panels_need_timescaledb() -> None:
-    needing = {
-        panel["title"]
-        for dashboard in DASHBOARDS.values()
-        for panel in data_panels(dashboard)
-        if any(re.search(r"\breading_1[mh]\b", t["rawSql"]) for t in panel["targets"])
-    }
-    assert needing == {"PM2.5 and PM10 daily mean, last 30 days (TimescaleDB)"}
-    for title in needing:
-        assert "TimescaleDB" in title
+def test_series_read_the_rollups_through_the_functions_both_backends_have() -> None:
+    """reading_1m/reading_1h exist on TimescaleDB only: panels read reading_per_minute and
+    reading_per_hour (migration 0016), and every sensor series goes through the choice."""
+    for dashboard in DASHBOARDS.values():
+        for panel in data_panels(dashboard):
+            for target in panel["targets"]:
+                assert not re.search(r"\breading_1[mh]\b", target["rawSql"]), panel["title"]
+    sensors = DASHBOARDS["iochub-sensors.json"]
+    series = [p for p in data_panels(sensors) if p["type"] == "timeseries"]
+    assert len(series) == 8
+    for panel in series:
+        assert "reading_per_hour(" in panel["targets"][0]["rawSql"], panel["title"]
+
+
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_alert_annotations_on_every_dashboard(name: str) -> None:
+    """The hub's alert annotations (hub.integrations.grafana tags) show on every
+    time-series panel: a dashboard-wide annotation query, no panel filter."""
+    (annotation,) = DASHBOARDS[name]["annotations"]["list"]
+    assert annotation["enable"] is True
+    assert annotation["datasource"] == {"type": "grafana", "uid": "-- Grafana --"}
+    assert set(annotation["target"]["tags"]) == {"alert:firing", "alert:resolved"}
+    assert annotation["target"]["matchAny"] is True
+    assert "filter" not in annotation
+
+
+def test_vietnamese_by_default_english_on_request() -> None:
+    english = build.dashboards("en")
+    for name, dashboard in DASHBOARDS.items():
+        other = english[dashboard["uid"]]
+        assert other["version"] == dashboard["version"]
+        assert [p["id"] for p in other["panels"]] == [p["id"] for p in dashboard["panels"]]
+        differ = [
+            (mine["title"], theirs["title"])
+            for mine, theirs in zip(dashboard["panels"], other["panels"], strict=True)
+            if mine["title"] != theirs["title"]
+        ]
+        # Titles are translated (short names like "VN_AQI detail" may only change a word).
+        assert len(differ) >= len(dashboard["panels"]) - 2, name
+        assert dashboard["title"] != other["title"]
+
+
+def test_version_follows_content(tmp_path: Path) -> None:
+    first = build.dashboards("vi", tmp_path)
+    assert {model["version"] for model in first.values()} == {1}
+    build.write("vi", tmp_path)
+    assert build.dashboards("vi", tmp_path) == first  # unchanged: same version
+    changed = dict(first["iochub-alerts"], title="changed in the repository", version=1)
+    (tmp_path / "iochub-alerts.json").write_text(build.render(changed), "utf-8")
+    assert build.dashboards("vi", tmp_path)["iochub-alerts"]["version"] == 2
+    assert build.dashboards("vi", tmp_path)["iochub-sensors"]["version"] == 1
 
 
 def test_datasource_provisioning_reads_credentials_from_the_environment() -> None:
     datasource = provisioned_datasource()
-    assert datasource["uid"] == build.DATASOURCE_UID
+    assert datasource["uid"] == kit.DATASOURCE_UID
     assert datasource["type"] == "grafana-postgresql-datasource"
     assert datasource["access"] == "proxy"
     env = re.compile(r"^\$\{IOCHUB_GRAFANA_DB_[A-Z]+\}$")
@@ -140,3 +184,5 @@ def test_dashboard_provider_serves_the_dashboards_folder() -> None:
     assert provider["allowUiUpdates"] is False
     assert provider["options"]["path"].startswith("/")
     assert provider["folderUid"] not in UIDS
+    # The same folder `iochub grafana sync` provisions.
+    assert (provider["folderUid"], provider["folder"]) == (kit.FOLDER_UID, kit.FOLDER_TITLE)
