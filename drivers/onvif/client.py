@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
 import os
 import re
@@ -44,15 +45,24 @@ class CameraError(Exception):
 
     default_retryable: ClassVar[bool] = True
 
-    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool | None = None, operation: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = self.default_retryable if retryable is None else retryable
+        # The ONVIF operation whose reply failed, so a technician knows where to look.
+        self.operation = operation
 
 
 class CameraAuthError(CameraError):
-    """The camera rejected the credentials; retrying with the same ones cannot help."""
+    """The camera rejected the credentials; retrying with the same ones cannot help.
+
+    ``clock_suspect`` says the camera's clock may be the cause instead: WS-Security
+    digests carry their creation time, and cameras refuse tokens dated far from theirs.
+    """
 
     default_retryable = False
+    clock_suspect: str | None = None
 
 
 class CameraUnreachable(CameraError):
@@ -117,6 +127,8 @@ class CameraProbe:
     supports_pullpoint: bool
     event_topics: tuple[str, ...]
     clock_drift_s: float | None
+    # Optional features whose call failed: what -> why (declined, or a reply unreadable).
+    unavailable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def snapshot_uri(self) -> str | None:
@@ -189,12 +201,23 @@ def _short(text: object, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def translate_error(error: BaseException, where: str) -> CameraError:
-    """The CameraError for a library exception raised while talking to ``where`` (host:port)."""
+def translate_error(error: BaseException, where: str, operation: str | None = None) -> CameraError:
+    """The CameraError for a library exception raised while talking to ``where`` (host:port),
+    naming ``operation`` when the failing call is known."""
     if isinstance(error, CameraError):
+        if error.operation is None and operation is not None:
+            error.operation = operation
         return error
     if isinstance(error, ONVIFError) and isinstance(error.__cause__, Exception):
-        return translate_error(error.__cause__, where)
+        return translate_error(error.__cause__, where, operation)
+    translated = _translate(error, where)
+    if operation is not None:
+        translated.operation = operation
+        translated.args = (f"{translated} (in reply to {operation})",)
+    return translated
+
+
+def _translate(error: BaseException, where: str) -> CameraError:
     if isinstance(error, TimeoutError):
         return CameraTimeout(f"camera {where} did not answer in time")
     if isinstance(error, zeep.exceptions.Fault):
@@ -239,20 +262,24 @@ def translate_error(error: BaseException, where: str) -> CameraError:
     )
 
 
+_LIBRARY_ERRORS = (zeep.exceptions.Error, aiohttp.ClientError, ONVIFError, OSError, TimeoutError)
+# The library walks replies without checking them; a missing element surfaces as these.
+_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
+
+
 @contextlib.contextmanager
-def camera_errors(host: str, port: int) -> Iterator[None]:
-    """Re-raise anything the ONVIF stack throws as a CameraError."""
+def camera_errors(host: str, port: int, operation: str | None = None) -> Iterator[None]:
+    """Re-raise anything the ONVIF stack throws as a CameraError (naming ``operation``)."""
     where = f"{host}:{port}"
     try:
         yield
-    except CameraError:
-        raise
-    except (zeep.exceptions.Error, aiohttp.ClientError, ONVIFError, OSError, TimeoutError) as error:
-        raise translate_error(error, where) from error
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as error:
-        # The library walks replies without checking them; a missing element surfaces here.
+    except CameraError as error:
+        raise translate_error(error, where, operation) from None
+    except _LIBRARY_ERRORS as error:
+        raise translate_error(error, where, operation) from error
+    except _SHAPE_ERRORS as error:
         log.debug("unexpected reply shape from %s", where, exc_info=True)
-        raise translate_error(error, where) from error
+        raise translate_error(error, where, operation) from error
 
 
 # -- the session ----------------------------------------------------------------------------
@@ -327,7 +354,13 @@ def _camera_utc(answer: Any) -> datetime | None:
 
 
 async def read_clock(camera: Any) -> ClockReading:
-    """Ask the camera for its time (unauthenticated, as ONVIF allows) and compare with ours."""
+    """Ask the camera for its time and compare with ours.
+
+    ONVIF Core (5.9.4, access class PRE_AUTH) lets anyone read GetSystemDateAndTime, so
+    that clients can date their WS-Security tokens on the camera's clock. Some firmwares
+    want credentials even for that; their tokens are then dated from the HTTP Date header
+    (RFC 9110, 6.6.1) of the refusal, which their web server stamps with the same clock.
+    """
     device = await camera.create_devicemgmt_service()
     sent_at = time.time()
     started = time.monotonic()
@@ -336,7 +369,27 @@ async def read_clock(camera: Any) -> ClockReading:
     except zeep.exceptions.Fault as fault:
         if not is_auth_error(fault):
             raise
-        answer = await device.GetSystemDateAndTime()  # some firmwares authenticate everything
+        estimate = await _http_date_drift(device.xaddr)
+        await sign_on_camera_clock(camera, estimate)
+        device = await camera.create_devicemgmt_service()
+        sent_at, started = time.time(), time.monotonic()
+        try:
+            answer = await device.GetSystemDateAndTime()
+        except zeep.exceptions.Fault as refused:
+            if not is_auth_error(refused):
+                raise
+            error = CameraAuthError(
+                f"camera {camera.host}:{camera.port} rejected the credentials",
+                operation="GetSystemDateAndTime",
+            )
+            if estimate is None:
+                error.clock_suspect = (
+                    "the camera wants credentials even to tell its time and sends no HTTP "
+                    "Date, so the hub could not date its WS-Security token on the camera's "
+                    "clock; a camera clock far off makes cameras refuse good passwords"
+                )
+                error.args = (f"{error}; its clock could not be read and may be the cause",)
+            raise error from refused
     round_trip = time.monotonic() - started
     if getattr(answer, "DateTimeType", None) is None:
         # zeep recovers broken XML into empty replies; a real answer has its required parts.
@@ -350,6 +403,42 @@ async def read_clock(camera: Any) -> ClockReading:
     # average, at about the middle of the round trip.
     ours = sent_at + round_trip / 2
     return ClockReading(camera_time.timestamp() + 0.5 - ours, round_trip)
+
+
+_CLOCK_REQUEST = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>'
+    b'<GetSystemDateAndTime xmlns="http://www.onvif.org/ver10/device/wsdl"/>'
+    b"</s:Body></s:Envelope>"
+)
+
+
+async def _http_date_drift(url: str) -> float | None:
+    """The camera's clock minus ours, from the Date header of an unauthenticated reply."""
+    sent_at = time.time()
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.post(
+                url,
+                data=_CLOCK_REQUEST,
+                headers={"Content-Type": "application/soap+xml; charset=utf-8"},
+            ) as response,
+        ):
+            stamp = response.headers.get("Date")
+            await response.read()
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return None
+    if not stamp:
+        return None
+    try:
+        camera_time = email.utils.parsedate_to_datetime(stamp)
+    except (TypeError, ValueError):
+        return None
+    if camera_time.tzinfo is None:
+        return None
+    ours = (sent_at + time.time()) / 2
+    return camera_time.timestamp() + 0.5 - ours
 
 
 async def sign_on_camera_clock(camera: Any, drift_s: float | None) -> None:
@@ -371,19 +460,33 @@ async def device_information(camera: Any) -> Any:
     return info
 
 
-async def optional(call: Awaitable[_T], what: str, where: str) -> _T | None:
-    """An operation a camera may decline; credentials it rejects still raise."""
+async def optional(
+    call: Awaitable[_T], what: str, where: str, unavailable: dict[str, str] | None = None
+) -> _T | None:
+    """An operation a camera may decline or answer unreadably; credentials it rejects,
+    and a camera that stops answering, still raise. Why a feature is missing goes into
+    ``unavailable``: one bad reply to an optional call must not fail the whole camera."""
     try:
         return await call
     except zeep.exceptions.Fault as fault:
         if is_auth_error(fault):
             raise
-        log.info("camera %s does not offer %s: %s", where, what, _short(fault.message))
+        reason = f"declined: {_short(fault.message)}"
     except zeep.exceptions.TransportError as error:
         # Some firmwares answer operations they lack with a bare HTTP error.
         if error.status_code == 401:
             raise
-        log.info("camera %s does not offer %s: HTTP %s", where, what, error.status_code)
+        reason = f"declined: HTTP {error.status_code}"
+    except (zeep.exceptions.XMLSyntaxError, zeep.exceptions.XMLParseError) as error:
+        # Seen on real cameras: a GetSnapshotUri reply using an undeclared SOAP-ENV prefix.
+        reason = f"reply is not well-formed XML: {_short(error)}"
+    except zeep.exceptions.Error as error:
+        reason = f"reply ONVIF does not allow: {_short(error)}"
+    except _SHAPE_ERRORS as error:
+        reason = f"reply could not be read ({type(error).__name__})"
+    log.info("camera %s: %s unavailable, %s", where, what, reason)
+    if unavailable is not None:
+        unavailable[what] = reason
     return None
 
 
@@ -406,25 +509,29 @@ async def probe_camera(
 
 async def _probe(camera: Any, host: str, port: int) -> CameraProbe:
     where = f"{host}:{port}"
-    clock = await read_clock(camera)
+    gaps: dict[str, str] = {}
+    with camera_errors(host, port, "GetSystemDateAndTime"):
+        clock = await read_clock(camera)
     await sign_on_camera_clock(camera, clock.drift_s)
     device = await camera.create_devicemgmt_service()
-    info = await device_information(camera)
+    with camera_errors(host, port, "GetDeviceInformation"):
+        info = await device_information(camera)
     capabilities = await optional(
-        device.GetCapabilities({"Category": "All"}), "GetCapabilities", where
+        device.GetCapabilities({"Category": "All"}), "GetCapabilities", where, gaps
     )
-    services = await _service_addresses(device, capabilities, host, where)
+    services = await _service_addresses(device, capabilities, host, where, gaps)
     camera.xaddrs = dict(services)
-    hostname = await optional(device.GetHostname(), "GetHostname", where)
-    interfaces = await optional(device.GetNetworkInterfaces(), "GetNetworkInterfaces", where)
+    hostname = await optional(device.GetHostname(), "GetHostname", where, gaps)
+    interfaces = await optional(device.GetNetworkInterfaces(), "GetNetworkInterfaces", where, gaps)
 
     profiles: tuple[MediaProfile, ...] = ()
     if MEDIA_NS in services:
-        profiles = await _media_profiles(await camera.create_media_service(), where)
+        media = await camera.create_media_service()
+        profiles = await _media_profiles(media, host, port, gaps)
     supports_ptz = False
     if PTZ_NS in services:
-        nodes = await optional((await camera.create_ptz_service()).GetNodes(), "PTZ nodes", where)
-        supports_ptz = bool(nodes)
+        ptz = await camera.create_ptz_service()
+        supports_ptz = bool(await optional(ptz.GetNodes(), "PTZ nodes", where, gaps))
     events_capability = getattr(capabilities, "Events", None)
     supports_pullpoint = EVENTS_NS in services and bool(
         getattr(events_capability, "WSPullPointSupport", False)
@@ -432,7 +539,7 @@ async def _probe(camera: Any, host: str, port: int) -> CameraProbe:
     topics: tuple[str, ...] = ()
     if EVENTS_NS in services:
         events = await camera.create_events_service()
-        properties = await optional(events.GetEventProperties(), "GetEventProperties", where)
+        properties = await optional(events.GetEventProperties(), "GetEventProperties", where, gaps)
         topics = event_topics(properties)
 
     return CameraProbe(
@@ -456,6 +563,7 @@ async def _probe(camera: Any, host: str, port: int) -> CameraProbe:
         supports_pullpoint=supports_pullpoint,
         event_topics=topics,
         clock_drift_s=clock.drift_s,
+        unavailable=gaps,
     )
 
 
@@ -464,11 +572,13 @@ def _text(value: object) -> str:
 
 
 async def _service_addresses(
-    device: Any, capabilities: Any, host: str, where: str
+    device: Any, capabilities: Any, host: str, where: str, gaps: dict[str, str]
 ) -> dict[str, str]:
     """Service namespace -> XAddr: from GetServices, or from GetCapabilities on older cameras."""
     found: dict[str, str] = {}
-    listed = await optional(device.GetServices({"IncludeCapability": False}), "GetServices", where)
+    listed = await optional(
+        device.GetServices({"IncludeCapability": False}), "GetServices", where, gaps
+    )
     for service in listed or []:
         namespace, xaddr = getattr(service, "Namespace", None), getattr(service, "XAddr", None)
         if namespace and xaddr:
@@ -484,16 +594,23 @@ async def _service_addresses(
             if xaddr:
                 found[namespace] = str(xaddr)
     if not found:
-        raise CameraProtocolError(f"camera {where} advertises no services", retryable=False)
+        raise CameraProtocolError(
+            f"camera {where} advertises no services", retryable=False, operation="GetServices"
+        )
     pinned = {namespace: pin_to_host(url, host) for namespace, url in found.items()}
     if pinned != found:
         log.info("camera %s advertises services on another address; using %s", where, host)
     return pinned
 
 
-async def _media_profiles(media: Any, where: str) -> tuple[MediaProfile, ...]:
+async def _media_profiles(
+    media: Any, host: str, port: int, gaps: dict[str, str]
+) -> tuple[MediaProfile, ...]:
+    where = f"{host}:{port}"
     profiles = []
-    for profile in await media.GetProfiles() or []:
+    with camera_errors(host, port, "GetProfiles"):
+        listed = await media.GetProfiles() or []
+    for profile in listed:
         token = str(profile.token)
         encoder = getattr(profile, "VideoEncoderConfiguration", None)
         resolution = getattr(encoder, "Resolution", None)
@@ -505,11 +622,12 @@ async def _media_profiles(media: Any, where: str) -> tuple[MediaProfile, ...]:
                     "ProfileToken": token,
                 }
             ),
-            f"a stream URI for profile {token}",
+            f"GetStreamUri {token}",
             where,
+            gaps,
         )
         snapshot = await optional(
-            media.GetSnapshotUri({"ProfileToken": token}), f"a snapshot for profile {token}", where
+            media.GetSnapshotUri({"ProfileToken": token}), f"GetSnapshotUri {token}", where, gaps
         )
         profiles.append(
             MediaProfile(

@@ -144,15 +144,27 @@ def _duration(seconds: float) -> str:
     return f"PT{amount}S"
 
 
+class SubscriptionEnded(CameraError):
+    """The camera's subscription reached its termination time without a renewal."""
+
+
 class PullPointSubscriber:
-    """Keeps one camera's PullPoint subscription alive and turns its messages into events."""
+    """Keeps one camera's PullPoint subscription alive and turns its messages into events.
+
+    Only state changes go to the sink: a camera repeating ``motion active=true`` on every
+    pull (or re-sending its Initialized states after a re-subscription) is told once.
+    Pulls are paced by the Timeout the hub asks for, whatever the camera does with it.
+    """
 
     def __init__(self, target: CameraTarget, settings: PullPointSettings | None = None) -> None:
         self.target = target
         self.settings = settings or PullPointSettings()
         self.subscriptions_created = 0
         self.renewals = 0
+        self.pulls = 0
+        self.repeats_dropped = 0
         self._retry_delay = self.settings.retry_initial_s
+        self._states: dict[tuple[str, str], bool] = {}
 
     async def run(self, sink: DriverSink) -> None:
         """Subscribe, pull and renew until cancelled; re-subscribe after any failure."""
@@ -183,7 +195,6 @@ class PullPointSubscriber:
 
     async def _subscribe_and_pull(self, sink: DriverSink) -> None:
         target, settings = self.target, self.settings
-        loop = asyncio.get_running_loop()
         with camera_errors(target.host, target.port):
             async with open_camera(
                 target.host, target.port, target.username, target.password
@@ -198,30 +209,78 @@ class PullPointSubscriber:
                     )
                     return
                 async with asyncio.timeout(settings.call_timeout_s):
-                    subscription, pullpoint, renew_at = await self._create(camera)
-                self._retry_delay = settings.retry_initial_s
+                    subscription, pullpoint, lifetime = await self._create(camera)
                 try:
-                    while True:
-                        if loop.time() >= renew_at:
-                            async with asyncio.timeout(settings.call_timeout_s):
-                                renew_at = self._renew_at(
-                                    await subscription.Renew(
-                                        {"TerminationTime": _duration(settings.termination_s)}
-                                    )
-                                )
-                            self.renewals += 1
-                        wait = max(0.0, min(settings.pull_wait_s, renew_at - loop.time()))
-                        async with asyncio.timeout(wait + settings.call_timeout_s):
-                            result = await pullpoint.PullMessages(
-                                {"Timeout": _duration(wait), "MessageLimit": settings.message_limit}
-                            )
-                        await self._deliver(sink, result)
+                    await self._pull(sink, subscription, pullpoint, lifetime)
                 finally:
                     # Best effort: an expired or lost subscription cannot be unsubscribed,
                     # and the camera drops it at its termination time anyway.
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(2.0):
                             await subscription.Unsubscribe()
+
+    async def _pull(
+        self, sink: DriverSink, subscription: Any, pullpoint: Any, lifetime: float
+    ) -> None:
+        """Pull until the subscription ends; renew it per its termination time.
+
+        WS-BaseNotification (Renew): a subscription lives until its TerminationTime. A
+        failed Renew does not end it: the hub retries with back-off and pulls meanwhile;
+        only when the termination time passes does it re-subscribe (after back-off too).
+        """
+        target, settings = self.target, self.settings
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        ends_at = now + lifetime
+        renew_at = now + lifetime * settings.renew_fraction
+        renew_delay = settings.retry_initial_s
+        while True:
+            now = loop.time()
+            if now >= ends_at:
+                raise SubscriptionEnded(
+                    f"the subscription on camera {target.device_uid} reached its termination "
+                    "time without a renewal"
+                )
+            if now >= renew_at:
+                try:
+                    with camera_errors(target.host, target.port, "Renew"):
+                        async with asyncio.timeout(settings.call_timeout_s):
+                            answer = await subscription.Renew(
+                                {"TerminationTime": _duration(settings.termination_s)}
+                            )
+                except CameraAuthError:
+                    raise
+                except CameraError as error:
+                    log.info("renewing events of %s failed: %s", target.device_uid, error)
+                    renew_at = min(loop.time() + renew_delay, ends_at)
+                    renew_delay = min(renew_delay * 2, settings.retry_max_s)
+                else:
+                    self.renewals += 1
+                    lifetime = self._granted(answer)
+                    ends_at = loop.time() + lifetime
+                    renew_at = loop.time() + lifetime * settings.renew_fraction
+                    renew_delay = settings.retry_initial_s
+                    # A subscription that renews is a healthy one: failures start over.
+                    self._retry_delay = settings.retry_initial_s
+                continue
+            wait = max(0.0, min(settings.pull_wait_s, renew_at - now, ends_at - now))
+            started = loop.time()
+            with camera_errors(target.host, target.port, "PullMessages"):
+                async with asyncio.timeout(wait + settings.call_timeout_s):
+                    result = await pullpoint.PullMessages(
+                        {"Timeout": _duration(wait), "MessageLimit": settings.message_limit}
+                    )
+            self.pulls += 1
+            if _termination_reported(result):
+                # The camera's own word on when the subscription ends (some extend it on pulls).
+                ends_at = loop.time() + self._granted(result)
+            messages = list(getattr(result, "NotificationMessage", None) or [])
+            changed = await self._deliver(sink, messages)
+            early = wait - (loop.time() - started)
+            if early > 0 and (not changed or len(messages) > settings.message_limit):
+                # ONVIF Core, PullMessages: the device waits up to Timeout for messages. A camera
+                # that answers at once with nothing new must not be polled in a tight loop.
+                await asyncio.sleep(early)
 
     async def _offered(self, camera: Any) -> bool:
         where = f"{self.target.host}:{self.target.port}"
@@ -248,31 +307,54 @@ class PullPointSubscriber:
         pullpoint = await camera.create_pullpoint_service()
         subscription = await camera.create_subscription_service("PullPointSubscription")
         self.subscriptions_created += 1
-        return subscription, pullpoint, self._renew_at(result)
+        return subscription, pullpoint, self._granted(result)
 
-    def _renew_at(self, answer: Any) -> float:
-        """When to renew, from the lifetime the camera granted (on its own clock)."""
+    def _granted(self, answer: Any) -> float:
+        """The lifetime the camera granted, in seconds (from its CurrentTime and
+        TerminationTime, both on its own clock), or the one asked for."""
         current = getattr(answer, "CurrentTime", None)
         termination = getattr(answer, "TerminationTime", None)
-        lifetime = self.settings.termination_s
         if isinstance(current, datetime) and isinstance(termination, datetime):
             granted = (termination - current).total_seconds()
             if granted > 0:
-                lifetime = granted
-        return asyncio.get_running_loop().time() + lifetime * self.settings.renew_fraction
+                return granted
+        return self.settings.termination_s
 
-    async def _deliver(self, sink: DriverSink, result: Any) -> None:
+    async def _deliver(self, sink: DriverSink, messages: Sequence[Any]) -> bool:
+        """Hand over the state changes among ``messages``; True if there was any."""
         uid = self.target.device_uid
         received_at = datetime.now(UTC)
-        for message in getattr(result, "NotificationMessage", None) or []:
+        changed = False
+        for message in messages:
             try:
                 event = decode_notification(uid, message, received_at)
             except DecodeError as error:
                 raw = str(message).encode("utf-8", "replace")[:8192]
                 await _hand_over(sink.rejected(Rejected(SOURCE, raw, str(error), uid, received_at)))
                 continue
-            if event is not None:
-                await _hand_over(sink.event(event))
+            if event is None:
+                continue
+            key = (event.kind, _state_key(event))
+            if self._states.get(key) == event.active:
+                self.repeats_dropped += 1
+                continue
+            self._states[key] = event.active
+            changed = True
+            await _hand_over(sink.event(event))
+        return changed
+
+
+def _termination_reported(answer: Any) -> bool:
+    return isinstance(getattr(answer, "CurrentTime", None), datetime) and isinstance(
+        getattr(answer, "TerminationTime", None), datetime
+    )
+
+
+def _state_key(event: DeviceEvent) -> str:
+    """Which property an event is the state of: its topic and its source (rule, channel)."""
+    source = event.data.get("source") or {}
+    items = sorted(source.items()) if isinstance(source, dict) else []
+    return f"{event.data.get('topic')}|{items}"
 
 
 async def _hand_over(delivery: Awaitable[None]) -> None:

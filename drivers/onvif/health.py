@@ -162,11 +162,15 @@ class CameraHealthDriver:
         except Exception:
             log.exception("could not get the list of cameras to check; skipping this sweep")
             return []
-        results = await sweep(targets, self._concurrency, self._per_camera_timeout)
         known = {target.device_uid for target in targets}
         for memory in (self._auth_failing, self._drifting):
             for uid in set(memory) - known:
                 del memory[uid]
+        return await self.check(sink, targets)
+
+    async def check(self, sink: DriverSink, targets: Sequence[CameraTarget]) -> list[CameraHealth]:
+        """Check these cameras now and report them exactly as a sweep does."""
+        results = await sweep(targets, self._concurrency, self._per_camera_timeout)
         for health in results:
             await self._report(sink, health)
         return results

@@ -174,6 +174,12 @@ class CameraSpec:
     embed_credentials_in_uris: bool = False
     discovery_quirks: frozenset[DiscoveryQuirk] = frozenset()
     advertised_host: str | None = None
+    # Operations answered with an undeclared SOAP-ENV prefix, as captured from a real camera.
+    malformed_replies: frozenset[str] = frozenset()
+    http_date: bool = True  # stamp replies with a Date header, on the camera's clock
+    # PullMessages answers at once, whatever Timeout asked, repeating the current states.
+    eager_pulls: bool = False
+    renew_fails: bool = False  # Renew answers a fault; the subscription lives on until it ends
 
     def __post_init__(self) -> None:
         if not self.serial:
@@ -193,6 +199,7 @@ class CameraStats:
     subscriptions_created: int = 0
     renewals: int = 0
     snapshots_served: int = 0
+    subscribed_at: list[float] = field(default_factory=list)  # monotonic times of creation
 
 
 class SoapFault(Exception):
@@ -510,7 +517,10 @@ class SimulatedCamera:
                 await _write_response(writer, request, keep_alive=False)
                 return
             response = await self._respond(request)
-            payload = _serialize_response(response, keep_alive=True)
+            date = formatdate(self._camera_now().timestamp(), usegmt=True)
+            payload = _serialize_response(
+                response, keep_alive=True, date=date if self.spec.http_date else None
+            )
             if self.spec.fault is CameraFault.HANG_MID_RESPONSE:
                 writer.write(payload[: len(payload) - len(response.body) // 2])
                 await writer.drain()
@@ -564,7 +574,10 @@ class SimulatedCamera:
         self.stats.operations[name] += 1
         if name not in PRE_AUTH_OPERATIONS or self.spec.authenticate_everything:
             self._authenticate(envelope)
-        return _envelope(await handler(operation))
+        reply = _envelope(await handler(operation))
+        if name in self.spec.malformed_replies:
+            reply = reply.replace(b"<env:", b"<SOAP-ENV:").replace(b"</env:", b"</SOAP-ENV:")
+        return reply
 
     def _handler(self, service: str, name: str, path: str) -> OperationHandler | None:
         if service != "subscription":
@@ -829,6 +842,7 @@ class SimulatedCamera:
         subscription.messages.extend(self._notification(t, "Initialized") for t in _EVENT_ITEMS)
         self._subscriptions[subscription.ident] = subscription
         self.stats.subscriptions_created += 1
+        self.stats.subscribed_at.append(asyncio.get_running_loop().time())
         current, termination = self._times(expires)
         return (
             "<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference>"
@@ -857,7 +871,11 @@ class SimulatedCamera:
             limit = int(_text(request, "MessageLimit", "1"))
         except ValueError:
             raise SoapFault("ter:InvalidArgVal", "bad Timeout or MessageLimit") from None
-        if not subscription.messages and wait:
+        if self.spec.eager_pulls:
+            subscription.messages.extend(
+                self._notification(t, "Changed") for t in _EVENT_ITEMS if t == MOTION_TOPIC
+            )
+        elif not subscription.messages and wait:
             subscription.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(wait, MAX_PULL_WAIT).total_seconds()):
@@ -875,6 +893,8 @@ class SimulatedCamera:
         )
 
     async def _renew(self, request: ET.Element, subscription: _Subscription) -> str:
+        if self.spec.renew_fails:
+            raise SoapFault("ter:ActionNotSupported", "Renew is not supported", code="env:Receiver")
         requested = _child(request, "TerminationTime")
         subscription.expires = self._termination(
             requested.text if requested is not None else None, timedelta(minutes=1)
@@ -999,10 +1019,14 @@ async def _read_request(reader: asyncio.StreamReader) -> HttpRequest | HttpRespo
     return HttpRequest(parts[0], parts[1], headers, body)
 
 
-def _serialize_response(response: HttpResponse, *, keep_alive: bool) -> bytes:
+def _serialize_response(
+    response: HttpResponse, *, keep_alive: bool, date: str | None = ""
+) -> bytes:
+    """``date``: the Date header ("" for now on our clock, None for none at all)."""
+    stamp = {"Date": date or formatdate(usegmt=True)} if date is not None else {}
     headers = {
         "Server": "Acme-Webs",
-        "Date": formatdate(usegmt=True),
+        **stamp,
         "Content-Type": response.content_type,
         "Content-Length": str(len(response.body)),
         "Connection": "keep-alive" if keep_alive else "close",

@@ -42,14 +42,29 @@ class CameraAlreadyOnboarded(Conflict):
         self.uid = uid
 
 
+# The calls a probe starts with: a failure there says little beyond "not ONVIF on this port".
+FIRST_CONTACT = frozenset({None, "GetSystemDateAndTime"})
+
+
 def onboarding_error(error: CameraError, host: str, port: int) -> HubError:
     """The problem to show a technician who asked the hub to talk to host:port."""
     where = f"{host}:{port}"
+    failed = f" ({error.operation} failed)" if error.operation else ""
     if isinstance(error, CameraAuthError):
+        if error.clock_suspect:
+            advice = (
+                f"the camera at {where} rejected the credentials, and its clock may be the "
+                f"cause: {error.clock_suspect}. Set the camera's time (or NTP server), then "
+                "try again; if it still fails, check the username and password"
+            )
+        else:
+            advice = (
+                f"the camera at {where} rejected the credentials: check the username and "
+                "password, and that this user may use ONVIF (some cameras keep a separate "
+                "ONVIF user list)"
+            )
         return CameraCredentialsRejected(
-            f"the camera at {where} rejected the credentials: check the username and "
-            "password, and that this user may use ONVIF (some cameras keep a separate "
-            "ONVIF user list)",
+            advice,
             [
                 FieldProblem("username", "rejected by the camera"),
                 FieldProblem("password", "rejected by the camera"),
@@ -57,19 +72,24 @@ def onboarding_error(error: CameraError, host: str, port: int) -> HubError:
         )
     if isinstance(error, CameraTimeout):
         return CameraTimedOut(
-            f"the camera at {where} accepted the connection but did not answer in time: "
-            "check that this port is its ONVIF port and that the camera is not overloaded "
-            "or stuck (a reboot often helps)"
+            f"the camera at {where} accepted the connection but did not answer in time"
+            f"{failed}: check that this port is its ONVIF port and that the camera is not "
+            "overloaded or stuck (a reboot often helps)"
         )
     if isinstance(error, CameraUnreachable):
         return CameraUnavailable(
             f"nothing answered at {where}: check the address and port, that the camera is "
             "powered and on the network, and that no firewall blocks the hub"
         )
-    if isinstance(error, CameraNotOnvif):
+    if isinstance(error, CameraNotOnvif) and error.operation in FIRST_CONTACT:
         return CameraUnavailable(
-            f"something answers at {where}, but not ONVIF: check the port (ONVIF is often on "
-            "80, 8000, 8080 or 2020) and that ONVIF is enabled in the camera's settings"
+            f"something answers at {where}, but not ONVIF{failed}: check the port (ONVIF is "
+            "often on 80, 8000, 8080 or 2020) and that ONVIF is enabled in the camera's settings"
+        )
+    if error.operation is not None:
+        return CameraUnavailable(
+            f"the camera at {where} speaks ONVIF, but its answer to {error.operation}, which "
+            f"onboarding needs, could not be used: {error}. A firmware update often fixes this"
         )
     return CameraUnavailable(f"the camera at {where} could not be read: {error}")
 

@@ -59,6 +59,16 @@ class CameraHealthService:
             await self._reconcile_faults(results)
         return results
 
+    async def assess(self, uids: Sequence[str]) -> list[CameraHealth]:
+        """The sweep's assessment of these cameras, now: onboarding ends with it, so a
+        camera whose clock is years off is not reported online until the next sweep."""
+        wanted = set(uids)
+        targets = [t for t in await self._targets() if t.device_uid in wanted]
+        results = await self.driver.check(self.sink, targets)
+        await store.record_health(self.pool, results)
+        await self._reconcile_faults(results)
+        return results
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

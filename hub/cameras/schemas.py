@@ -83,6 +83,8 @@ class CapabilitiesOut(msgspec.Struct):
     ptz: bool
     event_topics: list[str]
     services: dict[str, str]
+    unavailable: dict[str, str] = msgspec.field(default_factory=dict)
+    """Optional calls that failed at the last probe, with why (declined, unreadable reply)."""
 
 
 class CameraHealthOut(msgspec.Struct):
@@ -90,6 +92,9 @@ class CameraHealthOut(msgspec.Struct):
     """up_auth, up_no_auth (credentials rejected), reachable (not answering ONVIF), unreachable."""
     latency_ms: float | None
     clock_drift_s: float | None
+    """The camera's clock minus the hub's at `clock_checked_at`; null if never read."""
+    clock_checked_at: datetime | None
+    """When the clock was last read: a check that cannot read it leaves this one older."""
     checked_at: datetime | None
     error: str | None
 

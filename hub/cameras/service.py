@@ -13,7 +13,7 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +139,7 @@ def camera_out(row: asyncpg.Record | dict[str, Any]) -> CameraOut:
             ptz=bool(capabilities.get("ptz")),
             event_topics=list(capabilities.get("event_topics", [])),
             services=dict(capabilities.get("services", {})),
+            unavailable=dict(capabilities.get("unavailable", {})),
         ),
         profiles=[msgspec.convert(p, ProfileOut) for p in _json(row["profiles"]) or []],
         snapshot=f"/api/v1/cameras/{row['uid']}/snapshot" if row["has_snapshot"] else None,
@@ -146,6 +147,7 @@ def camera_out(row: asyncpg.Record | dict[str, Any]) -> CameraOut:
             state=row["health_state"],
             latency_ms=row["latency_ms"],
             clock_drift_s=row["clock_drift_s"],
+            clock_checked_at=row["clock_checked_at"],
             checked_at=row["last_probe_at"],
             error=row["last_error"],
         ),
@@ -189,6 +191,8 @@ class CameraService:
     # The hub's sink: a successful probe is news about the camera's health.
     sink: DriverSink | None = None
     changes: ChangeSignal = field(default_factory=ChangeSignal)
+    # The health sweep's assessment of some cameras, run once a probe has succeeded.
+    assess: Callable[[Sequence[str]], Awaitable[object]] | None = None
     _discovering: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # -- reads ---------------------------------------------------------------------------
@@ -548,7 +552,16 @@ class CameraService:
         return await self._detail(device.id)
 
     async def _report_up(self, uid: str, probe: CameraProbe) -> None:
-        """A probe that just succeeded is a heartbeat: the camera is up, our credentials work."""
+        """After a probe, the same health assessment a sweep makes (clock drift included).
+
+        Without a health service, the probe itself is the news: up, credentials accepted.
+        """
+        if self.assess is not None:
+            try:
+                await self.assess([uid])
+                return
+            except Exception:
+                log.warning("health assessment of camera %s failed", uid, exc_info=True)
         drift = None if probe.clock_drift_s is None else round(probe.clock_drift_s, 1)
         detail = {"state": "up_auth", "latency_ms": None, "clock_drift_s": drift, "reason": None}
         await self._tell(Heartbeat(uid, datetime.now(UTC), True, HEARTBEAT_SOURCE, detail))

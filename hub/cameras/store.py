@@ -31,7 +31,7 @@ SELECT d.id, d.uid, d.name, w.code AS ward, d.latitude, d.longitude, d.lifecycle
        d.status_reason, d.last_seen, d.vendor, d.model, d.firmware_version, d.serial,
        c.host, c.port, c.username, c.endpoint_ref, c.hardware_id, c.hostname, c.mac_addresses,
        c.capabilities, c.profiles, c.snapshot_uri IS NOT NULL AS has_snapshot, c.health_state,
-       c.latency_ms, c.clock_drift_s, c.last_probe_at, c.last_error, c.onboarded_at
+       c.latency_ms, c.clock_drift_s, c.clock_checked_at, c.last_probe_at, c.last_error, c.onboarded_at
 FROM camera c
 JOIN device d ON d.id = c.device_id
 LEFT JOIN ward w ON w.id = d.ward_id
@@ -124,6 +124,7 @@ def probe_values(probe: CameraProbe) -> list[Any]:
         "ptz": probe.supports_ptz,
         "event_topics": list(probe.event_topics),
         "services": dict(probe.services),
+        "unavailable": dict(probe.unavailable),
     }
     profiles = [
         {
@@ -166,9 +167,9 @@ async def insert_camera(
     await conn.execute_query(
         "INSERT INTO camera (device_id, host, port, username, password_sealed, endpoint_ref, "
         "hardware_id, hostname, mac_addresses, capabilities, profiles, snapshot_uri, "
-        "clock_drift_s, health_state, last_probe_at) "
+        "clock_drift_s, clock_checked_at, health_state, last_probe_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11::jsonb, $12, $13, "
-        "'up_auth', now())",
+        "CASE WHEN $13::float8 IS NULL THEN NULL ELSE now() END, 'up_auth', now())",
         [
             device_id,
             probe.host,
@@ -186,7 +187,9 @@ async def apply_probe(conn: BaseDBAsyncClient, device_id: int, probe: CameraProb
     await conn.execute_query(
         "UPDATE camera SET host = $2, port = $3, hardware_id = $4, hostname = $5, "
         "mac_addresses = $6, capabilities = $7::jsonb, profiles = $8::jsonb, snapshot_uri = $9, "
-        "clock_drift_s = $10, health_state = 'up_auth', last_probe_at = now(), "
+        "clock_drift_s = coalesce($10, clock_drift_s), "
+        "clock_checked_at = CASE WHEN $10::float8 IS NULL THEN clock_checked_at ELSE now() END, "
+        "health_state = 'up_auth', last_probe_at = now(), "
         "last_error = NULL, updated_at = now() WHERE device_id = $1",
         [device_id, probe.host, probe.port, *probe_values(probe)],
     )
@@ -273,7 +276,10 @@ async def record_health(pool: asyncpg.Pool, results: Iterable[CameraHealth]) -> 
         return
     await pool.execute(
         "UPDATE camera c SET health_state = r.state, latency_ms = r.latency_ms, "
-        "clock_drift_s = coalesce(r.drift, c.clock_drift_s), last_probe_at = r.at, "
+        # A check that could not read the clock keeps the last reading, with its own time.
+        "clock_drift_s = coalesce(r.drift, c.clock_drift_s), "
+        "clock_checked_at = CASE WHEN r.drift IS NULL THEN c.clock_checked_at ELSE r.at END, "
+        "last_probe_at = r.at, "
         "last_error = r.reason "
         "FROM device d, unnest($1::text[], $2::text[], $3::float8[], $4::float8[], "
         "$5::timestamptz[], $6::text[]) AS r(uid, state, latency_ms, drift, at, reason) "

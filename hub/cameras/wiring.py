@@ -31,6 +31,7 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
     health = CameraHealthService(
         pool, box, sink, settings, interval_s=ctx.settings.health.camera_interval_s
     )
+    cameras.assess = health.assess
     ctx.state.cameras, ctx.state.camera_health = cameras, health
     if settings.health_enabled:
         services.add(BackgroundService("camera-health", health.run))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
@@ -159,3 +160,58 @@ async def test_events_driver_follows_the_camera_list(start_cameras: StartCameras
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert west.active_subscriptions == 0  # unsubscribed on the way out
+
+
+async def test_a_camera_answering_pulls_at_once_is_paced_and_its_repeats_dropped(
+    start_cameras: StartCameras, running: list[asyncio.Task[None]]
+) -> None:
+    # Seen in the field: PullMessages answered at once, whatever Timeout asked, repeating
+    # "motion active=true" every time: thousands of identical events in half a minute.
+    camera = (await start_cameras(CameraSpec("chatty", eager_pulls=True)))["chatty"]
+    sink = RecordingSink()
+    settings = replace(FAST, termination_s=30.0, pull_wait_s=0.3)
+    subscriber = PullPointSubscriber(target_of(camera), settings)
+    running.append(asyncio.create_task(subscriber.run(sink)))
+    await eventually(lambda: len(sink.events) == 2)
+    loop = asyncio.get_running_loop()
+    started, pulls_before = loop.time(), camera.stats.operations["PullMessages"]
+
+    camera.emit_motion(True)
+    await asyncio.sleep(1.5)
+
+    pulls = camera.stats.operations["PullMessages"] - pulls_before
+    assert pulls <= (loop.time() - started) / settings.pull_wait_s + 2, pulls
+    assert [(e.kind, e.active) for e in sink.events] == [
+        ("motion", False),
+        ("tamper", False),
+        ("motion", True),
+    ]
+    assert subscriber.repeats_dropped >= 2
+
+
+async def test_a_failing_renew_keeps_the_subscription_until_it_ends_then_backs_off(
+    start_cameras: StartCameras, running: list[asyncio.Task[None]]
+) -> None:
+    camera = (await start_cameras(CameraSpec("no-renew", renew_fails=True)))["no-renew"]
+    sink = RecordingSink()
+    lifetime = 1.0
+    subscriber = PullPointSubscriber(target_of(camera), replace(FAST, termination_s=lifetime))
+    running.append(asyncio.create_task(subscriber.run(sink)))
+
+    await asyncio.sleep(3.5)
+    camera.emit_motion(True)
+    await eventually(lambda: any(e.kind == "motion" and e.active for e in sink.events))
+
+    created = camera.stats.subscribed_at
+    assert 2 <= len(created) <= 4, created
+    gaps = [later - earlier for earlier, later in itertools.pairwise(created)]
+    # Each subscription is used until its termination time, and re-subscribing waits longer
+    # each time: no burst of subscriptions, each re-sending the states already known.
+    assert all(gap >= lifetime * 0.95 for gap in gaps), gaps
+    assert gaps == sorted(gaps)
+    assert camera.stats.operations["Renew"] >= len(created)
+    assert [(e.kind, e.active) for e in sink.events] == [
+        ("motion", False),
+        ("tamper", False),
+        ("motion", True),
+    ]

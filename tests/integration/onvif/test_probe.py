@@ -212,3 +212,64 @@ async def test_credentials_never_reach_the_logs(
     assert "HTTP Post" in logged  # the transport did log its requests, with bodies elided
     for secret in ("S3cret-Camera-Pw", "Wr0ng-Guess-Pw", "PasswordDigest", "Nonce"):
         assert secret not in logged
+
+
+async def test_an_unreadable_optional_reply_marks_only_that_feature_unavailable(
+    start_cameras: StartCameras,
+) -> None:
+    # As captured from a real camera: GetSnapshotUri answered with an undeclared SOAP-ENV prefix.
+    spec = CameraSpec("odd-snapshot", malformed_replies=frozenset({"GetSnapshotUri"}))
+    camera = (await start_cameras(spec))["odd-snapshot"]
+
+    probe = await probe_camera(camera.host, camera.port, spec.username, spec.password, timeout=5)
+
+    assert probe.serial == spec.serial and len(probe.profiles) == 2
+    assert probe.snapshot_uri is None
+    assert all(p.stream_uri for p in probe.profiles)
+    assert set(probe.unavailable) == {"GetSnapshotUri profile_main", "GetSnapshotUri profile_sub"}
+    assert all("SOAP" in reason for reason in probe.unavailable.values()), probe.unavailable
+
+
+async def test_an_unreadable_required_reply_names_the_call(start_cameras: StartCameras) -> None:
+    spec = CameraSpec("odd-profiles", malformed_replies=frozenset({"GetProfiles"}))
+    camera = (await start_cameras(spec))["odd-profiles"]
+
+    with pytest.raises(CameraNotOnvif) as raised:
+        await probe_camera(camera.host, camera.port, spec.username, spec.password, timeout=5)
+
+    assert raised.value.operation == "GetProfiles"
+    assert "GetProfiles" in str(raised.value)
+
+
+TWELVE_YEARS_S = 12 * 365 * 86400.0
+
+
+async def test_a_camera_that_wants_credentials_for_its_clock_is_dated_by_its_http_date(
+    start_cameras: StartCameras,
+) -> None:
+    # Outside ONVIF Core's PRE_AUTH rule, and twelve years behind: tokens dated on our clock
+    # are refused, so the Date header of its refusal dates them on the camera's.
+    spec = CameraSpec("strict-old", authenticate_everything=True, clock_offset_s=-TWELVE_YEARS_S)
+    camera = (await start_cameras(spec))["strict-old"]
+
+    probe = await probe_camera(camera.host, camera.port, spec.username, spec.password, timeout=5)
+
+    assert probe.clock_drift_s is not None and abs(probe.clock_drift_s + TWELVE_YEARS_S) < 2
+
+
+async def test_a_clock_that_cannot_be_read_is_named_as_the_possible_cause(
+    start_cameras: StartCameras,
+) -> None:
+    spec = CameraSpec(
+        "strict-mute",
+        authenticate_everything=True,
+        http_date=False,
+        clock_offset_s=-TWELVE_YEARS_S,
+    )
+    camera = (await start_cameras(spec))["strict-mute"]
+
+    with pytest.raises(CameraAuthError) as raised:
+        await probe_camera(camera.host, camera.port, spec.username, spec.password, timeout=5)
+
+    assert raised.value.clock_suspect is not None and "clock" in raised.value.clock_suspect
+    assert "clock" in str(raised.value)
