@@ -44,6 +44,7 @@ from hub.devices.credentials import DeviceCredentials
 from hub.health.api import HealthController
 from hub.health.monitor import HealthMonitor
 from hub.integrations import wiring as integrations
+from hub.server import log_escaping
 from hub.server.context import HubContext
 from hub.server.errors import EXCEPTION_HANDLERS
 from hub.server.health import healthz, readyz
@@ -51,6 +52,7 @@ from hub.server.security import SecurityHeaders
 from hub.server.services import BackgroundService, ServiceGroup
 from hub.server.settings import Settings
 from hub.server.sink import HubSink
+from hub.server.text_input import RefuseNulInput
 from hub.storage import database
 from hub.telemetry.api import QuarantineController, TelemetryController, prometheus_metrics
 from hub.telemetry.directory import DeviceDirectory
@@ -164,6 +166,7 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
     db = settings.database
+    log_escaping.install()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -255,6 +258,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"principal": Provide(principal, sync_to_thread=False)},
         middleware=[
             SecurityHeaders(),
+            RefuseNulInput(),
             DefineMiddleware(HubAuthentication, exclude=["^/static/"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
