@@ -21,7 +21,8 @@ from typing import Any
 import asyncpg
 
 from drivers.contract import Ack, AckStage
-from hub.broadcasts import metrics
+from hub.broadcasts import metrics, occurrences
+from hub.broadcasts.occurrences import QUIET_HOURS
 
 log = logging.getLogger("hub.broadcasts")
 
@@ -36,7 +37,8 @@ STAGE_RANK = {
 }
 # The hub's own verdict on a speaker that never answered; any word from the speaker wins.
 NO_ANSWER = "no_answer"
-QUIET_HOURS = "quiet_hours"
+# It answered, then never said how the play ended, before the hub stopped waiting.
+NO_FINAL_REPORT = "no_final_report"
 CANCELLED = "cancelled"
 INVALID_COMMAND = "invalid_command"
 
@@ -92,7 +94,7 @@ _HIGHEST_RANK = (
 )
 _STAGE_COLUMNS = ("received", "downloading", "started", "finished", "preempted", "failed")
 # A hub "no answer" verdict is replaced by whatever the speaker reports after all.
-_HUB_VERDICT = f"(d.failure_reason = '{NO_ANSWER}')"
+_HUB_VERDICT = f"(d.failure_reason IN ('{NO_ANSWER}', '{NO_FINAL_REPORT}'))"
 RECORD_ACKS = f"""
 UPDATE broadcast_delivery d SET
     received_at = COALESCE(d.received_at, a.received_at),
@@ -118,7 +120,7 @@ FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::ti
      AS a(command_id, device_uid, received_at, downloading_at, started_at, finished_at,
           preempted_at, failed_at, reason, duplicates, out_of_order, lowest_rank)
 WHERE d.command_id = a.command_id AND d.device_uid = a.device_uid
-RETURNING d.command_id, d.device_uid
+RETURNING d.command_id, d.device_uid, d.occurrence_id
 """
 
 
@@ -173,6 +175,17 @@ class DeliveryRecorder:
         with contextlib.suppress(asyncpg.PostgresError, OSError):
             await self.flush()
 
+    async def _follow(self, occurrence_ids: set[int]) -> None:
+        """The occurrences these acks belong to move on as their speakers' facts say."""
+        if not occurrence_ids:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                await occurrences.follow_facts(conn, sorted(occurrence_ids))
+        except (asyncpg.PostgresError, OSError) as exc:
+            # The dispatcher follows the facts again on its next round.
+            log.warning("occurrence statuses not brought up to date (%s)", exc)
+
     async def _write(self, batch: Sequence[Ack]) -> None:
         # A group command's id is shared by every member: an ack is its id and its speaker.
         merged: dict[tuple[str, str], _Merged] = {}
@@ -203,6 +216,7 @@ class DeliveryRecorder:
             metrics.ACKS.labels("dropped").inc(len(batch))
             return
         known = {(r["command_id"], r["device_uid"]) for r in rows}
+        await self._follow({r["occurrence_id"] for r in rows})
         unknown = [command for command in ids if command not in known]
         metrics.ACKS.labels("recorded").inc(sum(merged[c].count for c in known))
         metrics.ACKS.labels("duplicate").inc(sum(merged[c].duplicates for c in known))

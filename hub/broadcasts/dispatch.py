@@ -23,16 +23,17 @@ from typing import Any, Protocol
 import asyncpg
 
 from drivers.contract import Command, CommandChannel
-from hub.broadcasts import metrics, planning
+from hub.broadcasts import metrics, occurrences, planning
 from hub.broadcasts.delivery import (
     CANCELLED,
     INVALID_COMMAND,
     NO_ANSWER,
-    QUIET_HOURS,
+    NO_FINAL_REPORT,
     command_id,
     group_command_id,
 )
 from hub.broadcasts.groups import SendPlan, plan_sends
+from hub.broadcasts.occurrences import QUIET_HOURS, Status
 from hub.broadcasts.settings import BroadcastSettings
 from hub.broadcasts.targets import Speaker, resolve_stored
 from hub.broadcasts.urls import AudioUrlSigner
@@ -42,6 +43,9 @@ log = logging.getLogger("hub.broadcasts")
 # A speaker that gets its command this long after the start still plays it (retry
 # window 0), and an occurrence fires this late after a hub restart.
 PLAY_GRACE = timedelta(seconds=5)
+# After its retry window and its audio's length, this long for every speaker's last word;
+# then whoever said nothing more is written off and the occurrence gets its outcome.
+SETTLE_GRACE = timedelta(seconds=30)
 NO_ACK = (
     "received_at IS NULL AND downloading_at IS NULL AND started_at IS NULL "
     "AND finished_at IS NULL AND preempted_at IS NULL AND failed_at IS NULL"
@@ -79,6 +83,7 @@ class _Job:
     scheduled_at: datetime
     params: dict[str, Any]
     expires_at: datetime
+    settle_by: datetime
     pending: dict[str, str] = field(default_factory=dict)
     """uid -> command id of speakers that have not answered yet."""
     online: set[str] = field(default_factory=set)
@@ -149,9 +154,9 @@ class Dispatcher:
         row = await self.pool.fetchrow(OCCURRENCE, occurrence_id)
         if row is None:
             return
-        if row["status"] == "claimed":
+        if row["status"] == Status.PLANNED:
             job = await self._fire(row)
-        elif row["status"] in ("sending", "sent"):
+        elif row["status"] in (Status.DISPATCHING, Status.PLAYING):
             job = self._job(row, row["start_at"], row["expires_at"])
         else:
             return
@@ -171,7 +176,10 @@ class Dispatcher:
         now = self._clock()
         late_limit = scheduled_at + max(timedelta(seconds=row["retry_window_s"]), PLAY_GRACE)
         if now > late_limit:
-            await self._close(occurrence_id, "missed", "its time passed before it could be sent")
+            await occurrences.end_unsent(
+                self.pool, occurrence_id, Status.MISSED, "its time passed before it could be sent"
+            )
+            metrics.OCCURRENCES.labels("missed").inc()
             return None
         speakers = await resolve_stored(
             target_all=row["target_all"],
@@ -186,20 +194,18 @@ class Dispatcher:
         command_ids = _command_ids(occurrence_id, plan)
         await self._insert_deliveries(occurrence_id, speakers, quiet, plan, command_ids, now)
         if not playing:
-            await self._close(
+            await occurrences.end_unsent(
+                self.pool,
                 occurrence_id,
-                "skipped",
+                Status.SKIPPED,
                 "quiet hours in every ward it reaches" if speakers else "no active speaker",
             )
+            metrics.OCCURRENCES.labels("skipped").inc()
             return None
         send_due = max(scheduled_at - timedelta(seconds=self.settings.send_ahead_s), now)
         wait_s = (send_due - self._clock()).total_seconds()
         if wait_s > 0:
-            await self.pool.execute(
-                "UPDATE broadcast_occurrence SET send_due_at = $2 WHERE id = $1",
-                occurrence_id,
-                send_due,
-            )
+            await occurrences.note_send_due(self.pool, occurrence_id, send_due)
             await asyncio.sleep(wait_s)
         sending_at = self._clock()
         # Sent ahead, speakers start at the planned instant; late (an emergency asked for
@@ -210,18 +216,16 @@ class Dispatcher:
         expires_at += PLAY_GRACE
         metrics.DRIFT_SECONDS.observe(max(0.0, (sending_at - send_due).total_seconds()))
         # Cancelled while it waited to be sent: nothing goes out.
-        sending = await self.pool.fetchval(
-            "UPDATE broadcast_occurrence SET status = 'sending', send_due_at = $2, "
-            "send_started_at = $3, start_at = $4, expires_at = $5, speaker_count = $6 "
-            "WHERE id = $1 AND status = 'claimed' RETURNING id",
+        sending = await occurrences.begin_dispatch(
+            self.pool,
             occurrence_id,
-            send_due,
-            sending_at,
-            start_at,
-            expires_at,
-            len(playing),
+            send_due_at=send_due,
+            send_started_at=sending_at,
+            start_at=start_at,
+            expires_at=expires_at,
+            speaker_count=len(playing),
         )
-        if sending is None:
+        if not sending:
             await self._settle_cancelled(occurrence_id)
             return None
         job = self._job(row, start_at, expires_at)
@@ -229,11 +233,7 @@ class Dispatcher:
         await self._send_groups(job, plan)
         await self._send(job, [(s.uid, job.pending[s.uid]) for s in plan.direct], retry=False)
         metrics.FAN_OUT_SECONDS.observe((self._clock() - sending_at).total_seconds())
-        await self.pool.execute(
-            "UPDATE broadcast_occurrence SET status = 'sent', sent_at = $2 WHERE id = $1",
-            occurrence_id,
-            self._clock(),
-        )
+        await occurrences.note_sent(self.pool, occurrence_id, self._clock())
         metrics.OCCURRENCES.labels("sent").inc()
         log.info(
             "broadcast %d occurrence %d sent to %d speakers: %d group publishes, %d direct "
@@ -294,6 +294,8 @@ class Dispatcher:
             broadcast_id=row["broadcast_id"],
             scheduled_at=row["scheduled_at"],
             expires_at=expires_at,
+            settle_by=max(expires_at, start_at + timedelta(seconds=row["duration_s"]))
+            + SETTLE_GRACE,
             params={
                 "audio_url": self.signer.url(row["audio_asset_id"], link_expiry),
                 "sha256": row["sha256"],
@@ -396,9 +398,10 @@ class Dispatcher:
         )
 
     async def _unanswered(self, job: _Job) -> dict[str, str] | None:
-        """Speakers without any ack; None when the occurrence is no longer this job's
-        (after stopping its speakers if it was cancelled)."""
+        """Speakers without any ack; None when the occurrence is no longer open (after
+        stopping its speakers if it was cancelled)."""
         async with self.pool.acquire() as conn:
+            await occurrences.follow_facts(conn, [job.occurrence_id])
             current = await conn.fetchval(
                 "SELECT status FROM broadcast_occurrence WHERE id = $1 AND broadcast_id = $2 "
                 "AND scheduled_at = $3",
@@ -406,29 +409,38 @@ class Dispatcher:
                 job.broadcast_id,
                 job.scheduled_at,
             )
-            if current in ("sending", "sent"):
+            if current in (Status.DISPATCHING, Status.PLAYING):
                 rows = await conn.fetch(
                     "SELECT device_uid, command_id FROM broadcast_delivery "
                     f"WHERE occurrence_id = $1 AND {NO_ACK}",
                     job.occurrence_id,
                 )
                 return {r["device_uid"]: r["command_id"] for r in rows}
-        if current == "cancelled":
+        if current == Status.CANCELLED:
             # Again, after the first send: a stop that overtook the plays is undone.
             await self._stop(job.occurrence_id)
         return None
 
     async def _follow_up(self, job: _Job) -> None:
-        """Resend to the silent until they answer or the retry window closes."""
+        """Resend to the silent until they answer or the retry window closes; then wait for
+        every speaker's last word, and write off whoever keeps quiet."""
         last_online_resend = 0.0
         loop = asyncio.get_running_loop()
+        retrying = True
         while True:
-            remaining = (job.expires_at - self._clock()).total_seconds()
-            if remaining <= 0:
+            now = self._clock()
+            if retrying and now >= job.expires_at:
+                # No play goes out any more: the silent ones did not get it.
+                retrying = False
+                await self._write_off(job, NO_ANSWER, NO_ACK)
+            if now >= job.settle_by:
                 break
+            until = job.expires_at if retrying else job.settle_by
             job.wake.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(self.settings.retry_interval_s, remaining)):
+                async with asyncio.timeout(
+                    min(self.settings.retry_interval_s, (until - now).total_seconds())
+                ):
                     await job.wake.wait()
             woken = job.wake.is_set()
             try:
@@ -436,9 +448,8 @@ class Dispatcher:
                 if pending is None:
                     return
                 job.pending = pending
-                if not pending:
-                    await self._close(job.occurrence_id, "completed", "every speaker answered")
-                    return
+                if not retrying or not pending:
+                    continue
                 if woken:
                     if loop.time() - last_online_resend < ONLINE_RESEND_SPACING_S:
                         continue
@@ -451,13 +462,22 @@ class Dispatcher:
                     await self._send(job, targets, retry=True)
             except (asyncpg.PostgresError, OSError) as exc:
                 log.warning("occurrence %d: retry round failed (%s)", job.occurrence_id, exc)
-        await self.pool.execute(
-            f"UPDATE broadcast_delivery SET failed_at = $2, failure_reason = '{NO_ANSWER}' "
-            f"WHERE occurrence_id = $1 AND {NO_ACK}",
-            job.occurrence_id,
-            self._clock(),
+        await self._write_off(
+            job,
+            NO_FINAL_REPORT,
+            "finished_at IS NULL AND preempted_at IS NULL AND failed_at IS NULL",
         )
-        await self._close(job.occurrence_id, "completed", "")
+
+    async def _write_off(self, job: _Job, reason: str, which: str) -> None:
+        """The hub's verdict on speakers that said nothing (more); any later word wins."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                f"UPDATE broadcast_delivery SET failed_at = $2, failure_reason = '{reason}' "
+                f"WHERE occurrence_id = $1 AND {which}",
+                job.occurrence_id,
+                self._clock(),
+            )
+            await occurrences.follow_facts(conn, [job.occurrence_id])
 
     async def _stop(self, occurrence_id: int) -> None:
         """Stop the plays of a cancelled occurrence: one stop per group, one per other speaker
@@ -497,18 +517,6 @@ class Dispatcher:
             occurrence_id,
             self._clock(),
         )
-
-    async def _close(self, occurrence_id: int, status: str, note: str) -> None:
-        await self.pool.execute(
-            "UPDATE broadcast_occurrence SET status = $2, "
-            "note = CASE WHEN $3 = '' THEN note ELSE $3 END "
-            "WHERE id = $1 AND status IN ('claimed', 'sending', 'sent')",
-            occurrence_id,
-            status,
-            note,
-        )
-        if status in ("missed", "skipped"):
-            metrics.OCCURRENCES.labels(status).inc()
 
 
 def _command_ids(occurrence_id: int, plan: SendPlan) -> dict[str, str]:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from hub.broadcasts import metrics, planning
+from hub.broadcasts import metrics, occurrences, planning
 from hub.broadcasts.dispatch import PLAY_GRACE
 from hub.broadcasts.settings import BroadcastSettings
 
@@ -68,20 +68,6 @@ WHERE b.state = 'active' AND s.starts_at <= $1
 ORDER BY s.starts_at
 LIMIT $4
 """
-CLAIM = """
-INSERT INTO broadcast_occurrence (broadcast_id, scheduled_at, status, claimed_by)
-VALUES ($1, $2, 'claimed', $3)
-ON CONFLICT (broadcast_id, scheduled_at) DO NOTHING
-RETURNING id
-"""
-MARK_MISSED = """
-INSERT INTO broadcast_occurrence (broadcast_id, scheduled_at, status, claimed_by, note)
-SELECT s.broadcast_id, s.starts_at, 'missed', $2, 'no hub was scheduling at its time'
-FROM broadcast_slot s JOIN broadcast b ON b.id = s.broadcast_id
-WHERE b.state = 'active' AND s.starts_at > $3
-  AND s.starts_at + make_interval(secs => GREATEST(b.retry_window_s, $4)) < $1
-ON CONFLICT (broadcast_id, scheduled_at) DO NOTHING
-"""
 NEXT_SLOT = """
 SELECT min(s.starts_at)
 FROM broadcast_slot s JOIN broadcast b ON b.id = s.broadcast_id
@@ -89,16 +75,11 @@ WHERE b.state = 'active' AND s.starts_at > $1
   AND NOT EXISTS (SELECT 1 FROM broadcast_occurrence o
                   WHERE o.broadcast_id = s.broadcast_id AND o.scheduled_at = s.starts_at)
 """
-UNFINISHED = """
+UNFINISHED = f"""
 SELECT id, broadcast_id, scheduled_at FROM broadcast_occurrence
-WHERE status IN ('claimed', 'sending', 'sent') ORDER BY scheduled_at
+WHERE status IN {occurrences.OPEN_SQL} ORDER BY scheduled_at
 """
-
-
-async def claim(conn: Any, broadcast_id: int, scheduled_at: datetime, node: str) -> int | None:
-    """The occurrence id if this caller won the occurrence, None if someone else had it."""
-    occurrence_id: int | None = await conn.fetchval(CLAIM, broadcast_id, scheduled_at, node)
-    return occurrence_id
+claim = occurrences.claim
 
 
 class BroadcastScheduler:
@@ -261,8 +242,8 @@ class BroadcastScheduler:
 
     async def _mark_missed(self) -> None:
         now = self._clock()
-        await self.pool.execute(
-            MARK_MISSED, now, self.node, now - MISSED_LOOKBACK, PLAY_GRACE.total_seconds()
+        await occurrences.mark_missed(
+            self.pool, now, self.node, now - MISSED_LOOKBACK, PLAY_GRACE.total_seconds()
         )
 
     def _start(self, key: tuple[int, int, datetime]) -> None:

@@ -168,8 +168,8 @@ class CalendarEntry(msgspec.Struct):
     wards: list[str]
     shifted_from: datetime | None
     status: str
-    """scheduled, or the occurrence's status once fired: claimed, sending, sent,
-    completed, missed, skipped."""
+    """scheduled, or the occurrence's status once claimed: planned, dispatching, playing,
+    completed, partially_failed, failed, preempted, cancelled, missed, skipped."""
     occurrence_id: int | None
 
 
@@ -218,6 +218,9 @@ class OccurrenceOut(msgspec.Struct):
     priority: str
     scheduled_at: datetime
     status: str
+    """planned → dispatching → playing → completed | partially_failed | failed | preempted,
+    or cancelled; missed or skipped when nothing went out. It follows the speakers' reports
+    (hub/broadcasts/occurrences.py)."""
     start_at: datetime | None
     send_started_at: datetime | None
     sent_at: datetime | None

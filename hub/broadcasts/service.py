@@ -17,10 +17,11 @@ import msgspec
 
 from hub.auth import audit
 from hub.auth.principal import Permission, Principal
-from hub.broadcasts import planning
+from hub.broadcasts import occurrences, planning
 from hub.broadcasts.audio import AudioStore, PreparedAudio, prepare_audio
 from hub.broadcasts.conflicts import Candidate, Conflict, ConflictFinder, Slot, settle
 from hub.broadcasts.delivery import FAILURES, SUMMARY, delivery_state
+from hub.broadcasts.dispatch import PLAY_GRACE
 from hub.broadcasts.schedule import ScheduleError
 from hub.broadcasts.schemas import (
     AssetOut,
@@ -47,6 +48,7 @@ from hub.broadcasts.targets import ResolvedTargets, check_targets
 from hub.broadcasts.tts import TtsEngine, checked_text
 from hub.broadcasts.urls import AudioUrlSigner
 from hub.devices import service as registry
+from hub.errors import Conflict as ConflictError
 from hub.errors import FieldProblem, Forbidden, NotFound, ValidationFailed
 
 log = logging.getLogger("hub.broadcasts")
@@ -589,21 +591,60 @@ async def upcoming(
     ]
 
 
-CANCEL_OCCURRENCES = """
-UPDATE broadcast_occurrence o SET status = 'cancelled', note = $2
-FROM broadcast b
-WHERE b.id = o.broadcast_id AND o.broadcast_id = $1
-  AND (o.status IN ('claimed', 'sending', 'sent')
-       OR (o.status = 'completed'
-           AND o.start_at + make_interval(secs => b.duration_s) > now()))
+LEFT_TO_PLAY = f"""
+SELECT EXISTS (SELECT 1 FROM broadcast_occurrence o
+               WHERE o.broadcast_id = b.id AND o.status IN {occurrences.OPEN_SQL})
+    OR EXISTS (SELECT 1 FROM broadcast_slot s
+               WHERE s.broadcast_id = b.id
+                 AND s.starts_at + make_interval(secs => GREATEST(b.retry_window_s, $2)) >= now()
+                 AND NOT EXISTS (SELECT 1 FROM broadcast_occurrence o
+                                 WHERE o.broadcast_id = s.broadcast_id
+                                   AND o.scheduled_at = s.starts_at))
+    OR b.planned_through IS NOT NULL
+FROM broadcast b WHERE b.id = $1
 """
 
 
+async def _nothing_to_cancel(conn: Any, rt: Broadcasts, broadcast_id: int) -> ConflictError:
+    """Why a cancel is refused: cancelled already, or everything of it is over."""
+    row = await conn.fetchrow(
+        "SELECT state, cancelled_by, cancelled_at FROM broadcast WHERE id = $1", broadcast_id
+    )
+    zone = planning.zone(rt.settings)
+    if row["state"] == "cancelled":
+        return ConflictError(
+            f"broadcast {broadcast_id} was cancelled already, by {row['cancelled_by']} at "
+            f"{row['cancelled_at'].astimezone(zone):%Y-%m-%d %H:%M:%S} local time"
+        )
+    last = await conn.fetchrow(
+        "SELECT scheduled_at, status FROM broadcast_occurrence WHERE broadcast_id = $1 "
+        "ORDER BY scheduled_at DESC LIMIT 1",
+        broadcast_id,
+    )
+    ended = (
+        f": its last occurrence, at {last['scheduled_at'].astimezone(zone):%Y-%m-%d %H:%M:%S} "
+        f"local time, ended {last['status']}"
+        if last is not None
+        else ""
+    )
+    return ConflictError(
+        f"broadcast {broadcast_id} has finished{ended}; nothing of it is left to cancel"
+    )
+
+
 async def cancel(rt: Broadcasts, principal: Principal, broadcast_id: int) -> BroadcastOut:
-    """Cancel what has not played yet and stop what plays; what played keeps its reports."""
+    """Cancel what has not played yet and stop what plays; what played keeps its reports.
+
+    A broadcast with nothing left to play (or cancelled already) is refused with 409,
+    unchanged and unaudited: there is nothing to cancel."""
     require_scheduling(principal)
     before = await get(rt, principal, broadcast_id)
     async with rt.pool.acquire() as conn, conn.transaction():
+        # Locked, so a cancel and the occurrence it races with see one another.
+        await conn.execute("SELECT 1 FROM broadcast WHERE id = $1 FOR UPDATE", broadcast_id)
+        left = await conn.fetchval(LEFT_TO_PLAY, broadcast_id, PLAY_GRACE.total_seconds())
+        if before.state != "active" or not left:
+            raise await _nothing_to_cancel(conn, rt, broadcast_id)
         await conn.execute(
             "UPDATE broadcast SET state = 'cancelled', cancelled_by = $2, cancelled_at = now() "
             "WHERE id = $1 AND state = 'active'",
@@ -611,7 +652,7 @@ async def cancel(rt: Broadcasts, principal: Principal, broadcast_id: int) -> Bro
             principal.username,
         )
         # What is under way, or still playing, stops too (the leader sends the stops).
-        await conn.execute(CANCEL_OCCURRENCES, broadcast_id, f"cancelled by {principal.username}")
+        await occurrences.cancel_open(conn, broadcast_id, f"cancelled by {principal.username}")
     after = await get(rt, principal, broadcast_id)
     wards = (await _visible_broadcast(rt, principal, broadcast_id))["ward_ids"]
     await audit.record(

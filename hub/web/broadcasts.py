@@ -25,7 +25,7 @@ from litestar.response import Redirect, Template
 
 from hub.auth.middleware import CSRF_FIELD, form_csrf
 from hub.auth.principal import CurrentUser, Principal
-from hub.broadcasts import service
+from hub.broadcasts import occurrences, service
 from hub.broadcasts.api import MULTIPART_OVERHEAD
 from hub.broadcasts.schemas import AssetOut, BroadcastIn, PlanOut, SpeakerDelivery
 from hub.broadcasts.service import Broadcasts
@@ -62,7 +62,7 @@ DELIVERY_STATES = (
     "finished",
 )
 # Occurrences still waiting for speakers' acknowledgements: their report page refreshes.
-OPEN_STATUSES = frozenset({"claimed", "sending", "sent"})
+OPEN_STATUSES = frozenset(occurrences.OPEN)
 FIELD_LABELS = {
     "form": "Form",
     "title": "Title",
