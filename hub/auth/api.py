@@ -17,7 +17,7 @@ from hub.auth.middleware import SESSION_COOKIE
 from hub.auth.models import ApiToken, Role, User
 from hub.auth.principal import CurrentUser, Permission, Principal
 from hub.auth.secrets import USERNAME_PATTERN
-from hub.errors import NotFound, TooManyRequests
+from hub.errors import TooManyRequests
 
 Username = Annotated[str, msgspec.Meta(pattern=USERNAME_PATTERN)]
 
@@ -37,6 +37,9 @@ class MeOut(msgspec.Struct):
 
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    expires_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    """When the token stops working (RFC 3339, with an offset); omit for a token that lives
+    until revoked."""
 
 
 class TokenOut(msgspec.Struct):
@@ -45,6 +48,8 @@ class TokenOut(msgspec.Struct):
     prefix: str
     created_at: datetime
     last_used_at: datetime | None
+    """Last authenticated request, to the minute."""
+    expires_at: datetime | None
     revoked_at: datetime | None
     token: str | None = None
     """The secret, shown once at creation and never again."""
@@ -56,6 +61,11 @@ class UserIn(msgspec.Struct, forbid_unknown_fields=True):
     role: Role
     wards: list[str] = msgspec.field(default_factory=list)
     display_name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class TokensRevoked(msgspec.Struct):
+    revoked: int
+    """How many live tokens were revoked."""
 
 
 class UserOut(msgspec.Struct):
@@ -94,6 +104,7 @@ def token_out(token: ApiToken, secret: str | None = None) -> TokenOut:
         token.prefix,
         token.created_at,
         token.last_used_at,
+        token.expires_at,
         token.revoked_at,
         secret,
     )
@@ -165,7 +176,7 @@ class AuthController(Controller):
     async def create_token(self, principal: CurrentUser, data: JSONBody[TokenIn]) -> TokenOut:
         """Create a named API token for yourself; the secret is in this answer only."""
         user = await User.get(id=principal.user_id)
-        token, secret = await service.issue_token(user, data.name, principal)
+        token, secret = await service.issue_token(user, data.name, principal, data.expires_at)
         return token_out(token, secret)
 
     @delete("/tokens/{token_id:int}", status_code=200)
@@ -195,7 +206,21 @@ class UserController(Controller):
         self, principal: CurrentUser, username: Annotated[str, PathParameter(max_length=64)]
     ) -> UserOut:
         principal.require(Permission.USERS_ADMIN)
-        user = await User.get_or_none(username=username)
-        if user is None:
-            raise NotFound(f"no user {username!r}")
-        return await user_out(user)
+        return await user_out(await service.user_named(username))
+
+    @get("/{username:str}/tokens")
+    async def list_user_tokens(
+        self, principal: CurrentUser, username: Annotated[str, PathParameter(max_length=64)]
+    ) -> list[TokenOut]:
+        """A user's API tokens, with when each expires and was last used."""
+        principal.require(Permission.USERS_ADMIN)
+        return [token_out(t) for t in await service.tokens_of(await service.user_named(username))]
+
+    @delete("/{username:str}/tokens", status_code=200)
+    async def revoke_user_tokens(
+        self, principal: CurrentUser, username: Annotated[str, PathParameter(max_length=64)]
+    ) -> TokensRevoked:
+        """Revoke every API token of a user in one call; their sessions are not affected."""
+        principal.require(Permission.USERS_ADMIN)
+        user = await service.user_named(username)
+        return TokensRevoked(await service.revoke_all_tokens(user, principal))

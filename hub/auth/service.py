@@ -159,9 +159,11 @@ async def authenticate_token(token: str) -> Principal | None:
     api_token = await ApiToken.get_or_none(
         token_hash=token_digest(token), revoked_at=None
     ).select_related("user")
+    moment = now()
     if api_token is None or not api_token.user.is_active:
         return None
-    moment = now()
+    if api_token.expires_at is not None and api_token.expires_at <= moment:
+        return None
     # Coarse last-use stamp: one write per minute per token, not one per request.
     if api_token.last_used_at is None or moment - api_token.last_used_at > timedelta(minutes=1):
         await ApiToken.filter(id=api_token.id).update(last_used_at=moment)
@@ -169,9 +171,15 @@ async def authenticate_token(token: str) -> Principal | None:
 
 
 async def issue_token(
-    user: User, name: str, actor: Principal | None = None
+    user: User, name: str, actor: Principal | None = None, expires_at: datetime | None = None
 ) -> tuple[ApiToken, str]:
-    """Create a named API token; the secret is returned once and stored only hashed."""
+    """Create a named API token, valid until `expires_at` (None: until revoked); the secret is
+    returned once and stored only hashed."""
+    if expires_at is not None and expires_at <= now():
+        raise ValidationFailed(
+            "the token would never be valid",
+            [FieldProblem("expires_at", "must be in the future")],
+        )
     if await ApiToken.filter(user_id=user.id, name=name).exists():
         raise Conflict(f"{user.username} already has a token named {name!r}")
     secret = new_token("t_")
@@ -181,6 +189,7 @@ async def issue_token(
             token_hash=token_digest(secret),
             prefix=secret[:10],
             user=user,
+            expires_at=expires_at,
             using_db=conn,
         )
         await audit.record(
@@ -188,10 +197,43 @@ async def issue_token(
             "token.create",
             "api_token",
             token.id,
-            after={"user": user.username, "name": name},
+            after={
+                "user": user.username,
+                "name": name,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
             connection=conn,
         )
     return token, secret
+
+
+async def user_named(username: str) -> User:
+    user = await User.get_or_none(username=username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return user
+
+
+async def tokens_of(user: User) -> list[ApiToken]:
+    return await ApiToken.filter(user_id=user.id).order_by("id").select_related("user")
+
+
+async def revoke_all_tokens(user: User, actor: Principal | None = None) -> int:
+    """Revoke every live API token of a user at once (a lost laptop, a person leaving)."""
+    async with in_transaction() as conn:
+        live = await ApiToken.filter(user_id=user.id, revoked_at=None).using_db(conn)
+        ids = [t.id for t in live]
+        if ids:
+            await ApiToken.filter(id__in=ids).using_db(conn).update(revoked_at=now())
+            await audit.record(
+                actor,
+                "token.revoke_all",
+                "user",
+                user.id,
+                after={"user": user.username, "tokens": ids},
+                connection=conn,
+            )
+    return len(ids)
 
 
 async def revoke_token(token_id: int, actor: Principal) -> ApiToken:

@@ -200,7 +200,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         title="iochub",
         version=VERSION,
         description="Device hub for a district Intelligent Operations Center. Authenticate "
-        "with `Authorization: Bearer <API token>` (create one with `iochub users token`) or "
+        "with `Authorization: Bearer <API token>` (create one with `iochub users token issue`) or "
         "a browser session.",
         path="/api",
         render_plugins=[

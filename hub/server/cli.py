@@ -38,6 +38,8 @@ simulate_app = typer.Typer(
 )
 app.add_typer(devices_app, name="devices")
 app.add_typer(users_app, name="users")
+tokens_app = typer.Typer(help="API tokens: issue, list, revoke.", no_args_is_help=True)
+users_app.add_typer(tokens_app, name="token")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(
@@ -384,26 +386,75 @@ def users_list() -> None:
     console.print(table)
 
 
-@users_app.command("token")
-def users_token(
+@tokens_app.command("issue")
+def users_token_issue(
     username: str,
     name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, help="days until the token stops working (default: never)")
+    ] = None,
 ) -> None:
     """Issue an API token for a user; the secret is printed once."""
+    from datetime import UTC, datetime, timedelta
+
     from hub.auth import service
-    from hub.auth.models import User
+
+    expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
 
     async def work() -> str:
-        user = await User.get_or_none(username=username)
-        if user is None:
-            from hub.errors import NotFound
-
-            raise NotFound(f"no user {username!r}")
-        return (await service.issue_token(user, name))[1]
+        user = await service.user_named(username)
+        return (await service.issue_token(user, name, expires_at=expires_at))[1]
 
     token = run(with_database(Settings(), work))
     console.print("API token (shown once; store it now):")
     print(token)
+
+
+def when(moment: Any) -> str:
+    return moment.isoformat(timespec="minutes") if moment else "—"
+
+
+@tokens_app.command("list")
+def users_token_list(
+    username: Annotated[str | None, typer.Argument(help="only this user's tokens")] = None,
+) -> None:
+    """List API tokens (never their secrets): prefix, expiry, last use, revocation."""
+    from hub.auth import service
+    from hub.auth.models import ApiToken
+
+    async def rows() -> list[tuple[str, ...]]:
+        if username is not None:
+            tokens = await service.tokens_of(await service.user_named(username))
+        else:
+            tokens = await ApiToken.all().order_by("user_id", "id").select_related("user")
+        return [
+            (
+                t.user.username,
+                t.name,
+                t.prefix,
+                when(t.created_at),
+                when(t.expires_at),
+                when(t.last_used_at),
+                when(t.revoked_at),
+            )
+            for t in tokens
+        ]
+
+    table = Table("user", "name", "prefix", "created", "expires", "last used", "revoked")
+    for row in run(with_database(Settings(), rows)):
+        table.add_row(*row)
+    console.print(table)
+
+
+@tokens_app.command("revoke-all")
+def users_token_revoke_all(username: str) -> None:
+    """Revoke every API token of a user at once."""
+    from hub.auth import service
+
+    async def work() -> int:
+        return await service.revoke_all_tokens(await service.user_named(username))
+
+    console.print(f"revoked {run(with_database(Settings(), work))} tokens of {username}")
 
 
 CredentialsOption = Annotated[

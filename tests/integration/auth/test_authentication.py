@@ -200,3 +200,80 @@ async def test_security_headers_and_closed_cors(clients: Clients) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_api_tokens_expire_and_show_their_last_use(
+    clients: Clients, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hub.auth import service
+
+    moment = datetime.now(UTC)
+    past = (moment - timedelta(minutes=1)).isoformat()
+    refused = await clients.viewer.post(
+        "/api/v1/auth/tokens", json={"name": "stale", "expires_at": past}
+    )
+    assert assert_problem(refused, 422)["errors"][0]["field"] == "expires_at"
+    naive = await clients.viewer.post(
+        "/api/v1/auth/tokens", json={"name": "naive", "expires_at": "2999-01-01T00:00:00"}
+    )
+    assert_problem(naive, 400)
+    expires = moment + timedelta(hours=1)
+    created = await clients.viewer.post(
+        "/api/v1/auth/tokens", json={"name": "short-lived", "expires_at": expires.isoformat()}
+    )
+    assert created.status_code == 201, created.text
+    assert datetime.fromisoformat(created.json()["expires_at"]) == expires
+    assert created.json()["last_used_at"] is None
+    headers = {"authorization": f"Bearer {created.json()['token']}"}
+    assert (await clients.anonymous.get("/api/v1/devices", headers=headers)).status_code == 200
+    [listed] = [
+        t
+        for t in (await clients.viewer.get("/api/v1/auth/tokens")).json()
+        if t["name"] == "short-lived"
+    ]
+    assert (
+        listed["last_used_at"] is not None and listed["expires_at"] == created.json()["expires_at"]
+    )
+    # The hub's clock one hour and a second later: the token authenticates nobody.
+    monkeypatch.setattr(service, "now", lambda: expires + timedelta(seconds=1))
+    assert_problem(await clients.anonymous.get("/api/v1/devices", headers=headers), 401)
+    await db.execute("DELETE FROM api_token WHERE name = 'short-lived'")
+
+
+async def test_an_admin_revokes_all_tokens_of_a_user_in_one_call(
+    clients: Clients, db: asyncpg.Connection
+) -> None:
+    from hub.auth import service
+    from hub.auth.models import Role, User
+
+    await db.execute("DELETE FROM hub_user WHERE username = 'leaver'")
+    user = await service.create_user("leaver", PASSWORD, Role.TECHNICIAN)
+    secrets = [(await service.issue_token(user, f"t{n}"))[1] for n in range(3)]
+    for secret in secrets:
+        answer = await clients.anonymous.get(
+            "/api/v1/devices", headers={"authorization": f"Bearer {secret}"}
+        )
+        assert answer.status_code == 200
+    listed = (await clients.admin.get("/api/v1/users/leaver/tokens")).json()
+    assert [t["name"] for t in listed] == ["t0", "t1", "t2"]
+    assert all(t["last_used_at"] and t["token"] is None for t in listed)
+    assert_problem(await clients.technician.delete("/api/v1/users/leaver/tokens"), 403)
+    assert_problem(await clients.admin.delete("/api/v1/users/nobody/tokens"), 404)
+    revoked = await clients.admin.delete("/api/v1/users/leaver/tokens")
+    assert revoked.status_code == 200 and revoked.json() == {"revoked": 3}
+    for secret in secrets:
+        answer = await clients.anonymous.get(
+            "/api/v1/devices", headers={"authorization": f"Bearer {secret}"}
+        )
+        assert_problem(answer, 401)
+    assert (await clients.admin.delete("/api/v1/users/leaver/tokens")).json() == {"revoked": 0}
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'token.revoke_all' AND object_id = $1",
+            str((await User.get(username="leaver")).id),
+        )
+        == 1
+    )
+    await db.execute("DELETE FROM hub_user WHERE username = 'leaver'")

@@ -84,10 +84,30 @@ async def test_users_and_tokens_from_the_command_line(
         database_url, "users", "create", "x", "--role", "king", "--password", "p" * 12
     )
     assert bad_role.returncode == 2 and "role must be one of" in bad_role.stderr
-    token = iochub(database_url, "users", "token", "cli-tech", "--name", "ci")
+    token = iochub(
+        database_url,
+        "users",
+        "token",
+        "issue",
+        "cli-tech",
+        "--name",
+        "ci",
+        "--expires-in-days",
+        "30",
+    )
     assert token.returncode == 0, token.stderr
     secret = token.stdout.strip().splitlines()[-1]
     assert secret.startswith("ioc_t_")
+    forever = iochub(database_url, "users", "token", "issue", "cli-tech", "--name", "grafana")
+    assert forever.returncode == 0, forever.stderr
+    tokens = iochub(database_url, "users", "token", "list", "cli-tech")
+    assert tokens.returncode == 0, tokens.stderr
+    assert "expires" in tokens.stdout and "last used" in tokens.stdout
+    [ci] = [line for line in tokens.stdout.splitlines() if " ci " in line]
+    expiry = await db.fetchval("SELECT expires_at FROM api_token WHERE name = 'ci'")
+    assert expiry.isoformat(timespec="minutes") in ci and secret not in tokens.stdout
+    revoked = iochub(database_url, "users", "token", "revoke-all", "cli-tech")
+    assert revoked.returncode == 0 and "revoked 2 tokens" in revoked.stdout
     listed = iochub(database_url, "users", "list")
     assert "cli-tech" in listed.stdout and "technician" in listed.stdout
 
