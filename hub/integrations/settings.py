@@ -24,6 +24,33 @@ class GrafanaSettings(BaseModel):
         None, ge=1, description="Pin annotations to this panel of the dashboard."
     )
     timeout_s: float = Field(10.0, gt=0, description="Longest one Grafana request may take.")
+    sync_on_start: bool = Field(
+        True,
+        description="With url and token set, provision Grafana's folder, data source and "
+        "dashboards at hub start (failures are logged and retried, never fatal).",
+    )
+    sync_retry_s: float = Field(
+        60.0, gt=0, description="Wait before retrying a failed provisioning at start."
+    )
+    lang: Literal["vi", "en"] = Field(
+        "vi", description="Language of the provisioned dashboards' titles."
+    )
+    datasource_host: str | None = Field(
+        None,
+        description="host:port at which Grafana reaches PostgreSQL (unset: the hub's own "
+        "database host and port).",
+    )
+    datasource_database: str | None = Field(
+        None, description="Database Grafana reads (unset: the hub's own)."
+    )
+    datasource_sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = Field(
+        "disable", description="libpq sslmode of Grafana's connection; verify-full in production."
+    )
+    reader_password: SecretStr | None = Field(
+        None,
+        description="Password of the read-only iochub_grafana role, set on the role and in "
+        "Grafana's data source by `iochub grafana sync`.",
+    )
 
 
 class DeliverySettings(BaseModel):

@@ -29,6 +29,12 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
             statement_timeout_ms=settings.database.statement_timeout_ms,
         )
         services.add(BackgroundService("alert-delivery", engine.run, stop=engine.stop))
+    grafana = settings.delivery.grafana
+    if grafana.sync_on_start and grafana.url is not None and grafana.token is not None:
+        from hub.integrations.grafana_sync import sync_at_start
+
+        url = ctx.database.url
+        services.add(BackgroundService("grafana-sync", lambda: sync_at_start(pool, grafana, url)))
     ctx.state.integrations = Integrations(
         pool=pool, box=box, settings=settings.delivery, engine=engine
     )

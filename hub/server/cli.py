@@ -42,6 +42,8 @@ tokens_app = typer.Typer(help="API tokens: issue, list, revoke.", no_args_is_hel
 users_app.add_typer(tokens_app, name="token")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(secrets_app, name="secrets")
+grafana_app = typer.Typer(help="Grafana for the IOC's video wall.", no_args_is_help=True)
+app.add_typer(grafana_app, name="grafana")
 app.add_typer(
     firmware_cli.make_app(lambda: Settings().database.url.get_secret_value()), name="firmware"
 )
@@ -553,6 +555,47 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(),
         console=err,
     )
+
+
+@grafana_app.command("sync")
+def grafana_sync(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would change; change nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite dashboards changed in Grafana.")
+    ] = False,
+    lang: Annotated[str | None, typer.Option(help="vi or en (default: the settings').")] = None,
+) -> None:
+    """Provision Grafana: the IOC folder, the data source (read-only role) and every
+    dashboard. Exits 1 when a dashboard was left alone because of a conflict or refusal."""
+    from hub.integrations.grafana_sync import sync_grafana
+
+    settings = Settings()
+    setup_logging(settings)
+    if lang not in (None, "vi", "en"):
+        err.print("[bold red]error:[/] --lang must be vi or en")
+        raise typer.Exit(2)
+
+    async def work() -> list[Any]:
+        from hub.storage import database
+
+        url = settings.database.url.get_secret_value()
+        db = await database.connect(url, min_size=1, max_size=2, orm=False)
+        try:
+            return await sync_grafana(
+                db.pool, settings.delivery.grafana, url, dry_run=dry_run, force=force, lang=lang
+            )
+        finally:
+            await db.close()
+
+    outcomes = run(work())
+    table = Table("kind", "uid", "title", "action", "detail", title="dry run" if dry_run else None)
+    for outcome in outcomes:
+        table.add_row(outcome.kind, outcome.uid, outcome.title, outcome.action, outcome.detail)
+    console.print(table)
+    if any(outcome.action in ("conflict", "refused") for outcome in outcomes):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -186,3 +186,28 @@ def test_dashboard_provider_serves_the_dashboards_folder() -> None:
     assert provider["folderUid"] not in UIDS
     # The same folder `iochub grafana sync` provisions.
     assert (provider["folderUid"], provider["folder"]) == (kit.FOLDER_UID, kit.FOLDER_TITLE)
+
+
+def test_file_provisioning_matches_what_sync_provisions() -> None:
+    """deploy/grafana and `iochub grafana sync` give Grafana the same folder, data source
+    and dashboards (the same JSON: sync sends the checked-in files)."""
+    from pydantic import SecretStr
+
+    from hub.integrations import grafana_sync
+
+    datasource = provisioned_datasource()
+    synced = grafana_sync.DataSource("h:5432", "iochub", "disable", SecretStr("x"), True).body()
+    for name in ("uid", "name", "type", "access"):
+        assert datasource[name] == synced[name], name
+    assert set(datasource["jsonData"]) == set(synced["jsonData"])
+    for name in ("postgresVersion", "timeInterval", "maxOpenConns", "connMaxLifetime"):
+        assert datasource["jsonData"][name] == synced["jsonData"][name], name
+    assert set(datasource["secureJsonData"]) == set(synced["secureJsonData"])
+    config = yaml.safe_load((PROVISIONING_DIR / "dashboards" / "iochub.yaml").read_text("utf-8"))
+    (provider,) = config["providers"]
+    assert (provider["folderUid"], provider["folder"]) == (
+        grafana_sync.FOLDER_UID,
+        grafana_sync.FOLDER_TITLE,
+    )
+    assert grafana_sync.load_dashboards() == {d["uid"]: d for d in DASHBOARDS.values()}
+    assert kit.DATASOURCE_UID == grafana_sync.DATASOURCE_UID
