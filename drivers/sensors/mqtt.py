@@ -175,6 +175,11 @@ class SensorMqttDriver:
     def status_filter(self) -> str:
         return Topics.all_devices(Topics.STATUS)
 
+    @property
+    def connected(self) -> bool:
+        """True while connected and subscribed."""
+        return self._connected.is_set()
+
     async def wait_connected(self) -> None:
         """Return once the driver is connected and subscribed."""
         await self._connected.wait()

@@ -44,17 +44,18 @@ from hub.devices.credentials import DeviceCredentials
 from hub.health.api import HealthController
 from hub.health.monitor import HealthMonitor
 from hub.integrations import wiring as integrations
-from hub.server import log_escaping
+from hub.server import log_escaping, log_format, metrics
 from hub.server.context import HubContext
 from hub.server.errors import EXCEPTION_HANDLERS
 from hub.server.health import healthz, readyz
+from hub.server.request_context import RequestContext
 from hub.server.security import SecurityHeaders
 from hub.server.services import BackgroundService, ServiceGroup
 from hub.server.settings import Settings
 from hub.server.sink import HubSink
 from hub.server.text_input import RefuseNulInput
 from hub.storage import database
-from hub.telemetry.api import QuarantineController, TelemetryController, prometheus_metrics
+from hub.telemetry.api import QuarantineController, TelemetryController
 from hub.telemetry.directory import DeviceDirectory
 from hub.telemetry.ingest import Quarantine, TelemetryIngest
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb, run_plain_retention
@@ -144,6 +145,7 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
             max_batches=t.mqtt_batches_in_flight,
         )
         services.add(BackgroundService("sensor-mqtt", lambda: sensors.run(sink)))
+        state.sensor_driver = sensors
     coap_keys = CoapKeyring(settings.secret_box())
     state.coap_keys = coap_keys
     if settings.coap.enabled:
@@ -181,6 +183,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         services = await build_services(settings, app.state)
         app.state.services = services
         await services.start()
+        unwatch = metrics.watch_running_hub(app.state)
         log.info(
             "iochub %s serving on %s (time-series backend: %s)",
             VERSION,
@@ -190,6 +193,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         try:
             yield
         finally:
+            unwatch()
             await services.stop()
             await app.state.database.close()
 
@@ -221,7 +225,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         security=[{"bearer": []}, {"session": []}],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             healthz,
             readyz,
@@ -235,7 +239,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AlertController,
             RuleController,
             QuarantineController,
-            prometheus_metrics,
+            metrics.prometheus_metrics,
             *integrations.routes(),
             *broadcasts.routes(),
             *cameras.routes(),
@@ -285,9 +289,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         logging_config=LoggingConfig(
+            formatters=log_format.litestar_formatters(settings.log_format),
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
             log_exceptions="debug",
             disable_stack_trace={400, 401, 403, 404, 409, 413, 422, 429},
         ),
         debug=False,
     )
+    # Outside Litestar's own error mapping, so answers it makes (401 from authentication,
+    # problem+json) carry the request id and are counted with their real status.
+    app.asgi_handler = RequestContext(metrics.HttpMetrics(app.asgi_handler))
+    return app

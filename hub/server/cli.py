@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from hub.errors import HubError
 from hub.firmware import cli as firmware_cli
+from hub.server import log_format
 from hub.server.settings import Settings, describe
 
 app = typer.Typer(
@@ -80,9 +80,7 @@ def run(coro: Awaitable[T]) -> T:
 
 
 def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
+    log_format.configure(settings.log_format, settings.log_level)
 
 
 async def with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
@@ -109,6 +107,8 @@ def serve() -> None:
         host=settings.http.host,
         port=settings.http.port,
         log_level=settings.log_level.lower(),
+        log_config=log_format.uvicorn_log_config(settings.log_format)
+        or uvicorn.config.LOGGING_CONFIG,
         proxy_headers=False,
     )
 

@@ -39,5 +39,7 @@ class EscapingLogRecord(logging.LogRecord):
 
 def install() -> None:
     """Every log record of this process escapes control characters (idempotent)."""
-    if logging.getLogRecordFactory() is not EscapingLogRecord:
+    factory = logging.getLogRecordFactory()
+    # A subclass (log_format's, which also stamps the request context) escapes as well.
+    if not (isinstance(factory, type) and issubclass(factory, EscapingLogRecord)):
         logging.setLogRecordFactory(EscapingLogRecord)

@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hub.broadcasts.settings import BroadcastSettings
 from hub.cameras.settings import CameraSettings
 from hub.health.settings import HealthSettings
 from hub.integrations.settings import DeliverySettings
+from hub.server.log_format import LogFormat
+from hub.server.metrics import MetricsSettings
+from hub.server.secret_files import SecretFilesSource, secrets_dir
 from hub.storage.crypto import SecretBox, local_key
 
 
@@ -145,6 +148,7 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     broadcasts: BroadcastSettings = Field(default_factory=BroadcastSettings)
     cameras: CameraSettings = Field(default_factory=CameraSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     data_dir: Path = Field(
         Path(".iochub-data"), description="Folder for local state: embedded services, keys."
     )
@@ -160,6 +164,23 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the hub's loggers."
     )
+    log_format: LogFormat = Field(
+        "plain",
+        description="plain: lines for a terminal; json: one JSON event per line (journald, Loki).",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Secret files (Compose, systemd credentials, Kubernetes) below the environment.
+        files = SecretFilesSource(settings_cls, secrets_dir())
+        return init_settings, env_settings, dotenv_settings, files, file_secret_settings
 
     def secret_box(self) -> SecretBox:
         current = (

@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub.auth.principal import CurrentUser, Principal
 from hub.devices import service as registry
@@ -357,9 +356,3 @@ def quarantine_out(row: Any) -> QuarantineOut:
         text,
         base64.b64encode(raw).decode(),
     )
-
-
-@get("/metrics", tags=["health"], media_type=CONTENT_TYPE_LATEST, include_in_schema=False)
-async def prometheus_metrics(principal: CurrentUser) -> Response[bytes]:
-    """Prometheus exposition (scrape with a bearer token)."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

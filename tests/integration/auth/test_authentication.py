@@ -16,10 +16,12 @@ from tests.integration.devices.test_registry_api import assert_problem
 from tests.support.hub import RunningHub
 
 # The only routes without authentication: probes, the login itself, and audio fetched by
-# speakers with an expiring signed URL (the signature is the authorisation).
+# speakers with an expiring signed URL (the signature is the authorisation). /metrics checks
+# its callers itself: Prometheus' scrape token or address, else a person's credentials.
 OPEN_PATHS = {
     "/healthz",
     "/readyz",
+    "/metrics",
     "/login",
     "/api/v1/auth/login",
     "/api/v1/speaker-audio/{asset_id:int}",
