@@ -24,13 +24,36 @@ class DeviceKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One measured value, already normalised to the metric catalog's unit."""
+    """One measured value, with its unit as the device gave it (the hub normalises).
+
+    ``metric`` is a catalog metric name, or with ``senml`` the record's resolved SenML
+    name (RFC 8428 section 4.6), which the hub maps to a metric through the device's
+    profile. A value is a number, or a string, boolean or bytes (SenML vs, vb, vd).
+    """
 
     device_uid: str
     metric: str
-    value: float
+    value: float | str | bool | bytes
     time: datetime
     unit: str | None = None
+    senml: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReport:
+    """What the hub did with one call's readings: stored, or kept aside with a reason.
+
+    Readings kept aside are quarantined (never silently dropped); a driver that can
+    answer the device (CoAP) tells it that not everything was stored, and why.
+    """
+
+    stored: int
+    total: int
+    refused: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +227,12 @@ def status_dialect(payload: bytes) -> str:
 class DriverSink(Protocol):
     """What the hub offers a running driver."""
 
-    async def readings(self, items: list[Reading], source: str) -> None:
+    async def readings(self, items: list[Reading], source: str) -> StoreReport | None:
         """Return once the readings are durably stored (or quarantined with a reason).
 
         A driver acknowledges to the device only after this returns, so nothing
         acknowledged is lost. Raises UnknownDevice or RefusedDevice to refuse them.
+        The report (None: all stored) says which readings were kept aside, and why.
         """
         ...
 

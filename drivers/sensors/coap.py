@@ -26,6 +26,7 @@ from drivers.contract import (
     Heartbeat,
     RefusedDevice,
     Rejected,
+    StoreReport,
     UnknownDevice,
 )
 from drivers.sensors.errors import CoapBindFailed
@@ -57,6 +58,8 @@ CONTENT_FORMATS: Final[Mapping[int, PayloadFormat]] = {
 }
 # How long a device should wait before retrying after 5.03 (the Max-Age option).
 RETRY_AFTER_SECONDS: Final = 30
+# A diagnostic stays within one datagram beside the headers (RFC 7252 section 4.6).
+MAX_DIAGNOSTIC_BYTES: Final = 512
 
 
 class Unauthenticated(RefusedDevice):
@@ -220,14 +223,12 @@ class _SensorResource(resource.Resource, resource.PathCapable):  # type: ignore[
         )
         now = datetime.now(UTC)
         try:
-            readings = decode(
-                payload, device_uid, now=now, limits=self._limits, claim_location="resource"
-            )
+            readings = decode(payload, device_uid, now=now, limits=self._limits)
         except DecodeError as error:
             await self._reject(source, payload, str(error), device_uid)
             return _error(Code.BAD_REQUEST, str(error))
         try:
-            await self._sink.readings(readings, SOURCE)
+            report = await self._sink.readings(readings, SOURCE)
         except UnknownDevice as error:
             await self._reject(source, payload, f"unknown device: {error}", device_uid)
             return _error(Code.NOT_FOUND, f"device {device_uid!r} is not registered")
@@ -245,6 +246,11 @@ class _SensorResource(resource.Resource, resource.PathCapable):  # type: ignore[
         except Exception:
             # The readings are stored: answering an error would only make the device resend them.
             log.exception("sensor sink refused a heartbeat for %s", source)
+        if report is not None and not report.complete:
+            # Well-formed SenML the hub could not store in full (unknown name, unit, range,
+            # age, a conflicting value): 4.22 (RFC 8132 section 3.4), never 2.04, which
+            # promises that everything is stored. What was stored stays stored.
+            return _error(Code.UNPROCESSABLE_ENTITY, _partial_diagnostic(report))
         return aiocoap.Message(code=Code.CHANGED)
 
     async def _reject(self, source: str, payload: bytes, reason: str, device_uid: str) -> None:
@@ -276,4 +282,12 @@ def _peer(request: Any) -> str:
 
 def _error(code: Code, diagnostic: str) -> Any:
     """An error response with a diagnostic payload (RFC 7252 section 5.5.2)."""
-    return aiocoap.Message(code=code, payload=diagnostic.encode())
+    encoded = diagnostic.encode()
+    if len(encoded) > MAX_DIAGNOSTIC_BYTES:
+        encoded = encoded[: MAX_DIAGNOSTIC_BYTES - 3].decode(errors="ignore").encode() + b"..."
+    return aiocoap.Message(code=code, payload=encoded)
+
+
+def _partial_diagnostic(report: StoreReport) -> str:
+    reasons = "; ".join(dict.fromkeys(report.refused))
+    return f"stored {report.stored} of {report.total} readings; not stored: {reasons}"

@@ -661,7 +661,7 @@ def _refusal_reason(error: UnknownDevice | RefusedDevice, device_uid: str | None
     return f"{kind} {device_uid!r}: {error}" if str(error) else f"{kind} {device_uid!r}"
 
 
-async def _patiently(call: Callable[[], Awaitable[None]]) -> None:
+async def _patiently(call: Callable[[], Awaitable[object]]) -> None:
     """Await a sink call, retrying failures other than a refusal with capped back-off.
 
     The sink stores or quarantines by contract, so any other failure is

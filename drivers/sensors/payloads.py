@@ -7,6 +7,7 @@ The wire format is specified in docs/protocol/sensors.md.
 
 from __future__ import annotations
 
+import base64
 import codecs
 import enum
 import functools
@@ -83,7 +84,7 @@ _SENML_LABELS: Final = frozenset(_CBOR_LABELS.values())
 _BASE_LABELS: Final = frozenset(("bver", "bn", "bt", "bu", "bv", "bs"))
 # RFC 8428 section 4.2: a record carries exactly one of these (or none, with a sum).
 _VALUE_LABELS: Final = ("v", "vs", "vb", "vd")
-_NON_NUMERIC_VALUES: Final = ("vs", "vb", "vd", "s")
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 
 # RFC 8428 section 4.5.1: the characters a resolved SenML name may use.
 _SENML_NAME: Final = re.compile(r"[A-Za-z0-9][-:./A-Za-z0-9_]*")
@@ -145,8 +146,11 @@ def decode_telemetry(
     """Decode a telemetry payload in ``payload_format``, or in the format its bytes show."""
     _check_size(payload, limits)
     chosen = payload_format or sniff_format(payload)
-    decode = _DECODERS[chosen]
-    return decode(payload, device_uid, now=now, limits=limits, claim_location=claim_location)
+    if chosen is PayloadFormat.JSON:
+        return decode_json(
+            payload, device_uid, now=now, limits=limits, claim_location=claim_location
+        )
+    return _SENML_DECODERS[chosen](payload, device_uid, now=now, limits=limits)
 
 
 def decode_json(
@@ -202,9 +206,12 @@ def decode_senml_json(
     *,
     now: datetime | None = None,
     limits: PayloadLimits = DEFAULT_LIMITS,
-    claim_location: str = "topic",
 ) -> list[Reading]:
-    """Decode a SenML JSON pack (application/senml+json)."""
+    """Decode a SenML JSON pack (application/senml+json) into readings named by SenML name.
+
+    The pack is checked against RFC 8428 (structure, version, values, name characters);
+    what its names mean (which device, which metric) is the hub's question.
+    """
     _check_size(payload, limits)
     pack = _load_json(payload, senml=True)
     if not isinstance(pack, list):
@@ -212,7 +219,7 @@ def decode_senml_json(
     for index, record in enumerate(pack):
         if type(record) is not dict:
             raise DecodeError(f"SenML record {index} must be an object, not {_json_type(record)}")
-    return _resolve_pack(pack, device_uid, _utc_now(now), limits, claim_location)
+    return _resolve_pack(pack, device_uid, _utc_now(now), limits, binary=False)
 
 
 def decode_senml_cbor(
@@ -221,7 +228,6 @@ def decode_senml_cbor(
     *,
     now: datetime | None = None,
     limits: PayloadLimits = DEFAULT_LIMITS,
-    claim_location: str = "topic",
 ) -> list[Reading]:
     """Decode a SenML CBOR pack (application/senml+cbor, integer labels)."""
     _check_size(payload, limits)
@@ -239,7 +245,7 @@ def decode_senml_cbor(
         if not isinstance(record, dict):
             raise DecodeError(f"SenML record {index} must be a map, not {type(record).__name__}")
         records.append(_cbor_record(record, index))
-    return _resolve_pack(records, device_uid, _utc_now(now), limits, claim_location)
+    return _resolve_pack(records, device_uid, _utc_now(now), limits, binary=True)
 
 
 class _Decoder(Protocol):
@@ -250,12 +256,10 @@ class _Decoder(Protocol):
         *,
         now: datetime | None,
         limits: PayloadLimits,
-        claim_location: str,
     ) -> list[Reading]: ...
 
 
-_DECODERS: Final[Mapping[PayloadFormat, _Decoder]] = {
-    PayloadFormat.JSON: decode_json,
+_SENML_DECODERS: Final[Mapping[PayloadFormat, _Decoder]] = {
     PayloadFormat.SENML_JSON: decode_senml_json,
     PayloadFormat.SENML_CBOR: decode_senml_cbor,
 }
@@ -321,7 +325,8 @@ def _resolve_pack(
     device_uid: str,
     now: datetime,
     limits: PayloadLimits,
-    claim_location: str,
+    *,
+    binary: bool,
 ) -> list[Reading]:
     """Resolve base fields into each record (RFC 8428 section 4.6) and build readings."""
     if not records:
@@ -362,14 +367,10 @@ def _resolve_pack(
                 f"SenML record {index} ({name}) carries {' and '.join(values)}; "
                 "a record has exactly one value field (RFC 8428 section 4.2)"
             )
-        metric = _metric_of(name, device_uid, claim_location)
-        if "v" not in record:
+        _check_name(name)
+        if not values:
             _raise_missing_value(record, index, name)
-        value = _number(record["v"], _RECORD_FIELD, index, "v")
-        if base_value:
-            value += base_value
-            if not math.isfinite(value):
-                raise DecodeError(f"SenML record {index} ({name}): v + bv overflows")
+        value = _value(record, values[0], index, name, base_value, binary)
         unit = _string(record["u"], _RECORD_FIELD, index, "u") if "u" in record else base_unit
         if "t" in record:
             resolved = base_time + _number(record["t"], _RECORD_FIELD, index, "t")
@@ -378,7 +379,7 @@ def _resolve_pack(
         time = times.get(resolved)
         if time is None:
             time = times[resolved] = _senml_time(resolved, now, limits, index)
-        decoded.append(Reading(device_uid, metric, value, time, unit))
+        decoded.append(Reading(device_uid, name, value, time, unit, senml=True))
     if not decoded:
         raise DecodeError("SenML pack carries no measurement, only base fields")
     return decoded
@@ -413,13 +414,57 @@ def _check_version(version: object, index: int, pack_version: int) -> int:
 
 
 def _raise_missing_value(record: Mapping[str, Any], index: int, name: str) -> NoReturn:
-    for label in _NON_NUMERIC_VALUES:
-        if label in record:
-            raise DecodeError(
-                f"SenML record {index} ({name}): only numeric values (v) are accepted, "
-                f"not {label!r}"
-            )
+    if "s" in record:
+        raise DecodeError(f"SenML record {index} ({name}): sums (s) are not stored, only values")
     raise DecodeError(f"SenML record {index} ({name}) has no value")
+
+
+def _value(
+    record: Mapping[str, Any],
+    label: str,
+    index: int,
+    name: str,
+    base_value: float,
+    binary: bool,
+) -> float | str | bool | bytes:
+    raw = record[label]
+    if label == "v":
+        value = _number(raw, _RECORD_FIELD, index, "v")
+        if base_value:
+            value += base_value
+            if not math.isfinite(value):
+                raise DecodeError(f"SenML record {index} ({name}): v + bv overflows")
+        return value
+    if label == "vs":
+        return _string(raw, _RECORD_FIELD, index, "vs")
+    if label == "vb":
+        if type(raw) is not bool:
+            raise DecodeError(f"SenML record {index} vb must be a boolean, not {_json_type(raw)}")
+        return raw
+    # vd: a CBOR byte string, or in JSON base64url without padding (RFC 8428 section 5).
+    if binary:
+        if type(raw) is not bytes:
+            raise DecodeError(
+                f"SenML record {index} vd must be a byte string, not {type(raw).__name__}"
+            )
+        return raw
+    text = _string(raw, _RECORD_FIELD, index, "vd")
+    if _BASE64URL.fullmatch(text) is None:
+        raise DecodeError(f"SenML record {index} vd is not base64url (RFC 4648 section 5)")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _check_name(name: str) -> None:
+    if not name:
+        raise DecodeError("SenML record has no name (neither bn nor n)")
+    _check_senml_name(name)
+
+
+@functools.lru_cache(maxsize=8192)
+def _check_senml_name(name: str) -> None:
+    """RFC 8428 section 4.5.1: the characters a resolved name may use."""
+    if _SENML_NAME.fullmatch(name) is None:
+        raise DecodeError(f"SenML name {name!r} has characters RFC 8428 forbids")
 
 
 def _senml_time(resolved: float, now: datetime, limits: PayloadLimits, index: int) -> datetime:
@@ -445,26 +490,6 @@ def _cbor_record(record: Mapping[object, Any], index: int) -> dict[str, Any]:
             raise DecodeError(f"SenML record {index}: label of type {type(key).__name__}")
         translated[label] = value
     return translated
-
-
-@functools.lru_cache(maxsize=8192)
-def _metric_of(name: str, device_uid: str, claim_location: str) -> str:
-    """Split a resolved name into the device it claims and the metric.
-
-    ``pm2_5`` names the metric of the device the message arrived for;
-    ``<uid>:pm2_5``, ``<uid>/pm2_5`` and ``urn:dev:<type>:<uid>:pm2_5`` claim a
-    device, which must be that one.
-    """
-    if not name:
-        raise DecodeError("SenML record has no name (neither bn nor n)")
-    if _SENML_NAME.fullmatch(name) is None:
-        raise DecodeError(f"SenML name {name!r} has characters RFC 8428 forbids")
-    cut = max(name.rfind(":"), name.rfind("/"))
-    metric = name[cut + 1 :]
-    _check_metric_name(metric)
-    if cut >= 0:
-        _check_claim(name[:cut], device_uid, claim_location)
-    return metric
 
 
 def _check_claim(claimed: str, device_uid: str, claim_location: str) -> None:

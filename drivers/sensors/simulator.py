@@ -375,7 +375,7 @@ def malformed_payload(sensor: SimulatedSensor, at: datetime, rng: random.Random)
         lambda: json.dumps(
             {"ts": (at + timedelta(days=1)).isoformat(), "readings": {"pm2_5": 35.0}}
         ).encode(),
-        lambda: json.dumps([{"bn": "someone-else:", "n": "pm2_5", "v": 1.0}]).encode(),
+        lambda: json.dumps([{"bn": f"{sensor.uid}:", "n": "pm2_5", "v": 1.0, "vs": "1"}]).encode(),
         lambda: b"\x00" + rng.randbytes(15),
     )
     return rng.choice(choices)()

@@ -93,10 +93,17 @@ class DeviceController(Controller):
 
     @patch("/devices/{uid:str}")
     async def update_device(
-        self, principal: CurrentUser, uid: UidParam, data: JSONBody[DevicePatch]
+        self,
+        request: Request[Principal, Any, Any],
+        principal: CurrentUser,
+        uid: UidParam,
+        data: JSONBody[DevicePatch],
     ) -> DeviceOut:
         """Change some fields; the lifecycle only moves forward."""
-        return await service.update_device(principal, uid, data)
+        updated = await service.update_device(principal, uid, data)
+        # Ingest reads model, serial and backfill allowance from its cache: take the change now.
+        request.app.state.directory.forget(uid)
+        return updated
 
     @delete("/devices/{uid:str}", status_code=200)
     async def remove_device(

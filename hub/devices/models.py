@@ -57,6 +57,7 @@ class Device(Model):
     status_reason = fields.TextField(default="")
     last_seen = fields.DatetimeField(null=True)
     discovered_from = fields.TextField(default="")
+    backfill_days = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -24,6 +24,7 @@ Longitude = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 ShortText = Annotated[str, msgspec.Meta(max_length=200)]
 Tag = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,63}$")]
 Tags = Annotated[list[Tag], msgspec.Meta(max_length=32)]
+BackfillDays = Annotated[int, msgspec.Meta(ge=1, le=366)]
 
 
 class WardIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -51,6 +52,8 @@ class DeviceIn(msgspec.Struct, forbid_unknown_fields=True):
     endpoint: Annotated[str, msgspec.Meta(max_length=500)] = ""
     tags: Tags = msgspec.field(default_factory=list)
     lifecycle: Literal["pending", "active"] = "active"
+    backfill_days: BackfillDays | None = None
+    """How far back the device may deliver readings (after an outage); null: the hub's limit."""
 
 
 class DevicePatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,6 +68,7 @@ class DevicePatch(msgspec.Struct, forbid_unknown_fields=True):
     endpoint: Annotated[str, msgspec.Meta(max_length=500)] | msgspec.UnsetType = msgspec.UNSET
     tags: Tags | msgspec.UnsetType = msgspec.UNSET
     lifecycle: LifecycleName | msgspec.UnsetType = msgspec.UNSET
+    backfill_days: BackfillDays | msgspec.UnsetType | None = msgspec.UNSET
 
     def changes(self) -> dict[str, Any]:
         return {
@@ -94,6 +98,7 @@ class DeviceOut(msgspec.Struct):
     discovered_from: str
     created_at: datetime
     updated_at: datetime
+    backfill_days: int | None = None
 
 
 class DevicePage(msgspec.Struct):

@@ -90,6 +90,7 @@ def to_out(device: Device, wards: WardDirectory) -> DeviceOut:
         discovered_from=device.discovered_from,
         created_at=device.created_at,
         updated_at=device.updated_at,
+        backfill_days=device.backfill_days,
     )
 
 

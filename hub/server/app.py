@@ -27,6 +27,7 @@ from litestar.template.config import TemplateConfig
 from drivers.sensors.coap import SensorCoapDriver
 from drivers.sensors.mqtt import SensorMqttDriver
 from drivers.sensors.oscore import OscoreAuthoriser
+from drivers.sensors.payloads import PayloadLimits
 from hub.alerts.api import AlertController, RuleController
 from hub.alerts.engine import AlertEngine
 from hub.auth.api import AuthController, LoginThrottle, UserController
@@ -36,6 +37,7 @@ from hub.auth.principal import Principal
 from hub.auth.service import LoginPolicy
 from hub.broadcasts import wiring as broadcasts
 from hub.cameras import wiring as cameras
+from hub.devices import ProfileBook, keep_fresh
 from hub.devices.api import DeviceController
 from hub.devices.broker import BrokerAccess, BrokerAccessError, MosquittoDynsec, NoBrokerAccess
 from hub.devices.coap_api import CoapCredentialController
@@ -57,7 +59,7 @@ from hub.server.text_input import RefuseNulInput
 from hub.storage import database
 from hub.telemetry.api import QuarantineController, TelemetryController
 from hub.telemetry.directory import DeviceDirectory
-from hub.telemetry.ingest import Quarantine, TelemetryIngest
+from hub.telemetry.ingest import BACKFILL_LIMIT, AgeLimit, Quarantine, TelemetryIngest
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb, run_plain_retention
 from hub.telemetry.store import ReadingWriter
 from hub.web.broadcasts import BroadcastConsoleController
@@ -110,12 +112,23 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
         writers=t.writers,
     )
     directory = DeviceDirectory(db.pool)
+    profiles = ProfileBook()
+    await profiles.refresh(db.pool)
+    services.add(BackgroundService("device-profiles", lambda: keep_fresh(profiles, db.pool)))
+    ingest = TelemetryIngest(
+        directory,
+        writer,
+        Quarantine(db.pool),
+        profiles=profiles,
+        age=AgeLimit(timedelta(days=t.max_age_days)),
+    )
+    device_limits = PayloadLimits(max_age=BACKFILL_LIMIT)
     health = HealthMonitor(db.pool, directory, settings.health)
     engine = AlertEngine(db.pool)
     await engine.refresh()
     writer.on_stored += [health.readings_stored, engine.readings_stored]
     health.on_tick.append(engine.health_tick)
-    sink = HubSink(telemetry=TelemetryIngest(directory, writer, Quarantine(db.pool)), health=health)
+    sink = HubSink(telemetry=ingest, health=health)
     state.writer, state.sink, state.directory = writer, sink, directory
     state.health, state.alert_engine = health, engine
     services.add(BackgroundService("telemetry-writer", writer.run, stop=writer.drain))
@@ -143,6 +156,7 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
             shared_group=mqtt.shared_group,
             batch_size=t.mqtt_batch_messages,
             max_batches=t.mqtt_batches_in_flight,
+            limits=device_limits,
         )
         services.add(BackgroundService("sensor-mqtt", lambda: sensors.run(sink)))
         state.sensor_driver = sensors
@@ -152,6 +166,7 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
         coap = SensorCoapDriver(
             settings.coap.host,
             settings.coap.port,
+            limits=device_limits,
             authorise=OscoreAuthoriser(required=settings.coap.require_oscore),
             security_contexts=coap_keys.registry,
         )

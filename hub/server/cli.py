@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -32,6 +32,11 @@ credentials_app = typer.Typer(
     no_args_is_help=True,
 )
 devices_app.add_typer(credentials_app, name="credentials")
+profiles_app = typer.Typer(
+    help="Device profiles: how a model names its SenML records (docs/protocol/sensors.md).",
+    no_args_is_help=True,
+)
+devices_app.add_typer(profiles_app, name="profiles")
 secrets_app = typer.Typer(help="Secrets sealed at rest.", no_args_is_help=True)
 simulate_app = typer.Typer(
     help="Run simulated devices speaking the real protocols.", no_args_is_help=True
@@ -91,6 +96,19 @@ async def with_database(settings: Settings, work: Callable[[], Awaitable[T]]) ->
         return await work()
     finally:
         await db.close()
+
+
+@contextlib.asynccontextmanager
+async def sql_connection(settings: Settings) -> AsyncIterator[Any]:
+    import asyncpg
+
+    from hub.storage.database import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database.url.get_secret_value()))
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @app.command()
@@ -187,6 +205,53 @@ def devices_list(
         )
     console.print(table)
     console.print(f"{len(items)} shown")
+
+
+@profiles_app.command("import")
+def profiles_import(
+    files: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="profile JSON files")
+    ],
+) -> None:
+    """Import profiles (one JSON object per file); each replaces the model's profile."""
+    from hub.devices.profiles import parse_profile, save_profile
+    from hub.telemetry.names import mapping_problem
+
+    settings = Settings()
+
+    async def work() -> list[tuple[str, bool]]:
+        profiles = [parse_profile(file.read_bytes(), mapping_problem) for file in files]
+        async with sql_connection(settings) as conn, conn.transaction():
+            return [(p.model, await save_profile(conn, p)) for p in profiles]
+
+    for model, new in run(work()):
+        console.print(f"{'imported' if new else 'replaced'} the profile of {model!r}")
+    console.print("running hubs take it within 30 s")
+
+
+@profiles_app.command("list")
+def profiles_list() -> None:
+    """Every profile in force: shipped with the hub, or imported."""
+    from hub.devices.profiles import ProfileBook
+
+    settings = Settings()
+    book = ProfileBook()
+
+    async def work() -> None:
+        async with sql_connection(settings) as conn:
+            await book.refresh(conn)
+
+    run(work())
+    table = Table("model", "identities", "names", "unmapped", "description")
+    for model, profile in sorted(book.profiles.items()):
+        table.add_row(
+            model,
+            " ".join(profile.identities),
+            str(len(profile.names)),
+            profile.unmapped,
+            profile.description,
+        )
+    console.print(table)
 
 
 def credential_service(settings: Settings) -> Any:

@@ -74,6 +74,13 @@ class TelemetrySettings(BaseModel):
     mqtt_batches_in_flight: int = Field(
         16, ge=1, description="MQTT batches awaiting their commit at once (unacknowledged)."
     )
+    max_age_days: int = Field(
+        7,
+        ge=1,
+        le=366,
+        description="Readings older than this are refused, unless the device's backfill_days "
+        "allows more.",
+    )
     raw_retention_days: int = Field(30, ge=1, description="How long raw readings are kept.")
     rollup_1m_retention_days: int = Field(
         90, ge=1, description="How long 1-minute rollups are kept."

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from drivers.contract import Ack, DeviceEvent, Heartbeat, Reading, Rejected
+from drivers.contract import Ack, DeviceEvent, Heartbeat, Reading, Rejected, StoreReport
 from hub.health.monitor import HealthMonitor
 from hub.telemetry.ingest import TelemetryIngest
 
@@ -17,8 +17,8 @@ class HubSink:
     # Set by the broadcasts slice: its delivery recorder (hub.broadcasts.wiring).
     on_ack: Callable[[Ack], Awaitable[None]] | None = None
 
-    async def readings(self, items: list[Reading], source: str) -> None:
-        await self.telemetry.readings(items, source)
+    async def readings(self, items: list[Reading], source: str) -> StoreReport:
+        return await self.telemetry.readings(items, source)
 
     async def heartbeat(self, item: Heartbeat) -> None:
         await self.health.heartbeat(item)

@@ -6,14 +6,26 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Literal
 
 __all__ = [
+    "CATALOG",
     "METRICS",
+    "RAW_PREFIX",
     "CatalogError",
     "Metric",
+    "Value",
+    "ValueKind",
     "accepted_units",
     "normalise",
 ]
+
+# A reading's value: a number (SenML "v"), or a string, boolean or bytes (RFC 8428
+# section 4.2: "vs", "vb", "vd") for the metrics whose catalog entry takes one.
+Value = float | str | bool | bytes
+ValueKind = Literal["number", "string", "boolean", "data"]
+# Readings kept under a device's own names when its profile says so (raw/<name>).
+RAW_PREFIX = "raw/"
 
 
 class CatalogError(ValueError):
@@ -27,6 +39,7 @@ class Metric:
     min_value: float
     max_value: float
     description: str
+    kind: ValueKind = "number"
 
 
 MICROGRAMS_PER_M3 = "µg/m³"
@@ -54,9 +67,26 @@ _METRICS: tuple[Metric, ...] = (
     Metric("rainfall", "mm", 0.0, 500.0, "rain fallen since the previous reading"),
     Metric("battery", PERCENT, 0.0, 100.0, "remaining battery charge"),
     Metric("rssi", "dBm", -150.0, 0.0, "received radio signal strength"),
+    Metric("pressure", "hPa", 300.0, 1100.0, "barometric air pressure"),
+    Metric("illuminance", "lx", 0.0, 200_000.0, "illuminance"),
+    Metric("voltage", "V", 0.0, 1000.0, "supply or battery voltage"),
+    Metric("current", "A", 0.0, 100.0, "supply current"),
+    Metric("power", "W", 0.0, 100_000.0, "electrical power drawn"),
 )
 
+# Metrics whose values are not numbers: stored as they are, never converted or ranged.
+_VALUE_METRICS: tuple[Metric, ...] = (
+    Metric("door_open", "", 0, 0, "door or cabinet contact: true while open", "boolean"),
+    Metric("device_state", "", 0, 0, "a state the device reports in words", "string"),
+    Metric("tag_data", "", 0, 0, "bytes a reader scanned (NFC or RFID tag)", "data"),
+)
+
+# Numeric metrics: what series, rollups, alerts and the AQI work with.
 METRICS: Mapping[str, Metric] = MappingProxyType({metric.name: metric for metric in _METRICS})
+# Every metric the hub stores, numeric or not.
+CATALOG: Mapping[str, Metric] = MappingProxyType(
+    {metric.name: metric for metric in (*_METRICS, *_VALUE_METRICS)}
+)
 
 Conversion = Callable[[float], float]
 
@@ -120,22 +150,33 @@ _ACCEPTED_UNITS: Mapping[str, Mapping[str, Conversion]] = {
     "rainfall": {"mm": _identity, "cm": _scale(10.0), "m": _scale(1000.0)},
     "battery": {**_PERCENT_UNITS, "%EL": _identity},
     "rssi": {"dBm": _identity, "dBW": _dbw_to_dbm},
+    # SenML units registry (RFC 8428 section 12.1) and secondary units (RFC 8798).
+    "pressure": {"hPa": _identity, "Pa": _scale(0.01), "kPa": _scale(10.0), "bar": _scale(1e3)},
+    "illuminance": {"lx": _identity},
+    "voltage": {"V": _identity, "mV": _scale(1e-3)},
+    "current": {"A": _identity, "mA": _scale(1e-3)},
+    "power": {"W": _identity, "kW": _scale(1e3), "mW": _scale(1e-3)},
 }
+
+_VALUE_TYPES: Mapping[ValueKind, type] = {"string": str, "boolean": bool, "data": bytes}
 
 
 def accepted_units(metric: str) -> frozenset[str]:
     """The unit spellings ``normalise`` accepts for ``metric``."""
-    return frozenset(_ACCEPTED_UNITS[_metric(metric).name])
+    return frozenset(_ACCEPTED_UNITS.get(_metric(metric).name, ()))
 
 
-def normalise(metric: str, value: float, unit: str | None) -> tuple[float, str]:
+def normalise(metric: str, value: Value, unit: str | None) -> tuple[Value, str]:
     """Convert ``value`` in ``unit`` to the catalog unit of ``metric`` and check its range.
 
     A missing unit means the catalog unit. Raises CatalogError for an unknown
     metric or unit, a value that is not a finite number, or one outside the
-    metric's valid range.
+    metric's valid range. A metric of another kind takes a value of that kind
+    (string, boolean, bytes) and no unit.
     """
     definition = _metric(metric)
+    if definition.kind != "number":
+        return _normalise_value(definition, value, unit)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CatalogError(f"{metric}: value {value!r} is not a number")
     try:
@@ -167,10 +208,27 @@ def normalise(metric: str, value: float, unit: str | None) -> tuple[float, str]:
     return converted, definition.unit
 
 
+def _normalise_value(definition: Metric, value: Value, unit: str | None) -> tuple[Value, str]:
+    expected = _VALUE_TYPES[definition.kind]
+    if type(value) is not expected:
+        raise CatalogError(
+            f"{definition.name}: takes a {definition.kind} value, not {type(value).__name__}"
+        )
+    if unit is not None:
+        raise CatalogError(f"{definition.name}: a {definition.kind} value has no unit ({unit!r})")
+    if isinstance(value, str | bytes) and len(value) > MAX_VALUE_BYTES:
+        raise CatalogError(f"{definition.name}: value longer than {MAX_VALUE_BYTES} bytes")
+    return value, definition.unit
+
+
+# A string or data value longer than this is refused rather than stored.
+MAX_VALUE_BYTES = 1024
+
+
 def _metric(name: str) -> Metric:
     try:
-        return METRICS[name]
+        return CATALOG[name]
     except KeyError:
         raise CatalogError(
-            f"unknown metric {name!r} (known: {', '.join(sorted(METRICS))})"
+            f"unknown metric {name!r} (known: {', '.join(sorted(CATALOG))})"
         ) from None

@@ -15,6 +15,9 @@ class DeviceRef:
     kind: str
     lifecycle: str
     ward_id: int | None
+    model: str = ""
+    serial: str | None = None
+    backfill_days: int | None = None
 
 
 class DeviceDirectory:
@@ -35,7 +38,8 @@ class DeviceDirectory:
                 missing.append(uid)
         if missing:
             rows = await self.pool.fetch(
-                "SELECT id, uid, kind, lifecycle, ward_id FROM device WHERE uid = ANY($1::text[])",
+                "SELECT id, uid, kind, lifecycle, ward_id, model, serial, backfill_days FROM device "
+                "WHERE uid = ANY($1::text[])",
                 missing,
             )
             refs = {row["uid"]: DeviceRef(**dict(row)) for row in rows}

@@ -1,24 +1,30 @@
-"""Readings from drivers into the store: resolve the device, normalise, quarantine, write."""
+"""Readings from drivers into the store: resolve the device, name, normalise, quarantine, write."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from drivers.contract import Reading, RefusedDevice, Rejected, UnknownDevice
+from drivers.contract import Reading, RefusedDevice, Rejected, StoreReport, UnknownDevice
+from hub.devices import DeviceIdentity, ProfileBook
 from hub.storage.migrations import Connection
 from hub.telemetry import metrics
-from hub.telemetry.catalog import CatalogError, normalise
-from hub.telemetry.directory import DeviceDirectory
+from hub.telemetry.catalog import RAW_PREFIX, CatalogError, normalise
+from hub.telemetry.directory import DeviceDirectory, DeviceRef
+from hub.telemetry.names import NameRefused, SenmlNames
 from hub.telemetry.store import Conflict, ReadingWriter, Row
 
 log = logging.getLogger("hub.telemetry.ingest")
 _UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+# A string, boolean or data value: time, device_id, metric, text, boolean, bytes.
+ValueRow = tuple[datetime, int, str, str | None, bool | None, bytes | None]
 
 
 @dataclass
@@ -27,17 +33,25 @@ class Quarantine:
     max_raw_bytes: int = 64 * 1024
 
     async def keep(self, item: Rejected) -> None:
-        metrics.QUARANTINED.labels(reason=reason_label(item.reason)).inc()
-        raw = item.raw[: self.max_raw_bytes]
+        await self.keep_many([item])
+
+    async def keep_many(self, items: Sequence[Rejected]) -> None:
+        """Keep payloads or readings aside with their reasons, in one statement."""
+        if not items:
+            return
+        for item in items:
+            metrics.QUARANTINED.labels(reason=reason_label(item.reason)).inc()
         await self.pool.execute(
             "INSERT INTO quarantine (source, device_uid, reason, raw, size, received_at) "
-            "VALUES ($1, $2, $3, $4, $5, coalesce($6, now()))",
-            item.source[:500],
-            item.device_uid,
-            item.reason[:2000],
-            raw,
-            len(item.raw),
-            item.time,
+            "SELECT source, device_uid, reason, raw, size, coalesce(received_at, now()) "
+            "FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int[], "
+            "$6::timestamptz[]) AS q (source, device_uid, reason, raw, size, received_at)",
+            [item.source[:500] for item in items],
+            [item.device_uid for item in items],
+            [item.reason[:2000] for item in items],
+            [item.raw[: self.max_raw_bytes] for item in items],
+            [len(item.raw) for item in items],
+            [item.time for item in items],
         )
 
     async def keep_conflicts(self, conn: Connection, conflicts: Sequence[Conflict]) -> None:
@@ -73,21 +87,53 @@ def reason_label(reason: str) -> str:
     return " ".join(head.split()[:4])[:40] or "unknown"
 
 
+# The oldest reading any device may deliver (device.backfill_days is at most 366): the
+# drivers' own age limit, beyond which a payload is refused before the hub sees it.
+BACKFILL_LIMIT = timedelta(days=366)
+
+
+@dataclass(frozen=True, slots=True)
+class AgeLimit:
+    """How old a reading may be: ``max_age``, or a device's own backfill allowance."""
+
+    max_age: timedelta = timedelta(days=7)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def problem(self, reading: Reading, ref: DeviceRef, now: datetime) -> str | None:
+        allowed = self.max_age
+        if ref.backfill_days is not None:
+            allowed = max(allowed, timedelta(days=ref.backfill_days))
+        age = now - reading.time
+        if age <= allowed:
+            return None
+        hint = "" if ref.backfill_days else "; the device is not configured for backfill"
+        return (
+            f"{reading.metric}: reading of {reading.time.isoformat()} is "
+            f"{age.total_seconds() / 86400:.1f} days old "
+            f"(at most {allowed.total_seconds() / 86400:g} days allowed{hint})"
+        )
+
+
 @dataclass
 class TelemetryIngest:
     directory: DeviceDirectory
     writer: ReadingWriter
     quarantine: Quarantine
+    profiles: ProfileBook = field(default_factory=ProfileBook)
+    age: AgeLimit = field(default_factory=AgeLimit)
 
     def __post_init__(self) -> None:
         if self.writer.on_conflict is None:
             self.writer.on_conflict = self.quarantine.keep_conflicts
+        self.names = SenmlNames(self.profiles)
 
-    async def readings(self, items: list[Reading], source: str) -> None:
-        """Store every reading of known, active devices; all or nothing per call.
+    async def readings(self, items: list[Reading], source: str) -> StoreReport:
+        """Store every reading of known, active devices; say which were kept aside, and why.
 
         An unknown device becomes pending (a technician approves it) and the call is
-        refused with UnknownDevice; a decommissioned one with RefusedDevice.
+        refused with UnknownDevice; a decommissioned one with RefusedDevice. A reading
+        the hub cannot store (unknown name or unit, out of range, too old, another value
+        for a stored time) is quarantined with the reason, and the others are stored.
         """
         uids = {r.device_uid for r in items}
         refs = await self.directory.resolve_many(uids)
@@ -101,12 +147,28 @@ class TelemetryIngest:
                 raise UnknownDevice(f"device {uid!r} awaits a technician's approval")
             if ref.lifecycle == "decommissioned":
                 raise RefusedDevice(f"device {uid!r} is decommissioned")
+        location = "resource" if source.startswith("coap") else "topic"
+        now = self.age.clock()
         rows: list[Row] = []
+        value_rows: list[ValueRow] = []
+        refused: list[Rejected] = []
         for reading in items:
+            ref = refs[reading.device_uid]
+            assert ref is not None
             try:
-                value, _unit = normalise(reading.metric, reading.value, reading.unit)
-            except CatalogError as exc:
-                await self.quarantine.keep(
+                metric, unit = reading.metric, reading.unit
+                if reading.senml:
+                    identity = DeviceIdentity(ref.uid, ref.model, ref.serial)
+                    names = self.names.for_device(identity)
+                    metric, unit = names.resolve(reading.metric, reading.unit, location)
+                if (problem := self.age.problem(reading, ref, now)) is not None:
+                    raise CatalogError(problem)
+                if metric.startswith(RAW_PREFIX):
+                    value = reading.value  # kept as sent: raw names have no catalog unit
+                else:
+                    value, _unit = normalise(metric, reading.value, unit)
+            except (CatalogError, NameRefused) as exc:
+                refused.append(
                     Rejected(
                         source=source,
                         raw=reading_bytes(reading),
@@ -116,22 +178,51 @@ class TelemetryIngest:
                     )
                 )
                 continue
-            ref = refs[reading.device_uid]
-            assert ref is not None
-            rows.append((reading.time, ref.id, reading.metric, value))
+            if type(value) is float or type(value) is int:
+                rows.append((reading.time, ref.id, metric, float(value)))
+            else:
+                value_rows.append(_value_row(reading.time, ref.id, metric, value))
         metrics.RECEIVED.labels(source=source).inc(len(items))
-        await self.writer.write(rows)
+        await self.quarantine.keep_many(refused)
+        conflicts = await self.writer.write(rows)
+        if value_rows:
+            await self._write_values(value_rows)
+        reasons = [item.reason for item in refused] + [c.reason for c in conflicts]
+        return StoreReport(stored=len(items) - len(reasons), total=len(items), refused=reasons)
+
+    async def _write_values(self, rows: Sequence[ValueRow]) -> None:
+        """Strings, booleans and data: rare beside numbers, so one plain statement per call."""
+        await self.writer.pool.execute(
+            "INSERT INTO reading_value (time, device_id, metric, text_value, bool_value, "
+            "data_value) SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::text[], "
+            "$4::text[], $5::boolean[], $6::bytea[]) ON CONFLICT DO NOTHING",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+            [r[4] for r in rows],
+            [r[5] for r in rows],
+        )
 
     async def rejected(self, item: Rejected) -> None:
         await self.quarantine.keep(item)
 
 
+def _value_row(time: datetime, device_id: int, metric: str, value: object) -> ValueRow:
+    if isinstance(value, bool):
+        return (time, device_id, metric, None, value, None)
+    if isinstance(value, bytes):
+        return (time, device_id, metric, None, None, value)
+    return (time, device_id, metric, str(value), None, None)
+
+
 def reading_bytes(reading: Reading) -> bytes:
+    value = reading.value
     return json.dumps(
         {
             "device": reading.device_uid,
             "metric": reading.metric,
-            "value": reading.value,
+            "value": value.hex() if isinstance(value, bytes) else value,
             "unit": reading.unit,
             "time": reading.time.isoformat(),
         },

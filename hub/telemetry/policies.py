@@ -56,6 +56,7 @@ async def apply_timescaledb(pool: asyncpg.Pool, policy: RetentionPolicy) -> None
         )
         for relation, days in (
             ("reading", policy.raw_days),
+            ("reading_value", policy.raw_days),
             ("reading_1m", policy.rollup_1m_days),
             ("reading_1h", policy.rollup_1h_days),
         ):
@@ -91,19 +92,27 @@ async def apply_timescaledb(pool: asyncpg.Pool, policy: RetentionPolicy) -> None
 
 
 async def expire_plain(pool: asyncpg.Pool, policy: RetentionPolicy, batch: int = 50_000) -> int:
-    """Delete raw readings past retention, in slices that keep locks short."""
+    """Delete raw readings (numbers and other values) past retention, in slices that keep
+    locks short; hourly rollups past theirs."""
     deleted = 0
-    while True:
-        status = await pool.execute(
-            "DELETE FROM reading WHERE ctid = ANY(ARRAY(SELECT ctid FROM reading "
-            "WHERE time < now() - make_interval(days => $1) LIMIT $2))",
-            policy.raw_days,
-            batch,
-        )
-        count = int(status.split()[-1])
-        deleted += count
-        if count < batch:
-            return deleted
+    for table, column, days in (
+        ("reading", "time", policy.raw_days),
+        ("reading_value", "time", policy.raw_days),
+        ("reading_1h", "bucket", policy.rollup_1h_days),
+    ):
+        while True:
+            status = await pool.execute(
+                f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} "
+                f"WHERE {column} < now() - make_interval(days => $1) LIMIT $2))",
+                days,
+                batch,
+            )
+            count = int(status.split()[-1])
+            if table != "reading_1h":
+                deleted += count
+            if count < batch:
+                break
+    return deleted
 
 
 async def run_plain_retention(

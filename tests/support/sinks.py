@@ -17,6 +17,7 @@ from drivers.contract import (
     Reading,
     RefusedDevice,
     Rejected,
+    StoreReport,
     UnknownDevice,
 )
 
@@ -35,8 +36,11 @@ class RecordingSink:
     quarantined: list[Rejected] = field(default_factory=list)
     calls: int = 0
     outstanding: int = 0
+    # Reading names this sink keeps aside, with the reason, as the hub does with a name
+    # its profile does not map.
+    keep_aside: dict[str, str] = field(default_factory=dict)
 
-    async def readings(self, items: list[Reading], source: str) -> None:
+    async def readings(self, items: list[Reading], source: str) -> StoreReport:
         self.calls += 1
         self.outstanding += 1
         try:
@@ -50,8 +54,12 @@ class RecordingSink:
                 raise UnknownDevice("pending approval")
             if devices & self.refused:
                 raise RefusedDevice("decommissioned")
-            self.stored.extend(items)
+            refused = [
+                self.keep_aside[item.metric] for item in items if item.metric in self.keep_aside
+            ]
+            self.stored.extend(item for item in items if item.metric not in self.keep_aside)
             self.sources.append(source)
+            return StoreReport(len(items) - len(refused), len(items), refused)
         finally:
             self.outstanding -= 1
 

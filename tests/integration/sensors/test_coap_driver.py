@@ -72,8 +72,8 @@ async def test_senml_json_is_stored_and_answered_changed(
     response = await post(client, server.uri("/s/hp-c1"), payload)
     assert str(response.code) == "2.04 Changed"
     assert [(reading.metric, reading.value) for reading in sink.stored] == [
-        ("pm2_5", 41.5),
-        ("humidity", 77.0),
+        ("hp-c1:pm2_5", 41.5),
+        ("hp-c1:humidity", 77.0),
     ]
     assert sink.sources == ["coap"]
     [heartbeat] = sink.heartbeats
@@ -104,12 +104,32 @@ async def test_malformed_body_gets_4_00_with_the_reason(
     assert sink.stored == [] and sink.heartbeats == []
 
 
-async def test_payload_claiming_another_device_gets_4_00(server: Server, client: Any) -> None:
-    response = await post(client, server.uri("/s/hp-c1"), senml({"n": "hp-c9:noise", "v": 50}))
-    assert str(response.code) == "4.00 Bad Request"
+async def test_a_pack_not_stored_in_full_gets_4_22_with_the_reasons(
+    server: Server, client: Any, sink: RecordingSink
+) -> None:
+    # docs/protocol/sensors.md section 3: 2.04 only when everything is stored.
+    sink.keep_aside["hp-c9:noise"] = "payload claims device 'hp-c9' on device 'hp-c1''s resource"
+    payload = senml({"n": "noise", "v": 50}, {"n": "hp-c9:noise", "v": 51})
+    response = await post(client, server.uri("/s/hp-c1"), payload)
+    assert str(response.code) == "4.22 Unprocessable Entity"
     assert response.payload.decode() == (
+        "stored 1 of 2 readings; not stored: "
         "payload claims device 'hp-c9' on device 'hp-c1''s resource"
     )
+    assert [reading.metric for reading in sink.stored] == ["noise"]
+
+
+async def test_a_long_diagnostic_is_cut_to_fit_a_datagram(
+    server: Server, client: Any, sink: RecordingSink
+) -> None:
+    records = [{"n": f"n{index}", "v": index} for index in range(60)]
+    sink.keep_aside.update(
+        {f"n{index}": f"SenML name 'n{index}' is unknown" for index in range(60)}
+    )
+    response = await post(client, server.uri("/s/hp-c1"), senml(*records))
+    assert str(response.code) == "4.22 Unprocessable Entity"
+    assert len(response.payload) <= 512 and response.payload.endswith(b"...")
+    assert response.payload.startswith(b"stored 0 of 60 readings; not stored: SenML name 'n0'")
 
 
 async def test_unknown_device_gets_4_04(server: Server, client: Any, sink: RecordingSink) -> None:

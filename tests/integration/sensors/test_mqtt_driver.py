@@ -91,8 +91,9 @@ async def test_json_and_senml_telemetry_reach_the_sink(
     stored = {(reading.device_uid, reading.metric): reading for reading in sink.stored}
     assert stored["hp-1", "pm2_5"].value == 35.2
     assert stored["hp-1", "humidity"].unit is None
-    assert stored["hp-2", "temperature"].unit == "Cel"
+    assert stored["hp-2", "hp-2:temperature"].unit == "Cel"  # the hub maps SenML names
     assert (stored["hp-3", "water_level"].value, stored["hp-3", "water_level"].unit) == (1.25, "m")
+    assert stored["hp-3", "water_level"].senml and not stored["hp-1", "pm2_5"].senml
     assert set(sink.sources) == {"mqtt"}
     assert sink.quarantined == []
 
@@ -144,7 +145,7 @@ async def test_malformed_payloads_are_quarantined_with_reasons_and_the_loop_goes
         (b"\x00\x01garbage", "neither a JSON object"),
         (telemetry(pm2_5="35.2"), "pm2_5 value must be a number, not a string"),  # type: ignore[arg-type]
         (b'{"ts": 1, "readings": {"pm2_5": NaN}}', "NaN is not a finite number"),
-        (json.dumps([{"bn": "hp-9:", "n": "pm2_5", "v": 1}]).encode(), "claims device 'hp-9'"),
+        (json.dumps([{"n": "pm2_5", "v": 1, "vs": "1"}]).encode(), "carries v and vs"),
         (oversized.encode(), "exceeds the limit of 256 (the first 256 bytes are kept)"),
     ]
     driver = make_driver(broker, limits=PayloadLimits(max_bytes=256))

@@ -23,7 +23,9 @@ from drivers.sensors.simulator import (
     encode_telemetry,
     malformed_payload,
 )
+from hub.devices import NATIVE, DeviceIdentity
 from hub.telemetry.catalog import normalise
+from hub.telemetry.names import DeviceNames
 
 AIR = SimulatedSensor("hp-aq-0001", "Lê Chân", 20.8449, 106.6881)
 GAUGE = SimulatedSensor("hp-wl-0001", "Lê Chân", 20.8449, 106.6881, HYDRO_METRICS)
@@ -169,10 +171,14 @@ def test_encoded_telemetry_decodes_to_the_sampled_values(style: PayloadStyle) ->
     now = datetime.now(UTC)
     values = HaiPhongEnvironment().sample(sensor, now, now, random.Random(0))
     readings = decode_telemetry(encode_telemetry(sensor, values, now), sensor.uid, now=now)
-    assert {reading.metric: reading.value for reading in readings} == values
+    names = DeviceNames(NATIVE, DeviceIdentity(sensor.uid, "", None))
+    metrics = {}
     for reading in readings:
+        metric, unit = names.resolve(reading.metric, reading.unit, "topic")
+        metrics[metric] = reading.value
         assert abs((reading.time - now).total_seconds()) < 0.01
-        normalise(reading.metric, reading.value, reading.unit)
+        normalise(metric, reading.value, unit)
+    assert metrics == values
 
 
 def test_malformed_payloads_are_all_rejected() -> None:
