@@ -6,19 +6,60 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import httpx
 import pytest
+import time_machine
 
 from hub.auth import service as auth
 from hub.auth.models import Role, User
 from hub.devices.models import Ward
 from hub.storage.database import run_migrations
 from tests.support.brokers import PrivateBroker, mosquitto_available, private_mosquitto
+from tests.support.clock import INSTANTS, clock_at
 from tests.support.hub import RunningHub, create_database, drop_database, hub_settings, running_hub
 
 pytest_plugins = ["tests.support.broadcast_fixtures"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-at",
+        metavar="INSTANT",
+        help="run with the clock moved to this ISO 8601 instant (ticking on from it), "
+        "to see the suite at another hour or date",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    moved_to = config.getoption("clock_at")
+    if moved_to:
+        traveller = time_machine.travel(datetime.fromisoformat(moved_to), tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    moved_to = config.getoption("clock_at")
+    return f"clock moved to {moved_to}" if moved_to else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # An any_hour test runs at the real clock and at each of the fixed instants.
+    if metafunc.definition.get_closest_marker("any_hour"):
+        metafunc.parametrize(
+            "at_instant", [None, *INSTANTS.values()], ids=["now", *INSTANTS], indirect=True
+        )
+
+
+@pytest.fixture(autouse=True)
+def at_instant(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The clock of an any_hour test's run (autouse, so it is moved before other fixtures)."""
+    with clock_at(getattr(request, "param", None)):
+        yield
+
 
 WARDS = (("ward-a", "Phường A"), ("ward-b", "Phường B"), ("ward-c", "Phường C"))
 PASSWORD = "correct horse battery staple"

@@ -572,7 +572,7 @@ async def list_broadcasts(
 UPCOMING = """
 SELECT s.starts_at, s.ends_at, s.shifted_from
 FROM broadcast_slot s JOIN broadcast b ON b.id = s.broadcast_id
-WHERE s.broadcast_id = $1 AND b.state = 'active' AND s.starts_at > now()
+WHERE s.broadcast_id = $1 AND b.state = 'active' AND s.starts_at > $3
   AND NOT EXISTS (SELECT 1 FROM broadcast_occurrence o
                   WHERE o.broadcast_id = s.broadcast_id AND o.scheduled_at = s.starts_at)
 ORDER BY s.starts_at
@@ -585,7 +585,7 @@ async def upcoming(
 ) -> list[SlotOut]:
     """The planned occurrences not fired yet, soonest first; none once cancelled."""
     await _visible_broadcast(rt, principal, broadcast_id)
-    rows = await rt.pool.fetch(UPCOMING, broadcast_id, limit)
+    rows = await rt.pool.fetch(UPCOMING, broadcast_id, limit, utc_now())
     return [
         slot_out(Slot(r["starts_at"], r["ends_at"], r["shifted_from"]), rt.settings) for r in rows
     ]
@@ -596,7 +596,7 @@ SELECT EXISTS (SELECT 1 FROM broadcast_occurrence o
                WHERE o.broadcast_id = b.id AND o.status IN {occurrences.OPEN_SQL})
     OR EXISTS (SELECT 1 FROM broadcast_slot s
                WHERE s.broadcast_id = b.id
-                 AND s.starts_at + make_interval(secs => GREATEST(b.retry_window_s, $2)) >= now()
+                 AND s.starts_at + make_interval(secs => GREATEST(b.retry_window_s, $2)) >= $3
                  AND NOT EXISTS (SELECT 1 FROM broadcast_occurrence o
                                  WHERE o.broadcast_id = s.broadcast_id
                                    AND o.scheduled_at = s.starts_at))
@@ -642,7 +642,10 @@ async def cancel(rt: Broadcasts, principal: Principal, broadcast_id: int) -> Bro
     async with rt.pool.acquire() as conn, conn.transaction():
         # Locked, so a cancel and the occurrence it races with see one another.
         await conn.execute("SELECT 1 FROM broadcast WHERE id = $1 FOR UPDATE", broadcast_id)
-        left = await conn.fetchval(LEFT_TO_PLAY, broadcast_id, PLAY_GRACE.total_seconds())
+        # Judged by the hub's clock, as every schedule decision is (docs/architecture.md).
+        left = await conn.fetchval(
+            LEFT_TO_PLAY, broadcast_id, PLAY_GRACE.total_seconds(), utc_now()
+        )
         if before.state != "active" or not left:
             raise await _nothing_to_cancel(conn, rt, broadcast_id)
         await conn.execute(

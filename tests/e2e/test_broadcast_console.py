@@ -30,7 +30,8 @@ SHOTS = Path(os.environ.get("IOCHUB_SCREENSHOTS", tempfile.gettempdir())) / "ioc
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 FINAL = {"finished", "failed", "preempted"}
 
-pytestmark = pytest.mark.e2e
+# The first broadcast plays seconds from now: the wards must have no quiet hours then.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("awake_wards")]
 
 
 async def test_ward_staff_schedule_a_broadcast_and_read_who_played_one(

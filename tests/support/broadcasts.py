@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -21,6 +22,7 @@ from tests.support.hub import RunningHub
 from tests.unit.broadcasts.sounds import tone
 
 PROBLEM = "application/problem+json"
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 @dataclass
@@ -76,6 +78,13 @@ async def upload_jingle(client: httpx.AsyncClient) -> dict[str, Any]:
 def local_in(seconds: float) -> str:
     """An instant this many seconds from now, with its offset."""
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def tomorrow_local(hour: int, minute: int = 0) -> str:
+    """Local wall-clock time tomorrow (Asia/Ho_Chi_Minh), with its offset: always ahead, and
+    outside the default quiet hours for 5 <= hour < 22, whatever the hour of the run."""
+    day = datetime.now(LOCAL) + timedelta(days=1)
+    return day.replace(hour=hour, minute=minute, second=0, microsecond=0).isoformat()
 
 
 def problem_fields(response: httpx.Response) -> list[str]:

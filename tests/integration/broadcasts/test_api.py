@@ -13,6 +13,7 @@ from tests.support.broadcasts import (
     Speakers,
     local_in,
     problem_fields,
+    tomorrow_local,
     upload,
 )
 from tests.unit.broadcasts.sounds import tone
@@ -26,7 +27,7 @@ def broadcast(audio_id: int | None, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "title": "Thông báo cắt nước",
         "targets": {"wards": ["ward-a"]},
-        "starts_at": local_in(3600),
+        "starts_at": tomorrow_local(10),
         "volume": 80,
     }
     if audio_id is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import pytest
 
 from tests.conftest import Clients
 from tests.support.broadcasts import (
@@ -18,6 +19,9 @@ from tests.support.broadcasts import (
 )
 from tests.support.hub import RunningHub
 from tests.unit.broadcasts.sounds import tone
+
+# These play broadcasts seconds from now: the wards must have no quiet hours then.
+pytestmark = pytest.mark.usefixtures("awake_wards")
 
 
 async def long_announcement(clients: Clients) -> dict[str, Any]:

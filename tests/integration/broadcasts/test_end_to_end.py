@@ -8,6 +8,7 @@ from typing import Any
 
 import aiomqtt
 import httpx
+import pytest
 
 from drivers.contract import AckStage, Topics
 from drivers.speaker.protocol import encode_ack
@@ -25,6 +26,9 @@ from tests.support.broadcasts import (
 )
 from tests.support.hub import RunningHub
 from tests.unit.broadcasts.sounds import tone
+
+# These play broadcasts seconds from now: the wards must have no quiet hours then.
+pytestmark = pytest.mark.usefixtures("awake_wards")
 
 
 def schedule(audio: dict[str, Any], targets: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -49,6 +53,7 @@ async def acks_counted(client: httpx.AsyncClient, outcome: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+@pytest.mark.any_hour
 async def test_a_scheduled_broadcast_plays_on_every_speaker_together(
     clients: Clients, hub: RunningHub, speakers: Speakers, jingle: dict[str, Any]
 ) -> None:

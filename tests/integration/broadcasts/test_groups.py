@@ -7,6 +7,7 @@ from typing import Any
 
 import aiomqtt
 import asyncpg
+import pytest
 
 from drivers.contract import Topics
 from drivers.speaker.protocol import decode_groups
@@ -21,6 +22,9 @@ from tests.support.broadcasts import (
     simulated,
 )
 from tests.support.hub import RunningHub
+
+# These play broadcasts seconds from now: the wards must have no quiet hours then.
+pytestmark = pytest.mark.usefixtures("awake_wards")
 
 
 def everyone_finished(report: dict[str, Any]) -> bool:

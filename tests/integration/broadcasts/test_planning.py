@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import pytest
 
 from tests.conftest import Clients
 from tests.support.broadcasts import Speakers, problem_fields
@@ -33,6 +34,37 @@ def body(audio: dict[str, Any], start: datetime, **overrides: Any) -> dict[str, 
     } | overrides
 
 
+def in_default_quiet_hours(instant: datetime) -> bool:
+    """The district's default quiet hours, 22:00-05:00 local, told by the hour alone."""
+    hour = instant.astimezone(HCM).hour
+    return hour >= 22 or hour < 5
+
+
+@pytest.mark.any_hour
+async def test_the_local_hour_decides_whether_a_broadcast_soon_may_play(
+    clients: Clients, speakers: Speakers, jingle: dict[str, Any]
+) -> None:
+    starts = datetime.now(UTC) + timedelta(seconds=5)
+    quiet = in_default_quiet_hours(starts) or in_default_quiet_hours(starts + timedelta(seconds=2))
+    normal = await clients.staff_a.post("/api/v1/broadcasts", json=body(jingle, starts))
+    if quiet:
+        assert normal.status_code == 422, normal.text
+        assert "quiet hours of ward-a (22:00–05:00)" in normal.json()["detail"]
+    else:
+        assert normal.status_code == 201, normal.text
+    emergency = await clients.staff_a.post(
+        "/api/v1/broadcasts", json=body(jingle, starts, priority="emergency")
+    )
+    assert emergency.status_code == 201, emergency.text
+    # Nothing is to play after the test: no speaker would answer.
+    made = [emergency] + ([normal] if not quiet else [])
+    for response in made:
+        broadcast_id = response.json()["broadcast"]["id"]
+        cancelled = await clients.staff_a.delete(f"/api/v1/broadcasts/{broadcast_id}")
+        assert cancelled.status_code == 200, cancelled.text
+
+
+@pytest.mark.any_hour
 async def test_quiet_hours_stop_all_but_emergencies(
     clients: Clients, speakers: Speakers, jingle: dict[str, Any]
 ) -> None:

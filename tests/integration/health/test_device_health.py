@@ -194,6 +194,7 @@ async def test_maintenance_through_the_api(
     assert_problem(await clients.staff_a.get("/api/v1/devices/aq-2/health"), 404)
 
 
+@pytest.mark.any_hour
 async def test_ward_availability(
     state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
 ) -> None:

@@ -14,25 +14,31 @@ from drivers.contract import Reading
 from tests.conftest import Clients
 from tests.integration.devices.test_registry_api import assert_problem
 
-HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+def this_hour() -> datetime:
+    """The start of the current hour (UTC), read when a test needs it, not at import."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 async def fill_hours(
     state: Any, uid: str, metric: str, values_by_hour: list[float], per_hour: int = 4
-) -> None:
-    """values_by_hour[0] is the current hour; each hour gets `per_hour` equal readings."""
+) -> datetime:
+    """values_by_hour[0] is the current hour; each hour gets `per_hour` equal readings.
+    Returns the current hour it used."""
     batch = []
+    hour = this_hour()
     for age, value in enumerate(values_by_hour):
         for n in range(per_hour):
-            at = HOUR - timedelta(hours=age) + timedelta(minutes=n * 10)
+            at = hour - timedelta(hours=age) + timedelta(minutes=n * 10)
             batch.append(Reading(uid, metric, value, min(at, datetime.now(UTC))))
     await state.sink.readings(batch, "test")
+    return hour
 
 
 async def test_series_buckets_aggregates_and_gap_filling(
     state: Any, sensors: dict[str, int], clients: Clients
 ) -> None:
-    start = HOUR - timedelta(hours=3)
+    start = this_hour() - timedelta(hours=3)
     batch = [
         Reading("aq-1", "noise", v, start + timedelta(minutes=m))
         for m, v in ((0, 50.0), (10, 60.0), (20, 70.0), (130, 40.0), (140, 44.0))
@@ -120,8 +126,9 @@ async def test_series_bad_input(clients: Clients, sensors: dict[str, int]) -> No
 async def test_ward_scope_applies_to_telemetry(
     state: Any, sensors: dict[str, int], clients: Clients
 ) -> None:
+    hour = this_hour()
     await state.sink.readings(
-        [Reading("aq-3", "pm10", 30.0, HOUR), Reading("aq-1", "pm10", 20.0, HOUR)], "test"
+        [Reading("aq-3", "pm10", 30.0, hour), Reading("aq-1", "pm10", 20.0, hour)], "test"
     )
     assert_problem(
         await clients.staff_a.get(
@@ -139,6 +146,7 @@ async def test_ward_scope_applies_to_telemetry(
     assert [s["ward"] for s in summaries] == ["ward-a"]
 
 
+@pytest.mark.any_hour
 async def test_ward_summary_gives_the_worst_station_vn_aqi(
     state: Any, sensors: dict[str, int], clients: Clients
 ) -> None:
@@ -163,10 +171,10 @@ async def test_ward_summary_gives_the_worst_station_vn_aqi(
 async def test_csv_export_streams_readings(
     state: Any, sensors: dict[str, int], clients: Clients
 ) -> None:
-    await fill_hours(state, "aq-1", "pm10", [10.0, 20.0], per_hour=2)
+    hour = await fill_hours(state, "aq-1", "pm10", [10.0, 20.0], per_hour=2)
     response = await clients.viewer.get(
         "/api/v1/telemetry/export.csv",
-        params={"device": "aq-1", "start": (HOUR - timedelta(hours=2)).isoformat()},
+        params={"device": "aq-1", "start": (hour - timedelta(hours=2)).isoformat()},
     )
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == 4 and rows[0]["unit"] == "µg/m³"
@@ -176,8 +184,8 @@ async def test_csv_export_streams_readings(
 async def test_quarantine_is_visible_through_the_api(
     state: Any, sensors: dict[str, int], clients: Clients
 ) -> None:
-    await state.sink.readings([Reading("aq-1", "pm2_5", -1.0, HOUR)], "test")
-    await state.sink.readings([Reading("aq-3", "pm2_5", -1.0, HOUR)], "test")
+    await state.sink.readings([Reading("aq-1", "pm2_5", -1.0, this_hour())], "test")
+    await state.sink.readings([Reading("aq-3", "pm2_5", -1.0, this_hour())], "test")
     items = (await clients.technician.get("/api/v1/quarantine")).json()
     assert len(items) == 2 and "range" in items[0]["reason"]
     mine = (await clients.staff_a.get("/api/v1/quarantine")).json()
@@ -189,7 +197,7 @@ async def test_quarantine_is_visible_through_the_api(
 async def test_metrics_endpoint_counts_ingest(
     state: Any, sensors: dict[str, int], clients: Clients
 ) -> None:
-    await state.sink.readings([Reading("aq-1", "pm10", 5.0, HOUR)], "test")
+    await state.sink.readings([Reading("aq-1", "pm10", 5.0, this_hour())], "test")
     text = (await clients.viewer.get("/metrics")).text
     assert "iochub_readings_stored_total" in text and "iochub_ingest_queue_depth" in text
     assert_problem(await clients.anonymous.get("/metrics"), 401)
@@ -226,13 +234,13 @@ async def test_timescaledb_layout_and_rollups(
     }
     assert ("policy_compression", "reading") in jobs and ("policy_retention", "reading") in jobs
     assert sum(1 for j in jobs if j[0] == "policy_refresh_continuous_aggregate") == 2
-    await fill_hours(state, "aq-1", "pm10", [10.0, 20.0, 30.0], per_hour=3)
+    hour = await fill_hours(state, "aq-1", "pm10", [10.0, 20.0, 30.0], per_hour=3)
     params: dict[str, Any] = {
         "device": "aq-1",
         "metric": "pm10",
         "bucket": "1h",
-        "start": (HOUR - timedelta(hours=2)).isoformat(),
-        "end": (HOUR + timedelta(hours=1)).isoformat(),
+        "start": (hour - timedelta(hours=2)).isoformat(),
+        "end": (hour + timedelta(hours=1)).isoformat(),
     }
     body = (await clients.viewer.get("/api/v1/telemetry/series", params=params)).json()
     assert body["source"] == "reading_1h"

@@ -32,6 +32,9 @@ needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"
 )
 
+# These play broadcasts seconds from now: the wards must have no quiet hours then.
+pytestmark = pytest.mark.usefixtures("awake_wards")
+
 
 def tomorrow_at(hour: int, minute: int = 0) -> datetime:
     """Local wall-clock time tomorrow (outside the default quiet hours for 6 <= hour < 22)."""
@@ -91,6 +94,7 @@ def field_errors(page: str) -> list[str]:
     ]
 
 
+@pytest.mark.any_hour
 async def test_every_page_renders_for_an_admin(
     clients: Clients,
     hub: RunningHub,
