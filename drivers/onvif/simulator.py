@@ -35,6 +35,8 @@ from email.utils import formatdate
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
+from drivers.onvif.simulated_rtsp import SimulatedRtspServer, StreamSource
+
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -180,6 +182,8 @@ class CameraSpec:
     # PullMessages answers at once, whatever Timeout asked, repeating the current states.
     eager_pulls: bool = False
     renew_fails: bool = False  # Renew answers a fault; the subscription lives on until it ends
+    # Serve each profile over RTSP (digest auth), an H.264 test pattern encoded by ffmpeg.
+    rtsp: bool = False
 
     def __post_init__(self) -> None:
         if not self.serial:
@@ -356,6 +360,7 @@ class SimulatedCamera:
         self._subscriptions: dict[int, _Subscription] = {}
         self._subscription_ids = itertools.count(1)
         self._digest_nonces: set[str] = set()
+        self.rtsp: SimulatedRtspServer | None = None
         self._event_state = {topic: "false" for topic in _EVENT_ITEMS}
         self._operations: dict[tuple[str, str], OperationHandler] = {
             ("device", "GetSystemDateAndTime"): self._get_system_date_and_time,
@@ -400,6 +405,15 @@ class SimulatedCamera:
 
     async def start(self) -> None:
         self.port = self.port or _free_loopback_port(self.host)
+        if self.spec.rtsp and self.rtsp is None:
+            sources = {
+                p.token: StreamSource(p.token, p.width, p.height, p.frame_rate)
+                for p in self.spec.profiles
+            }
+            self.rtsp = SimulatedRtspServer(
+                self.host, sources, self.spec.username, lambda: self.spec.password
+            )
+            await self.rtsp.start()
         if self.spec.fault is not CameraFault.DOWN:
             await self._listen()
 
@@ -409,6 +423,9 @@ class SimulatedCamera:
         )
 
     async def stop(self) -> None:
+        if self.rtsp is not None:
+            await self.rtsp.stop()
+            self.rtsp = None
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -757,7 +774,11 @@ class SimulatedCamera:
 
     async def _get_stream_uri(self, request: ET.Element) -> str:
         profile = self._profile(request)
-        uri = f"rtsp://{self._credentials_in_uri()}{self.advertised_host}:554/Streaming/{profile.token}"
+        port = self.rtsp.port if self.rtsp is not None else 554
+        uri = (
+            f"rtsp://{self._credentials_in_uri()}{self.advertised_host}:{port}"
+            f"/Streaming/{profile.token}"
+        )
         return f"<trt:GetStreamUriResponse>{_media_uri(uri)}</trt:GetStreamUriResponse>"
 
     async def _get_snapshot_uri(self, request: ET.Element) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.response import File, Stream
 
 from hub.auth.principal import CurrentUser
 from hub.cameras.errors import CameraAlreadyOnboarded
@@ -20,12 +21,19 @@ from hub.cameras.schemas import (
     DiscoverIn,
     DiscoveryOut,
     HealthStateName,
+    NearbyCamerasOut,
 )
-from hub.cameras.service import MAX_PAGE, CameraService
+from hub.cameras.service import MAX_PAGE, MJPEG_BOUNDARY, CameraService
 from hub.devices.schemas import StatusName
 from hub.server.errors import problem
 
 UidParam = Annotated[str, PathParameter(max_length=128, description="The camera's uid.")]
+StreamParam = Annotated[
+    Literal["sub", "main"],
+    PathParameter(description="sub: the camera's smallest stream (default); main: its largest."),
+]
+SegmentParam = Annotated[str, PathParameter(max_length=32, pattern=r"^seg[0-9]{5}\.ts$")]
+NO_STORE = {"cache-control": "no-store"}
 Cameras: TypeAlias = NamedDependency[CameraService]
 
 
@@ -112,6 +120,67 @@ class CameraController(Controller):
         the configured interfaces. New cameras become candidates; onboarded cameras
         heard at a new address are followed there once they prove to be the same camera."""
         return await cameras.discover(principal, data)
+
+    @get("/near")
+    async def near(
+        self,
+        principal: CurrentUser,
+        cameras: Cameras,
+        lat: Annotated[float | None, QueryParameter(ge=-90, le=90)] = None,
+        lon: Annotated[float | None, QueryParameter(ge=-180, le=180)] = None,
+        device: Annotated[str | None, QueryParameter(max_length=128)] = None,
+        radius_m: Annotated[float | None, QueryParameter(gt=0, le=50_000)] = None,
+    ) -> NearbyCamerasOut:
+        """Cameras within `radius_m` (default IOCHUB_CAMERAS__NEAR_RADIUS_M, 300 m) of a map
+        point (`lat`, `lon`) or of a device, nearest first, in the wards you serve."""
+        return await cameras.nearby(
+            principal, latitude=lat, longitude=lon, device_uid=device, radius_m=radius_m
+        )
+
+    @get("/{uid:str}/live/{stream:str}/index.m3u8", media_type="application/vnd.apple.mpegurl")
+    async def live_playlist(
+        self, principal: CurrentUser, cameras: Cameras, uid: UidParam, stream: StreamParam
+    ) -> Response[bytes]:
+        """The live view as HLS: starts the camera's stream on demand (remuxed, not
+        transcoded, when it is H.264) and waits for its first segment. 503
+        camera-stream-limit: the hub streams as many cameras as it may; 502/504: the camera
+        cannot stream (the detail says its last health state)."""
+        playlist = await cameras.live_playlist(principal, uid, stream)
+        return Response(playlist, media_type="application/vnd.apple.mpegurl", headers=NO_STORE)
+
+    @get("/{uid:str}/live/{stream:str}/{segment:str}", media_type="video/mp2t")
+    async def live_segment(
+        self,
+        principal: CurrentUser,
+        cameras: Cameras,
+        uid: UidParam,
+        stream: StreamParam,
+        segment: SegmentParam,
+    ) -> File:
+        """One MPEG-TS segment of a running live view."""
+        path = await cameras.live_segment(principal, uid, stream, segment)
+        return File(
+            path, media_type="video/mp2t", headers=NO_STORE, content_disposition_type="inline"
+        )
+
+    @get(
+        "/{uid:str}/live.mjpeg", media_type=f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}"
+    )
+    async def live_mjpeg(
+        self,
+        principal: CurrentUser,
+        cameras: Cameras,
+        uid: UidParam,
+        fps: Annotated[float | None, QueryParameter(ge=1, le=2)] = None,
+    ) -> Stream:
+        """The fallback live view for any ONVIF camera: snapshots as multipart MJPEG at
+        `fps` (1 to 2; default IOCHUB_CAMERAS__MJPEG_FPS)."""
+        frames = await cameras.mjpeg(principal, uid, fps or cameras.settings.mjpeg_fps)
+        return Stream(
+            frames,
+            media_type=f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
+            headers=NO_STORE,
+        )
 
     @get("/{uid:str}")
     async def get_camera(

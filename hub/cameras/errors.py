@@ -110,3 +110,17 @@ def snapshot_error(error: CameraError, uid: str, limit: int) -> HubError:
     if isinstance(error, CameraUnreachable):
         return CameraUnavailable(f"camera {uid} cannot be reached for a snapshot")
     return CameraUnavailable(f"camera {uid} did not send a usable snapshot: {error}")
+
+
+def stream_error(error: CameraError, uid: str) -> CameraUnavailable:
+    """Why a live view of camera ``uid`` cannot start."""
+    if isinstance(error, CameraAuthError):
+        return CameraUnavailable(
+            f"camera {uid} refused the stored credentials for its stream: update them with "
+            f"PUT /api/v1/cameras/{uid}/credentials"
+        )
+    if isinstance(error, CameraTimeout):
+        return CameraTimedOut(f"camera {uid} sent no video in time: {error}")
+    if isinstance(error, CameraUnreachable):
+        return CameraUnavailable(f"camera {uid} cannot be reached for its stream: {error}")
+    return CameraUnavailable(f"camera {uid} cannot stream: {error}")

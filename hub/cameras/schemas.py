@@ -185,3 +185,34 @@ class DiscoveryOut(msgspec.Struct):
     """Advertised addresses the hub will not follow (outside the allowed subnets, names)."""
     skipped: list[IgnoredOut]
     """Answers that could not be read."""
+
+
+class CameraLinks(msgspec.Struct):
+    view: str
+    """The console page with the camera's live view."""
+    hls: str | None
+    """The HLS playlist (sub-stream; add ?profile=main for the main stream)."""
+    mjpeg: str | None
+    """The MJPEG fallback, built from snapshots at 1-2 fps."""
+    snapshot: str | None
+
+
+class NearbyCameraOut(msgspec.Struct):
+    uid: str
+    name: str
+    ward: str | None
+    latitude: float
+    longitude: float
+    distance_m: float
+    """Great-circle distance from the place asked about, in metres."""
+    status: str
+    health: HealthStateName | None
+    links: CameraLinks
+
+
+class NearbyCamerasOut(msgspec.Struct):
+    latitude: float
+    longitude: float
+    radius_m: float
+    items: list[NearbyCameraOut]
+    """Nearest first."""

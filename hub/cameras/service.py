@@ -13,9 +13,10 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,15 +25,24 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from drivers.contract import DeviceEvent, DriverSink, Heartbeat
-from drivers.onvif.client import CameraError, CameraProbe, probe_camera
+from drivers.onvif.client import CameraError, CameraProbe, pin_to_host, probe_camera
 from drivers.onvif.discovery import discover, normalize_endpoint_ref, parse_targets, scope_value
 from drivers.onvif.health import HEARTBEAT_SOURCE
+from drivers.onvif.hls import PLAYLIST, SEGMENT_NAME, with_credentials
 from drivers.onvif.snapshot import Snapshot, fetch_snapshot
 from hub.auth import audit
 from hub.auth.principal import Permission, Principal
 from hub.cameras import store
-from hub.cameras.errors import CameraAlreadyOnboarded, onboarding_error, snapshot_error
+from hub.cameras.errors import (
+    CameraAlreadyOnboarded,
+    CameraUnavailable,
+    onboarding_error,
+    snapshot_error,
+    stream_error,
+)
 from hub.cameras.events import ChangeSignal
+from hub.cameras.live import LiveViews, StreamKey
+from hub.cameras.nearby import nearby_out
 from hub.cameras.schemas import (
     CameraDetail,
     CameraEventOut,
@@ -47,18 +57,38 @@ from hub.cameras.schemas import (
     DiscoveryOut,
     IgnoredOut,
     MoveOut,
+    NearbyCamerasOut,
     ProfileOut,
 )
 from hub.cameras.settings import CameraSettings
 from hub.devices import service as registry
 from hub.devices.models import Device, Lifecycle
-from hub.errors import Conflict, FieldProblem, NotFound, Unavailable, ValidationFailed
+from hub.errors import (
+    Conflict,
+    FieldProblem,
+    HubError,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 from hub.storage.crypto import SecretBox
 
 log = logging.getLogger("hub.cameras")
 MAX_PAGE = 500
 MOVE_CHECKS_AT_ONCE = 8
 _UID_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+MJPEG_BOUNDARY = "iochub-frame"
+
+
+def pick_profile(profiles: Sequence[dict[str, Any]], which: str) -> dict[str, Any] | None:
+    """The sub-stream (the smallest picture with an RTSP URI) or the main one (the largest)."""
+    streams = [p for p in profiles if p.get("stream_uri")]
+    if not streams:
+        return None
+    by_size = sorted(streams, key=lambda p: (p.get("width") or 0) * (p.get("height") or 0))
+    return by_size[-1] if which == "main" else by_size[0]
 
 
 def derive_uid(serial: str) -> str | None:
@@ -193,6 +223,7 @@ class CameraService:
     changes: ChangeSignal = field(default_factory=ChangeSignal)
     # The health sweep's assessment of some cameras, run once a probe has succeeded.
     assess: Callable[[Sequence[str]], Awaitable[object]] | None = None
+    live: LiveViews | None = None
     _discovering: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # -- reads ---------------------------------------------------------------------------
@@ -282,6 +313,179 @@ class CameraService:
             )
         except CameraError as error:
             raise snapshot_error(error, uid, limit) from error
+
+    # -- viewing -------------------------------------------------------------------------
+
+    async def _viewable(self, principal: Principal, uid: str) -> tuple[Device, store.CameraAccess]:
+        device = await self._scoped_camera(principal, uid)
+        access = await store.load_access(self.pool, device.id)
+        if access is None or access.lifecycle != Lifecycle.ACTIVE or not access.password_sealed:
+            raise NotFound(f"camera {uid} is decommissioned")
+        return device, access
+
+    async def _cannot_stream(self, device: Device, error: CameraError) -> CameraUnavailable:
+        health = await store.health_of(self.pool, device.id)
+        state = health["health_state"] if health else None
+        checked = health["last_probe_at"].isoformat() if health and health["last_probe_at"] else ""
+        said = f"; last check: {state}" if state else ""
+        if checked:
+            said += f" at {checked}"
+        if health and health["last_error"]:
+            said += f" ({health['last_error']})"
+        failure = stream_error(error, device.uid)
+        failure.detail = f"{failure.detail}{said}"
+        failure.args = (failure.detail,)
+        return failure
+
+    async def live_playlist(self, principal: Principal, uid: str, which: str) -> bytes:
+        """The HLS playlist of the camera's sub (default) or main stream, started on demand."""
+        live = self._live()
+        device, access = await self._viewable(principal, uid)
+        profile = pick_profile(await store.stream_profiles(self.pool, device.id), which)
+        if profile is None:
+            raise NotFound(f"camera {uid} offers no RTSP stream; use its MJPEG fallback")
+        key: StreamKey = (uid, which)
+
+        def source() -> str:
+            password = access.password(self.box) or ""
+            uri = pin_to_host(str(profile["stream_uri"]), access.host)
+            return with_credentials(uri, access.username, password)
+
+        try:
+            stream, _ = await live.open(key, source, profile.get("codec"), uid)
+        except CameraError as error:
+            raise await self._cannot_stream(device, error) from error
+        if live.touch(stream, principal):
+            await self._audit_view(principal, device, which, "hls")
+        try:
+            return (stream.directory / PLAYLIST).read_bytes()
+        except OSError as error:
+            raise NotFound(f"the live stream of camera {uid} just ended; reload") from error
+
+    async def live_segment(self, principal: Principal, uid: str, which: str, name: str) -> Path:
+        """One HLS segment of a running stream (ward scope checked on every one)."""
+        live = self._live()
+        await self._scoped_camera(principal, uid)
+        stream = live.running((uid, which))
+        if stream is None or not SEGMENT_NAME.fullmatch(name):
+            raise NotFound(f"no live segment {name!r} for camera {uid}")
+        path = stream.directory / name
+        if not path.is_file():
+            raise NotFound(f"segment {name} of camera {uid} has expired; reload the playlist")
+        live.touch(stream, principal)
+        return path
+
+    def _live(self) -> LiveViews:
+        if self.live is None:
+            raise Unavailable("live camera views are not running on this hub")
+        return self.live
+
+    async def _audit_view(self, principal: Principal, device: Device, which: str, via: str) -> None:
+        await audit.record(
+            principal,
+            "camera.view",
+            "camera",
+            device.uid,
+            ward_id=device.ward_id,
+            after={"profile": which, "via": via},
+        )
+
+    async def view_ended(
+        self, principal: Principal, key: StreamKey, since: float, until: float
+    ) -> None:
+        """Audit the end of someone's live view, with when it began and how long it lasted."""
+        ward_id = await self.pool.fetchval("SELECT ward_id FROM device WHERE uid = $1", key[0])
+        await audit.record(
+            principal,
+            "camera.view.end",
+            "camera",
+            key[0],
+            ward_id=ward_id,
+            after={
+                "profile": key[1],
+                "started_at": datetime.fromtimestamp(since, UTC).isoformat(),
+                "ended_at": datetime.fromtimestamp(until, UTC).isoformat(),
+                "seconds": round(until - since, 1),
+            },
+        )
+
+    async def mjpeg(self, principal: Principal, uid: str, fps: float) -> AsyncIterator[bytes]:
+        """A multipart/x-mixed-replace stream of snapshots at ``fps``, for any ONVIF camera.
+
+        The first image is fetched before this returns, so a camera that cannot send one
+        answers with a problem, not with an empty stream.
+        """
+        device, _ = await self._viewable(principal, uid)
+        first = await self.snapshot(principal, uid)
+        await self._audit_view(principal, device, "snapshot", "mjpeg")
+        interval = 1.0 / fps
+        longest = self.settings.mjpeg_max_s
+
+        async def frames() -> AsyncIterator[bytes]:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            image = first
+            try:
+                while True:
+                    began = loop.time()
+                    yield (
+                        (
+                            f"--{MJPEG_BOUNDARY}\r\nContent-Type: {image.content_type}\r\n"
+                            f"Content-Length: {image.size}\r\n\r\n"
+                        ).encode()
+                        + image.content
+                        + b"\r\n"
+                    )
+                    if loop.time() - started >= longest:
+                        return
+                    await asyncio.sleep(max(0.0, interval - (loop.time() - began)))
+                    try:
+                        image = await self.snapshot(principal, uid)
+                    except HubError as error:
+                        log.info("MJPEG view of %s ended: %s", uid, error.detail)
+                        return
+            finally:
+                now = datetime.now(UTC).timestamp()
+                await self.view_ended(principal, (uid, "mjpeg"), now - (loop.time() - started), now)
+
+        return frames()
+
+    async def nearby(
+        self,
+        principal: Principal,
+        *,
+        latitude: float | None,
+        longitude: float | None,
+        device_uid: str | None,
+        radius_m: float | None,
+    ) -> NearbyCamerasOut:
+        """The cameras within the radius of a point or of a device, nearest first."""
+        principal.require(Permission.DEVICES_READ)
+        radius = radius_m or self.settings.near_radius_m
+        exclude = None
+        if device_uid is not None:
+            device = await registry.get_scoped(principal, device_uid)
+            if device.latitude is None or device.longitude is None:
+                raise ValidationFailed(
+                    f"device {device_uid} has no location",
+                    [FieldProblem("device", "the device has no coordinates in the registry")],
+                )
+            latitude, longitude, exclude = device.latitude, device.longitude, device.uid
+        if latitude is None or longitude is None:
+            raise ValidationFailed(
+                "say where: a device, or a latitude and a longitude",
+                [FieldProblem("lat", "give lat and lon, or device")],
+            )
+        scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
+        found = await store.cameras_near(
+            self.pool, latitude, longitude, radius, ward_ids=scope, exclude_uid=exclude
+        )
+        return NearbyCamerasOut(
+            latitude=latitude,
+            longitude=longitude,
+            radius_m=radius,
+            items=[nearby_out(camera) for camera in found],
+        )
 
     # -- onboarding and changes ------------------------------------------------------------
 

@@ -44,6 +44,38 @@ class CameraSettings(BaseModel):
     snapshot_timeout_s: float = Field(
         5.0, gt=0, le=60, description="Longest fetching one snapshot may take."
     )
+    live_max_streams: int = Field(
+        4,
+        ge=0,
+        le=256,
+        description="Camera streams the hub remuxes to HLS at once; beyond, viewers are refused "
+        "(and pointed at the MJPEG fallback).",
+    )
+    live_idle_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="A live stream nobody fetched for this long is stopped."
+    )
+    live_segment_s: float = Field(
+        2.0, ge=0.5, le=10, description="HLS segment length (cut at the camera's keyframes)."
+    )
+    live_playlist_size: int = Field(5, ge=2, le=30, description="Segments an HLS playlist lists.")
+    live_start_timeout_s: float = Field(
+        15.0, gt=0, le=120, description="Longest a live view waits for the camera's first video."
+    )
+    live_dir: str = Field(
+        "",
+        description="Where HLS segments are written (a tmpfs suits); empty: the system's "
+        "temporary directory.",
+    )
+    ffmpeg: str = Field("ffmpeg", description="The ffmpeg binary that remuxes camera streams.")
+    mjpeg_fps: float = Field(
+        1.0, ge=1, le=2, description="Default frame rate of the MJPEG fallback (1 to 2 fps)."
+    )
+    mjpeg_max_s: float = Field(
+        600.0, gt=0, description="Longest one MJPEG fallback view runs before it ends."
+    )
+    near_radius_m: float = Field(
+        300.0, gt=0, le=50_000, description="Radius of the nearest cameras to a place or alert."
+    )
     discovery_targets: list[str] = Field(
         default_factory=list,
         description="Addresses or subnets (10.1.2.0/24) probed one by one by every discovery; "

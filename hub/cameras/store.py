@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -387,3 +388,88 @@ async def dismiss_candidate(
 
 async def delete_candidate(conn: BaseDBAsyncClient, endpoint_ref: str) -> None:
     await conn.execute_query("DELETE FROM camera_candidate WHERE endpoint_ref = $1", [endpoint_ref])
+
+
+# -- viewing ---------------------------------------------------------------------------------
+
+
+async def stream_profiles(pool: asyncpg.Pool, device_id: int) -> list[dict[str, Any]]:
+    """The camera's profiles as its last probe read them (stream URIs without credentials)."""
+    value = await pool.fetchval("SELECT profiles FROM camera WHERE device_id = $1", device_id)
+    profiles = json.loads(value) if isinstance(value, str) else value
+    return list(profiles or [])
+
+
+async def health_of(pool: asyncpg.Pool, device_id: int) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT c.health_state, c.last_probe_at, c.last_error, d.status FROM camera c "
+        "JOIN device d ON d.id = c.device_id WHERE c.device_id = $1",
+        device_id,
+    )
+
+
+EARTH_RADIUS_M = 6_371_008.8  # the mean Earth radius (IUGG)
+
+
+@dataclass(frozen=True, slots=True)
+class NearbyCamera:
+    uid: str
+    name: str
+    ward: str | None
+    latitude: float
+    longitude: float
+    distance_m: float
+    status: str
+    health_state: str | None
+    has_snapshot: bool
+
+
+async def cameras_near(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    latitude: float,
+    longitude: float,
+    radius_m: float,
+    *,
+    ward_ids: Sequence[int] | None = None,
+    exclude_uid: str | None = None,
+    limit: int = 20,
+) -> list[NearbyCamera]:
+    """Active cameras within ``radius_m`` of a point, nearest first.
+
+    Great-circle distance by the haversine formula on the registry's WGS 84 coordinates
+    (good to about 0.5 % at district scale); a bounding box on the indexed coordinates
+    keeps the query from measuring every camera in the city.
+    """
+    lat_span = math.degrees(radius_m / EARTH_RADIUS_M)
+    lon_span = lat_span / max(math.cos(math.radians(latitude)), 1e-6)
+    rows = await conn.fetch(
+        "SELECT * FROM (SELECT d.uid, d.name, w.code AS ward, d.latitude, d.longitude, "
+        "d.status, c.health_state, c.snapshot_uri IS NOT NULL AS has_snapshot, "
+        "2 * $9::float8 * asin(sqrt(power(sin(radians(d.latitude - $1) / 2), 2) + "
+        "cos(radians($1)) * cos(radians(d.latitude)) * "
+        "power(sin(radians(d.longitude - $2) / 2), 2))) AS distance_m "
+        "FROM camera c JOIN device d ON d.id = c.device_id LEFT JOIN ward w ON w.id = d.ward_id "
+        "WHERE d.kind = 'camera' AND d.lifecycle = 'active' "
+        "AND d.latitude BETWEEN $1 - $3 AND $1 + $3 AND d.longitude BETWEEN $2 - $4 AND $2 + $4 "
+        "AND ($5::int[] IS NULL OR d.ward_id = ANY($5)) AND ($6::text IS NULL OR d.uid <> $6)"
+        ") near WHERE distance_m <= $7 ORDER BY distance_m, uid LIMIT $8",
+        latitude,
+        longitude,
+        lat_span,
+        lon_span,
+        list(ward_ids) if ward_ids is not None else None,
+        exclude_uid,
+        radius_m,
+        limit,
+        EARTH_RADIUS_M,
+    )
+    return [NearbyCamera(**dict(row.items())) for row in rows]
+
+
+async def location_of(
+    conn: asyncpg.Pool | asyncpg.Connection, uid: str
+) -> tuple[float, float] | None:
+    row = await conn.fetchrow("SELECT latitude, longitude FROM device WHERE uid = $1", uid)
+    if row is None or row["latitude"] is None or row["longitude"] is None:
+        return None
+    return float(row["latitude"]), float(row["longitude"])

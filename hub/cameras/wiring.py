@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from drivers.contract import DriverSink
+from hub.cameras import nearby
 from hub.cameras.api import CameraController
 from hub.cameras.events import run_camera_events
 from hub.cameras.health import CameraHealthService
+from hub.cameras.live import LiveViews
 from hub.cameras.service import CameraService
 from hub.server.context import HubContext
 from hub.server.services import BackgroundService, ServiceGroup
@@ -32,6 +34,12 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
         pool, box, sink, settings, interval_s=ctx.settings.health.camera_interval_s
     )
     cameras.assess = health.assess
+    live = LiveViews(settings)
+    live.on_view_ended = cameras.view_ended
+    cameras.live = live
+    nearby.DEFAULTS.radius_m = settings.near_radius_m
+    nearby.DEFAULTS.base_url = ctx.settings.http.base_url
+    services.add(BackgroundService("camera-live", live.run))
     ctx.state.cameras, ctx.state.camera_health = cameras, health
     if settings.health_enabled:
         services.add(BackgroundService("camera-health", health.run))
