@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -37,7 +36,7 @@ def streaming(name: str) -> CameraSpec:
 
 
 @pytest.fixture
-def live(cameras: CameraService, monkeypatch: pytest.MonkeyPatch) -> Iterator[CameraService]:
+def live(cameras: CameraService, monkeypatch: pytest.MonkeyPatch) -> CameraService:
     """Short segments and a short idle timeout, so that a test takes seconds."""
     assert cameras.live is not None
     fast = cameras.settings.model_copy(
@@ -50,7 +49,7 @@ def live(cameras: CameraService, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     )
     monkeypatch.setattr(cameras.live, "settings", fast)
     monkeypatch.setattr(cameras, "settings", fast)
-    yield cameras
+    return cameras
 
 
 def ffprobe(path: Path) -> dict[str, object]:
@@ -143,7 +142,9 @@ async def test_live_view_streams_hls_to_its_ward_and_stops_when_idle(
         ("camera.view", "staff-a"),
         ("camera.view.end", "staff-a"),
     ]
-    ended = json.loads(audit[1]["after"]) if isinstance(audit[1]["after"], str) else audit[1]["after"]
+    ended = (
+        json.loads(audit[1]["after"]) if isinstance(audit[1]["after"], str) else audit[1]["after"]
+    )
     assert ended["profile"] == "sub" and ended["seconds"] > 0
 
 
