@@ -16,6 +16,8 @@ from hub.alerts.rules import Escalation, RuleIn, Scope, Severity, validate
 from hub.alerts.simulation import dry_run
 from hub.auth import audit
 from hub.auth.principal import CurrentUser, Permission, Principal
+from hub.cameras import nearby
+from hub.cameras.schemas import NearbyCameraOut
 from hub.devices import service as registry
 from hub.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 
@@ -39,6 +41,8 @@ class AlertOut(msgspec.Struct):
     resolved_at: datetime | None
     resolved_by: str | None
     assignee: str | None
+    nearby_cameras: list[NearbyCameraOut] = msgspec.field(default_factory=list)
+    """Cameras near the alert's device, nearest first (in one alert's answer, not in lists)."""
 
 
 class AlertPage(msgspec.Struct):
@@ -278,7 +282,12 @@ class AlertController(Controller):
         self, request: Request[Any, Any, Any], principal: CurrentUser, alert_id: FromPath[int]
     ) -> AlertOut:
         principal.require(Permission.DEVICES_READ)
-        return alert_out(await visible_alert(request, principal, alert_id))
+        row = await visible_alert(request, principal, alert_id)
+        alert = alert_out(row)
+        scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
+        async with pool_of(request).acquire() as conn:
+            alert.nearby_cameras = await nearby.near_device(conn, row["device_uid"], ward_ids=scope)
+        return alert
 
     @post("/{alert_id:int}/acknowledge", status_code=200)
     async def acknowledge(

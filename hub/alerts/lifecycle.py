@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from hub.cameras import nearby
 from hub.errors import Conflict, NotFound
 from hub.integrations.outbox import enqueue
 
@@ -65,6 +66,8 @@ async def publish(
     conn: Connection, change: str, row: asyncpg.Record, extra: dict[str, Any] | None = None
 ) -> None:
     data = as_data(row) | (extra or {})
+    # The IOC opens these links to see the place of the alert (issue: live camera view).
+    data["nearby_cameras"] = await nearby.webhook_nearby(conn, row["device_uid"])
     await enqueue(
         conn,
         event_type=f"vn.iochub.alert.{change}",

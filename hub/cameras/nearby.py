@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from hub.cameras import store
@@ -51,7 +50,7 @@ def nearby_out(camera: store.NearbyCamera, base_url: str = "") -> NearbyCameraOu
 
 
 async def near_device(
-    conn: asyncpg.Pool | asyncpg.Connection,
+    conn: store.Queryable,
     device_uid: str,
     *,
     ward_ids: Sequence[int] | None = None,
@@ -72,7 +71,7 @@ async def near_device(
     return [nearby_out(camera, base_url) for camera in found]
 
 
-async def webhook_nearby(conn: asyncpg.Connection, device_uid: str) -> list[dict[str, Any]]:
+async def webhook_nearby(conn: store.Queryable, device_uid: str) -> list[dict[str, Any]]:
     """What an alert's webhook payload says of the cameras near its device: absolute links."""
     found = await near_device(conn, device_uid, base_url=DEFAULTS.base_url)
     return [msgspec.to_builtins(camera) for camera in found]

@@ -14,10 +14,11 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from drivers.onvif.client import CameraProbe, CameraTarget, pin_to_host
@@ -408,6 +409,9 @@ async def health_of(pool: asyncpg.Pool, device_id: int) -> asyncpg.Record | None
     )
 
 
+# Anything that runs a query: the pool, or a connection (inside another slice's transaction).
+Queryable: TypeAlias = "asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]"
+
 EARTH_RADIUS_M = 6_371_008.8  # the mean Earth radius (IUGG)
 
 
@@ -425,7 +429,7 @@ class NearbyCamera:
 
 
 async def cameras_near(
-    conn: asyncpg.Pool | asyncpg.Connection,
+    conn: Queryable,
     latitude: float,
     longitude: float,
     radius_m: float,
@@ -466,9 +470,7 @@ async def cameras_near(
     return [NearbyCamera(**dict(row.items())) for row in rows]
 
 
-async def location_of(
-    conn: asyncpg.Pool | asyncpg.Connection, uid: str
-) -> tuple[float, float] | None:
+async def location_of(conn: Queryable, uid: str) -> tuple[float, float] | None:
     row = await conn.fetchrow("SELECT latitude, longitude FROM device WHERE uid = $1", uid)
     if row is None or row["latitude"] is None or row["longitude"] is None:
         return None

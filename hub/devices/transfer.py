@@ -203,6 +203,10 @@ def geojson_feature(device: DeviceOut, base_url: str = "") -> dict[str, Any]:
     properties["href"] = f"{base_url}/api/v1/devices/{device.uid}"
     if device.kind == "camera":
         properties["snapshot"] = f"{base_url}/api/v1/cameras/{device.uid}/snapshot"
+        properties["live_view"] = f"{base_url}/cameras/{device.uid}"
+        properties["hls"] = f"{base_url}/api/v1/cameras/{device.uid}/live/sub/index.m3u8"
+    if device.latitude is not None and device.longitude is not None:
+        properties["nearby_cameras"] = f"{base_url}/api/v1/cameras/near?device={device.uid}"
     geometry = (
         {"type": "Point", "coordinates": [device.longitude, device.latitude]}
         if device.latitude is not None and device.longitude is not None
