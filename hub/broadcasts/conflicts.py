@@ -1,11 +1,12 @@
 """Overlaps between a new broadcast and those already planned, on the speakers they share.
 
 Two occurrences conflict when they share a speaker and their times (plus a gap of
-silence) overlap. What happens depends on the new broadcast's priority (Circular
-39/2020/TT-BTTTT): a normal one gives way and is placed after what it overlaps (within
-``max_shift``, outside quiet hours), a priority one is saved with its conflicts flagged
-for people to settle, an emergency pre-empts. With ``on_conflict="reject"`` any overlap
-refuses the broadcast instead.
+silence) overlap. What happens follows the priorities of Circular 39/2020/TT-BTTTT (an
+emergency at once, a priority bulletin ahead of the normal schedule): the new broadcast
+is placed after what it overlaps of the same or a higher priority (within ``max_shift``,
+outside quiet hours), and pre-empts what it overlaps of a lower one, which gives way on
+the shared speakers when it fires (programme.py); an emergency pre-empts everything.
+With ``on_conflict="reject"`` any overlap refuses the broadcast instead.
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ from hub.broadcasts.targets import Speaker, resolve_stored
 from hub.errors import Conflict as ConflictError
 from hub.errors import FieldProblem
 
-Resolution = Literal["placed_after", "flagged", "preempts", "rejected"]
+Resolution = Literal["placed_after", "preempts", "rejected"]
+RANK = {"normal": 0, "priority": 1, "emergency": 2}
 MAX_PLACEMENT_ROUNDS = 12
 SAMPLE_SPEAKERS = 20
+
+
+def gives_way(priority: str, other: str) -> bool:
+    """Whether a broadcast of ``priority`` makes way for one of ``other`` it overlaps.
+    An emergency makes way for nothing: the later emergency interrupts the earlier."""
+    return priority != "emergency" and RANK[other] >= RANK[priority]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,18 +200,17 @@ async def settle(
             [_conflict(slots[o.index], o, "rejected") for o in overlaps],
             "the broadcast overlaps others on the same speakers",
         )
-    if candidate.priority != "normal":
-        resolution: Resolution = "preempts" if candidate.priority == "emergency" else "flagged"
-        return slots, [_conflict(slots[o.index], o, resolution) for o in overlaps]
-
     conflicts: list[Conflict] = []
     seen: set[tuple[int, int, datetime]] = set()
     for _ in range(MAX_PLACEMENT_ROUNDS):
-        if not overlaps:
+        blocking = [o for o in overlaps if gives_way(candidate.priority, o.priority)]
+        if not blocking:
             final = {s.shifted_from: s.starts_at for s in slots if s.shifted_from is not None}
-            return slots, [replace(c, placed_at=final.get(c.occurrence_at)) for c in conflicts]
+            placed = [replace(c, placed_at=final.get(c.occurrence_at)) for c in conflicts]
+            # Where it finally plays, what it overlaps of a lower priority gives way to it.
+            return slots, placed + [_conflict(slots[o.index], o, "preempts") for o in overlaps]
         latest_end: dict[int, datetime] = {}
-        for overlap in overlaps:
+        for overlap in blocking:
             latest_end[overlap.index] = max(
                 latest_end.get(overlap.index, overlap.ends_at), overlap.ends_at
             )

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import asyncpg
 
 from drivers.contract import Command, CommandChannel
-from hub.broadcasts import metrics, occurrences, planning
+from hub.broadcasts import metrics, occurrences, planning, programme
+from hub.broadcasts.conflicts import ConflictFinder
 from hub.broadcasts.delivery import (
     CANCELLED,
     INVALID_COMMAND,
@@ -215,24 +216,66 @@ class Dispatcher:
         expires_at = max(start_at, scheduled_at + timedelta(seconds=row["retry_window_s"]))
         expires_at += PLAY_GRACE
         metrics.DRIFT_SECONDS.observe(max(0.0, (sending_at - send_due).total_seconds()))
-        # Cancelled while it waited to be sent: nothing goes out.
-        sending = await occurrences.begin_dispatch(
-            self.pool,
-            occurrence_id,
-            send_due_at=send_due,
-            send_started_at=sending_at,
-            start_at=start_at,
-            expires_at=expires_at,
-            speaker_count=len(playing),
-        )
+        emergency = row["priority"] == "emergency"
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One programme per ward: this decision and any other occurrence's on the
+            # same wards happen one after the other (see programme.py).
+            await programme.lock_wards(
+                conn, programme.PLAYING_LOCK_CLASS, {s.ward_id for s in playing.values()}
+            )
+            yielded, higher = await self._higher_first(conn, row, playing)
+            playing = {k: s for k, s in playing.items() if k not in yielded}
+            if not playing:
+                await occurrences.end_unsent(
+                    conn,
+                    occurrence_id,
+                    Status.PREEMPTED,
+                    "gave way on every speaker to a higher priority broadcast: "
+                    + ", ".join(higher),
+                )
+                return None
+            # Cancelled while it waited to be sent: nothing goes out.
+            sending = await occurrences.begin_dispatch(
+                conn,
+                occurrence_id,
+                send_due_at=send_due,
+                send_started_at=sending_at,
+                start_at=start_at,
+                expires_at=expires_at,
+                speaker_count=len(playing),
+            )
+            taken = (
+                await programme.take_from_lower(
+                    conn,
+                    broadcast_id=row["broadcast_id"],
+                    priority=row["priority"],
+                    starts_at=start_at,
+                    ends_at=start_at + timedelta(seconds=row["duration_s"]),
+                    speakers=playing.values(),
+                    gap_s=self.settings.conflict_gap_s,
+                    now=sending_at,
+                )
+                if sending
+                else []
+            )
         if not sending:
             await self._settle_cancelled(occurrence_id)
             return None
+        if yielded:
+            plan = await plan_sends(self.pool, playing)
+        # Lower programmes stop before this one is sent; an emergency interrupts by itself
+        # and is not held up, the stops follow it.
+        stops = [(t.device_uid, t.command_id) for t in taken if t.status != Status.PLANNED]
+        if not emergency:
+            await self._stop_plays(stops)
         job = self._job(row, start_at, expires_at)
-        job.pending = command_ids
+        job.pending = {s.uid: command_ids[s.uid] for s in playing.values()}
         await self._send_groups(job, plan)
         await self._send(job, [(s.uid, job.pending[s.uid]) for s in plan.direct], retry=False)
         metrics.FAN_OUT_SECONDS.observe((self._clock() - sending_at).total_seconds())
+        if emergency:
+            await self._stop_plays(stops)
+        await self._stop_taken_while_sending(occurrence_id, playing, yielded)
         await occurrences.note_sent(self.pool, occurrence_id, self._clock())
         metrics.OCCURRENCES.labels("sent").inc()
         log.info(
@@ -246,6 +289,64 @@ class Dispatcher:
             start_at.isoformat(),
         )
         return job
+
+    async def _higher_first(
+        self, conn: Any, row: Any, playing: dict[int, Speaker]
+    ) -> tuple[set[int], list[str]]:
+        """The speakers this occurrence leaves to higher priority ones (written pre-empted)
+        and those broadcasts, named."""
+        finder = ConflictFinder(
+            conn, self.settings.conflict_gap_s, self.settings.max_audio_duration_s
+        )
+        higher = await programme.higher_overlapping(
+            conn,
+            finder,
+            broadcast_id=row["broadcast_id"],
+            priority=row["priority"],
+            starts_at=row["scheduled_at"],
+            duration_s=row["duration_s"],
+            speakers=playing,
+            ward_ids=frozenset(row["ward_ids"]),
+        )
+        shared = {uid for h in higher for uid in h.speakers}
+        yielded = {k for k, s in playing.items() if s.uid in shared}
+        yielded |= await programme.taken_away(conn, row["id"]) & set(playing)
+        if yielded:
+            await programme.give_way(conn, row["id"], yielded, self._clock())
+        names = [f"{h.priority} broadcast {h.broadcast_id} ({h.title!r})" for h in higher]
+        return yielded, names or ["a higher priority broadcast"]
+
+    async def _stop_plays(self, plays: Sequence[tuple[str, str]]) -> None:
+        """Stop these (speaker, command id) plays, each on its speaker's own topic."""
+        if not plays:
+            return
+        try:
+            failures = await self.channel.send_many(
+                Command(f"stop-{cid}", uid, "stop", {"target": cid}) for uid, cid in plays
+            )
+        except ConnectionError as exc:
+            log.warning("%d pre-empted plays not stopped (%s)", len(plays), exc)
+            return
+        if failures:
+            log.warning("%d pre-empted plays not stopped: %s", len(failures), failures[0].reason)
+
+    async def _stop_taken_while_sending(
+        self, occurrence_id: int, playing: dict[int, Speaker], yielded: set[int]
+    ) -> None:
+        """A higher priority occurrence that decided while this one was being sent may
+        have stopped a play before it arrived: stop those again, after the plays."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await programme.lock_wards(
+                conn, programme.PLAYING_LOCK_CLASS, {s.ward_id for s in playing.values()}
+            )
+            late = (await programme.taken_away(conn, occurrence_id)) - yielded
+            rows = await conn.fetch(
+                "SELECT device_uid, command_id FROM broadcast_delivery "
+                "WHERE occurrence_id = $1 AND device_id = ANY($2::bigint[])",
+                occurrence_id,
+                sorted(late),
+            )
+        await self._stop_plays([(r["device_uid"], r["command_id"]) for r in rows])
 
     async def _in_quiet_hours(self, row: Any, speakers: dict[int, Speaker]) -> set[int | None]:
         """Wards whose quiet hours this occurrence would break (emergencies break none)."""

@@ -31,6 +31,8 @@ from typing import Any
 
 # A speaker left out because its ward was in quiet hours: never meant to play.
 QUIET_HOURS = "quiet_hours"
+# A speaker a higher priority occurrence took (programme.py): written pre-empted.
+HIGHER_PRIORITY = "higher_priority"
 
 
 class Status(enum.StrEnum):
@@ -81,6 +83,8 @@ class Facts:
     finished: int
     preempted: int
     failed: int
+    gave_way: int = 0
+    """Of the pre-empted: taken by a higher priority occurrence (programme.py)."""
 
     @property
     def pending(self) -> int:
@@ -106,8 +110,10 @@ def describe(status: Status, facts: Facts) -> str:
     if status not in OUTCOMES and status is not Status.PLAYING:
         return ""
     parts = [f"{facts.finished} of {facts.speakers} speakers finished"]
-    if facts.preempted:
-        parts.append(f"{facts.preempted} pre-empted")
+    if facts.gave_way:
+        parts.append(f"{facts.gave_way} gave way to a higher priority broadcast")
+    if facts.preempted > facts.gave_way:
+        parts.append(f"{facts.preempted - facts.gave_way} pre-empted")
     if facts.failed:
         parts.append(f"{facts.failed} failed")
     if facts.pending:
@@ -142,7 +148,9 @@ SELECT o.id, o.status,
            AS preempted,
        count(*) FILTER (WHERE d.failed_at IS NOT NULL AND d.finished_at IS NULL
                         AND d.preempted_at IS NULL
-                        AND d.failure_reason IS DISTINCT FROM '{QUIET_HOURS}')::int AS failed
+                        AND d.failure_reason IS DISTINCT FROM '{QUIET_HOURS}')::int AS failed,
+       count(*) FILTER (WHERE d.preempted_at IS NOT NULL AND d.finished_at IS NULL
+                        AND d.failure_reason = '{HIGHER_PRIORITY}')::int AS gave_way
 FROM broadcast_occurrence o LEFT JOIN broadcast_delivery d ON d.occurrence_id = o.id
 WHERE o.id = ANY($1::bigint[])
 GROUP BY o.id
@@ -245,7 +253,12 @@ async def follow_facts(conn: Any, occurrence_ids: Sequence[int]) -> dict[int, St
         for row in rows:
             current = Status(row["status"])
             facts = Facts(
-                row["speakers"], row["started"], row["finished"], row["preempted"], row["failed"]
+                row["speakers"],
+                row["started"],
+                row["finished"],
+                row["preempted"],
+                row["failed"],
+                row["gave_way"],
             )
             to = follow(current, facts)
             result[row["id"]] = to

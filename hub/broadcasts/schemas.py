@@ -68,8 +68,9 @@ class BroadcastIn(msgspec.Struct, forbid_unknown_fields=True):
     on_conflict: Annotated[
         Literal["auto", "reject"],
         msgspec.Meta(
-            description="auto: a normal broadcast is placed after what it overlaps, a "
-            "priority one is saved with its conflicts flagged, an emergency pre-empts; "
+            description="auto (Circular 39/2020/TT-BTTTT): placed after what it overlaps of "
+            "the same or a higher priority, and pre-empting what it overlaps of a lower "
+            "one (that gives way on the shared speakers); an emergency pre-empts all. "
             "reject: any overlap refuses the broadcast (409) with the conflicts listed."
         ),
     ] = "auto"
@@ -135,6 +136,7 @@ class BroadcastOut(msgspec.Struct):
     planned_through: datetime | None
     next_occurrence: datetime | None
     flagged_conflicts: list[ConflictOut]
+    """What it overlapped when saved and pre-empts (lower priorities give way to it)."""
     created_by: str
     created_at: datetime
 

@@ -17,7 +17,7 @@ import msgspec
 
 from hub.auth import audit
 from hub.auth.principal import Permission, Principal
-from hub.broadcasts import occurrences, planning
+from hub.broadcasts import occurrences, planning, programme
 from hub.broadcasts.audio import AudioStore, PreparedAudio, prepare_audio
 from hub.broadcasts.conflicts import Candidate, Conflict, ConflictFinder, Slot, settle
 from hub.broadcasts.delivery import FAILURES, SUMMARY, delivery_state
@@ -54,9 +54,6 @@ from hub.errors import FieldProblem, Forbidden, NotFound, ValidationFailed
 log = logging.getLogger("hub.broadcasts")
 
 SCHEDULING_ROLES = frozenset({"admin", "technician", "ward_staff"})
-# Saving a broadcast checks conflicts and writes it under one lock, so two people
-# scheduling at once cannot both take the same speakers at the same time.
-SCHEDULE_LOCK_KEY = 0x10C_B0AD_CA58
 PLAN_SAMPLE = 50
 MAX_CALENDAR_DAYS = 93
 MAX_CALENDAR_ITEMS = 5000
@@ -406,7 +403,11 @@ async def create(rt: Broadcasts, principal: Principal, data: BroadcastIn) -> Cre
         next(iter(plan.targets.scope_ward_ids)) if len(plan.targets.scope_ward_ids) == 1 else None
     )
     async with rt.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEDULE_LOCK_KEY)
+        # Saving checks conflicts and writes under the locks of the wards it reaches, so
+        # two people scheduling for one ward at once are served one after the other.
+        await programme.lock_wards(
+            conn, programme.SAVING_LOCK_CLASS, plan.targets.scope_ward_ids or {None}
+        )
         slots, conflicts = await _settle(rt, conn, plan)
         if plan.spoken is not None:
             audio, text, voice = plan.spoken
@@ -422,7 +423,8 @@ async def create(rt: Broadcasts, principal: Principal, data: BroadcastIn) -> Cre
             )
         else:
             asset = plan.asset
-        flagged = [conflict_out(c) for c in conflicts if c.resolution == "flagged"]
+        # Kept on the broadcast: what it pre-empts, for people reading it later.
+        flagged = [conflict_out(c) for c in conflicts if c.resolution == "preempts"]
         targets = plan.targets
         broadcast_id: int = await conn.fetchval(
             "INSERT INTO broadcast (title, priority, volume, audio_asset_id, duration_s, "

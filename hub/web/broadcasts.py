@@ -46,7 +46,7 @@ LIBRARY_SHOWN = 200
 PLAN_SLOTS_SHOWN = 12
 PRIORITIES = {
     "normal": "normal: gives way, placed after what it overlaps",
-    "priority": "priority: plays at its time, overlaps are flagged",
+    "priority": "priority: ahead of normal programmes, which give way to it",
     "emergency": "emergency: interrupts whatever is playing",
 }
 SOURCES = ("text", "file", "library")

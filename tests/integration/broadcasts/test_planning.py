@@ -141,12 +141,14 @@ async def test_conflicts_are_previewed_and_settled_by_priority(
     # A, not B: B now begins exactly when the gap after C would end.
     assert len(rejected.json()["errors"]) == 1
 
-    flagged = await clients.admin.post(
+    # Circular 39: a priority bulletin plays ahead of the normal schedule, which gives way.
+    ahead = await clients.admin.post(
         "/api/v1/broadcasts", json=body(jingle, eight, priority="priority", title="D")
     )
-    assert flagged.status_code == 201, flagged.text
-    assert {c["resolution"] for c in flagged.json()["plan"]["conflicts"]} == {"flagged"}
-    [kept] = flagged.json()["broadcast"]["flagged_conflicts"]
+    assert ahead.status_code == 201, ahead.text
+    assert {c["resolution"] for c in ahead.json()["plan"]["conflicts"]} == {"preempts"}
+    assert ahead.json()["plan"]["occurrences"][0]["shifted_from"] is None
+    [kept] = ahead.json()["broadcast"]["flagged_conflicts"]
     assert kept["other_broadcast_id"] == first_id
 
     alarm = await clients.admin.post(
