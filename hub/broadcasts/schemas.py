@@ -173,11 +173,18 @@ class CalendarEntry(msgspec.Struct):
     """scheduled, or the occurrence's status once claimed: planned, dispatching, playing,
     completed, partially_failed, failed, preempted, cancelled, missed, skipped."""
     occurrence_id: int | None
+    planned: bool = True
+    """False for an occurrence past the planning horizon, read from the rule itself: quiet
+    hours and conflicts are applied to it once it is planned."""
 
 
 class CalendarOut(msgspec.Struct):
     items: list[CalendarEntry]
     truncated: bool
+    """True when more occurrences fall in the range than are listed."""
+    planned_until: datetime | None = None
+    """Occurrences are planned (checked for quiet hours and conflicts) up to here; later
+    ones are expanded from their rules."""
 
 
 class DeliverySummary(msgspec.Struct):

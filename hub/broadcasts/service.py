@@ -22,7 +22,7 @@ from hub.broadcasts.audio import AudioStore, PreparedAudio, prepare_audio
 from hub.broadcasts.conflicts import Candidate, Conflict, ConflictFinder, Slot, settle
 from hub.broadcasts.delivery import FAILURES, SUMMARY, delivery_state
 from hub.broadcasts.dispatch import PLAY_GRACE
-from hub.broadcasts.schedule import ScheduleError
+from hub.broadcasts.schedule import ScheduleError, Series
 from hub.broadcasts.schemas import (
     AssetOut,
     BroadcastIn,
@@ -726,9 +726,87 @@ async def calendar(
             status=r["status"] or "scheduled",
             occurrence_id=r["occurrence_id"],
         )
-        for r in rows[:MAX_CALENDAR_ITEMS]
+        for r in rows
     ]
-    return CalendarOut(items, truncated=len(rows) > MAX_CALENDAR_ITEMS)
+    beyond, complete = await _beyond_the_plan(rt, principal, start, end, ward_id, codes)
+    items = sorted([*items, *beyond], key=lambda e: (e.starts_at, e.broadcast_id))
+    truncated = len(items) > MAX_CALENDAR_ITEMS or not complete
+    return CalendarOut(
+        items[:MAX_CALENDAR_ITEMS],
+        truncated=truncated,
+        planned_until=datetime.now(UTC) + timedelta(days=rt.settings.plan_days),
+    )
+
+
+UNPLANNED_SERIES = """
+SELECT id, title, priority, ward_ids, starts_at, timezone, rrule, exdates, duration_s,
+       planned_through
+FROM broadcast
+WHERE state = 'active' AND planned_through IS NOT NULL AND planned_through < $1
+  AND ($2::int[] IS NULL OR ward_ids <@ $2)
+  AND ($3::int IS NULL OR $3 = ANY(ward_ids))
+ORDER BY id
+"""
+
+
+async def _beyond_the_plan(
+    rt: Broadcasts,
+    principal: Principal,
+    start: datetime,
+    end: datetime,
+    ward_id: int | None,
+    codes: dict[int, str],
+) -> tuple[list[CalendarEntry], bool]:
+    """Occurrences of open series past what is planned, expanded from the rule itself.
+
+    Series are planned ``plan_days`` ahead (and further each day); a calendar asked for
+    later months reads the rule (RFC 5545 section 3.8.5.3) instead of the empty slot
+    table. Such entries have ``planned`` false: quiet hours and conflicts are applied
+    when they are planned. False beside the entries when some rule could not be read
+    within the expansion timeout (the calendar is then truncated).
+    """
+    zone = planning.zone(rt.settings)
+    series_rows = await rt.pool.fetch(UNPLANNED_SERIES, end, ward_scope(principal), ward_id)
+    limit = asyncio.Semaphore(2)
+    complete = True
+
+    async def expand(row: Any) -> list[CalendarEntry]:
+        nonlocal complete
+        series = Series(row["starts_at"], row["timezone"], row["rrule"], tuple(row["exdates"]))
+        window_start = max(start, row["planned_through"])
+        async with limit:
+            try:
+                expansion = await planning.expand_isolated(
+                    series,
+                    window_start,
+                    end,
+                    MAX_CALENDAR_ITEMS + 1,
+                    rt.settings.expansion_timeout_s,
+                )
+            except ScheduleError as exc:
+                log.warning("calendar: broadcast %d not expanded: %s", row["id"], exc.message)
+                complete = False
+                return []
+        duration = timedelta(seconds=row["duration_s"])
+        return [
+            CalendarEntry(
+                broadcast_id=row["id"],
+                title=row["title"],
+                priority=row["priority"],
+                starts_at=begins,
+                ends_at=begins + duration,
+                local_start=begins.astimezone(zone).isoformat(),
+                wards=sorted(codes.get(w, str(w)) for w in row["ward_ids"]),
+                shifted_from=None,
+                status="scheduled",
+                occurrence_id=None,
+                planned=False,
+            )
+            for begins in expansion.starts
+        ]
+
+    found = await asyncio.gather(*(expand(row) for row in series_rows))
+    return [entry for entries in found for entry in entries], complete
 
 
 # --------------------------------------------------------------------------- reports

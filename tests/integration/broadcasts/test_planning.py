@@ -213,3 +213,57 @@ async def test_calendar_expands_recurrences_in_local_time_within_scope(
     )
     assert too_long.status_code == 422
     assert problem_fields(too_long) == ["end"]
+
+
+async def test_calendar_reads_yearly_rules_past_the_planning_horizon(
+    clients: Clients, speakers: Speakers, jingle: dict[str, Any], db: asyncpg.Connection
+) -> None:
+    # National Day, 2 September, five times: only the first one or two fall within the
+    # 366 days that are planned; the calendar reads the others from the rule (RFC 5545).
+    today = datetime.now(HCM).date()
+    year = today.year if (today.month, today.day) < (9, 1) else today.year + 1
+    first = datetime(year, 9, 2, 8, 0)
+    created = await clients.staff_a.post(
+        "/api/v1/broadcasts",
+        json=body(jingle, first, title="Quốc khánh", rrule="FREQ=YEARLY;COUNT=5"),
+    )
+    assert created.status_code == 201, created.text
+    planned_through = await db.fetchval("SELECT planned_through FROM broadcast")
+    assert planned_through is not None and planned_through < utc(first.replace(year=year + 2))
+    seen = []
+    for offset in range(6):
+        day = utc(first.replace(year=year + offset))
+        window = {
+            "start": (day - timedelta(days=45)).isoformat(),
+            "end": (day + timedelta(days=45)).isoformat(),
+        }
+        answer = (await clients.staff_a.get("/api/v1/broadcasts/calendar", params=window)).json()
+        assert answer["truncated"] is False
+        seen.append([(e["local_start"], e["planned"]) for e in answer["items"]])
+    assert [entries[0][0][:16] for entries in seen[:5]] == [
+        f"{year + offset}-09-02T08:00" for offset in range(5)
+    ]
+    assert [len(entries) for entries in seen] == [1, 1, 1, 1, 1, 0]  # COUNT=5 ends the rule
+    assert seen[0][0][1] is True and all(entries[0][1] is False for entries in seen[2:5])
+
+
+async def test_calendar_across_the_horizon_joins_planned_and_expanded_occurrences(
+    clients: Clients, speakers: Speakers, jingle: dict[str, Any], db: asyncpg.Connection
+) -> None:
+    daily = await clients.staff_a.post(
+        "/api/v1/broadcasts",
+        json=body(jingle, tomorrow(7), rrule="FREQ=WEEKLY;BYDAY=MO,TH;BYHOUR=7;BYMINUTE=0"),
+    )
+    assert daily.status_code == 201, daily.text
+    horizon = await db.fetchval("SELECT planned_through FROM broadcast")
+    last_planned = await db.fetchval("SELECT max(starts_at) FROM broadcast_slot")
+    window = {
+        "start": (horizon - timedelta(days=28)).isoformat(),
+        "end": (horizon + timedelta(days=28)).isoformat(),
+    }
+    answer = (await clients.staff_a.get("/api/v1/broadcasts/calendar", params=window)).json()
+    starts = [datetime.fromisoformat(e["starts_at"]) for e in answer["items"]]
+    assert len(starts) == 16  # eight weeks, Mondays and Thursdays
+    assert all(s.astimezone(HCM).strftime("%a %H:%M") in ("Mon 07:00", "Thu 07:00") for s in starts)
+    assert [e["planned"] for e in answer["items"]] == [s <= last_planned for s in starts]
+    assert answer["truncated"] is False and answer["planned_until"] is not None
