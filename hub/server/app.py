@@ -39,7 +39,13 @@ from hub.broadcasts import wiring as broadcasts
 from hub.cameras import wiring as cameras
 from hub.devices import ProfileBook, keep_fresh
 from hub.devices.api import DeviceController
-from hub.devices.broker import BrokerAccess, BrokerAccessError, MosquittoDynsec, NoBrokerAccess
+from hub.devices.broker import (
+    BrokerAccess,
+    BrokerAccessError,
+    DatabaseIdentities,
+    MosquittoDynsec,
+    NoBrokerAccess,
+)
 from hub.devices.coap_api import CoapCredentialController
 from hub.devices.coap_keys import CoapKeyring
 from hub.devices.credentials import DeviceCredentials
@@ -85,6 +91,8 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
 
 def broker_access(settings: Settings) -> BrokerAccess:
     mqtt = settings.mqtt
+    if mqtt.identities == "database":
+        return DatabaseIdentities()
     if mqtt.admin_username and mqtt.admin_password:
         return MosquittoDynsec(mqtt.host, mqtt.port, mqtt.admin_username, mqtt.admin_password)
     return NoBrokerAccess(

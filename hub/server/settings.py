@@ -58,6 +58,11 @@ class MqttSettings(BaseModel):
     shared_group: str = Field(
         "iochub", description="Shared-subscription group: hub processes in it split the load."
     )
+    identities: Literal["dynsec", "database"] = Field(
+        "dynsec",
+        description="Where the broker keeps device identities: Mosquitto's dynamic-security "
+        "plugin (managed with the admin user) or this database's broker views (EMQX).",
+    )
 
 
 class TelemetrySettings(BaseModel):

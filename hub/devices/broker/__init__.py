@@ -1,7 +1,9 @@
 """Broker-side device identity: per-device MQTT credentials and topic ACLs.
 
 The hub sees only ``BrokerAccess``. At start the composition root picks
-``MosquittoDynsec`` when broker admin credentials are configured, else
+``DatabaseIdentities`` when the broker reads identities from the database
+(IOCHUB_MQTT__IDENTITIES=database, EMQX), ``MosquittoDynsec`` when broker admin
+credentials are configured, else
 ``NoBrokerAccess`` with the reason, then calls ``ensure_base_roles()`` and
 ``ensure_hub_client()``.
 """
@@ -18,6 +20,7 @@ from .access import (
     checked_device_uid,
 )
 from .credentials import hash_device_secret, new_device_secret, verify_device_secret
+from .database_views import DatabaseIdentities
 from .mosquitto_dynsec import MosquittoDynsec
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "BrokerAccess",
     "BrokerAccessError",
     "BrokerDevice",
+    "DatabaseIdentities",
     "DeviceNotProvisioned",
     "DevicePermissions",
     "MosquittoDynsec",
