@@ -22,7 +22,7 @@ import asyncpg
 
 from hub.alerts import lifecycle
 from hub.alerts.rules import DEFAULT_MESSAGES, ThresholdRule, Track, render, step
-from hub.health.monitor import DeviceHealth
+from hub.health.monitor import DeviceHealth, FlapChange
 from hub.telemetry.catalog import METRICS
 from hub.telemetry.store import Row
 
@@ -91,6 +91,7 @@ class AlertEngine:
     # device bouncing on and off raises one alert, not ten.
     health_resolve_hold: timedelta = timedelta(minutes=2)
     refresh_every_s: float = 30.0
+    flapping_severity: str = "minor"
     rules_by_metric: dict[str, MetricIndex] = field(default_factory=dict)
     # Per device, the (metric, rule id) pairs whose track is not idle (pending or firing):
     # those see every reading, breaching or not.
@@ -253,11 +254,34 @@ class AlertEngine:
             if rule_id in index.by_id:
                 self.busy.setdefault(device_id, set()).add((metric, rule_id))
 
+    async def flapping_changed(self, change: FlapChange) -> None:
+        """One alert for a flapping device, open while it flaps (the rules' own alerts on
+        its transitions are held back meanwhile, see ``health_tick``)."""
+        await self.maybe_refresh()
+        device = change.device
+        info = self.devices.get(device.id)
+        if not change.flapping:
+            await lifecycle.resolve_flapping(self.pool, device.id)
+            return
+        if info is None or info.in_maintenance:
+            return
+        alert_id = await lifecycle.fire_flapping(
+            self.pool,
+            device.id,
+            device.ward_id,
+            self.flapping_severity,
+            f"{info.uid} is flapping: {change.reason}",
+            change.at,
+        )
+        if alert_id:
+            log.info("alert %s fired: %s flapping (%s)", alert_id, info.uid, change.reason)
+
     async def health_tick(self, assessed: Sequence[DeviceHealth], now: datetime) -> None:
         await self.maybe_refresh()
         for device in assessed:
             info = self.devices.get(device.id)
-            if info is None:
+            if info is None or device.flapping:
+                # A flapping device: its one flapping alert instead of one per transition.
                 continue
             for rule, covered in self.health_rules:
                 if device.id not in covered:

@@ -31,6 +31,11 @@ def fingerprint(rule_id: int, device_id: int) -> str:
     return f"rule-{rule_id}/device-{device_id}"
 
 
+def flapping_fingerprint(device_id: int) -> str:
+    """A flapping device has one alert of its own, whatever rules cover it."""
+    return f"flapping/device-{device_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class NewAlert:
     rule_id: int
@@ -106,6 +111,44 @@ async def fire(pool: asyncpg.Pool, alert: NewAlert) -> int | None:
         )
         await publish(conn, "firing", await load(conn, alert_id))
     return int(alert_id)
+
+
+async def fire_flapping(
+    pool: asyncpg.Pool,
+    device_id: int,
+    ward_id: int | None,
+    severity: str,
+    message: str,
+    started_at: datetime,
+) -> int | None:
+    """Open the device's flapping alert; None if it is open already."""
+    async with pool.acquire() as conn, conn.transaction():
+        alert_id = await conn.fetchval(
+            "INSERT INTO alert (fingerprint, rule_id, rule_name, device_id, ward_id, severity, "
+            "state, message, started_at) VALUES ($1, NULL, 'flapping', $2, $3, $4, 'firing', "
+            "$5, $6) ON CONFLICT (fingerprint) WHERE state <> 'resolved' DO NOTHING RETURNING id",
+            flapping_fingerprint(device_id),
+            device_id,
+            ward_id,
+            severity,
+            message,
+            started_at,
+        )
+        if alert_id is not None:
+            await publish(conn, "firing", await load(conn, alert_id))
+    return int(alert_id) if alert_id is not None else None
+
+
+async def resolve_flapping(pool: asyncpg.Pool, device_id: int) -> int | None:
+    async with pool.acquire() as conn, conn.transaction():
+        alert_id = await conn.fetchval(
+            "UPDATE alert SET state = 'resolved', resolved_at = now(), resolved_by = 'auto', "
+            "updated_at = now() WHERE fingerprint = $1 AND state <> 'resolved' RETURNING id",
+            flapping_fingerprint(device_id),
+        )
+        if alert_id is not None:
+            await publish(conn, "resolved", await load(conn, alert_id))
+    return int(alert_id) if alert_id is not None else None
 
 
 async def resolve_open(

@@ -46,6 +46,7 @@ class DeviceEventOut(msgspec.Struct):
 class DeviceHealthOut(msgspec.Struct):
     device: str
     status: str
+    """The state machine's status; "flapping" while it keeps changing (see assessed)."""
     reason: str
     connected: bool | None
     last_seen: datetime | None
@@ -55,6 +56,9 @@ class DeviceHealthOut(msgspec.Struct):
     maintenance_reason: str
     history: list[HealthEventOut]
     events: list[DeviceEventOut]
+    assessed_status: str = ""
+    """What the state machine says right now, flapping or not."""
+    flapping_since: datetime | None = None
 
 
 def monitor_of(request: Request[Any, Any, Any]) -> HealthMonitor:
@@ -95,10 +99,12 @@ class HealthController(Controller):
         events = await pool.fetch(
             "SELECT * FROM device_event WHERE device_id = $1 ORDER BY at DESC LIMIT 100", device.id
         )
+        flapping = row["flapping_since"] is not None
+        assessed = row["status"] + (f" ({row['status_reason']})" if row["status_reason"] else "")
         return DeviceHealthOut(
             uid,
-            row["status"],
-            row["status_reason"],
+            "flapping" if flapping else row["status"],
+            f"{row['flapping_reason']}; now {assessed}" if flapping else row["status_reason"],
             row["connected"],
             row["last_seen"],
             row["last_data_at"],
@@ -113,6 +119,8 @@ class HealthController(Controller):
                 DeviceEventOut(e["at"], e["kind"], e["active"], msgspec.json.decode(e["data"]))
                 for e in events
             ],
+            row["status"],
+            row["flapping_since"],
         )
 
     @put("/devices/{uid:str}/maintenance")

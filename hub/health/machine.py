@@ -5,6 +5,12 @@ maintenance (set by a technician, until an end time). Connectivity ("connected",
 MQTT status and Last Will, CoAP activity, ONVIF probes) is kept apart from activity
 ("last_seen"): an explicit disconnect makes a device offline at once, but nothing but
 real activity ever makes it online.
+
+Flapping (as Nagios and Icinga detect it) is judged beside the status, not instead of it:
+a device whose status changed too often within a window flaps until the changes in the
+window fall low enough again (two thresholds, so it does not flap in and out of
+flapping). While it flaps its status keeps following the facts; the health API shows
+"flapping" with its reason, and alerts on its transitions are held back.
 """
 
 from __future__ import annotations
@@ -71,3 +77,22 @@ def describe(span: timedelta) -> str:
     if seconds < 172800:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} d"
+
+
+@dataclass(frozen=True, slots=True)
+class Flapping:
+    window: timedelta
+    enter_changes: int
+    leave_changes: int
+
+
+def flaps(changes: int, flapping: bool, rule: Flapping) -> bool:
+    """Whether a device with ``changes`` state changes in the window flaps (it did:
+    ``flapping``): it starts at ``enter_changes`` and stops at ``leave_changes`` or fewer."""
+    if flapping:
+        return changes > rule.leave_changes
+    return changes >= rule.enter_changes
+
+
+def flap_reason(changes: int, rule: Flapping) -> str:
+    return f"{changes} state changes in {describe(rule.window)}"

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from time import monotonic
 from typing import TypeVar
@@ -19,7 +19,7 @@ from typing import TypeVar
 import asyncpg
 
 from drivers.contract import DeviceEvent, Heartbeat, UnknownDevice
-from hub.health.machine import Observed, Timing, assess
+from hub.health.machine import Observed, Timing, assess, flap_reason, flaps
 from hub.health.settings import HealthSettings
 from hub.telemetry.directory import DeviceDirectory
 from hub.telemetry.store import Row
@@ -39,6 +39,7 @@ class DeviceHealth:
     ward_id: int | None
     status: str
     status_changed_at: datetime | None
+    flapping: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +55,29 @@ _News = TypeVar("_News", Heartbeat, DeviceEvent)
 TickHook = Callable[[Sequence[DeviceHealth], datetime], Awaitable[None]]
 TransitionHook = Callable[[Transition], Awaitable[None]]
 
+
+@dataclass(frozen=True, slots=True)
+class FlapChange:
+    device: DeviceHealth
+    flapping: bool
+    """True: it started flapping; False: it stopped."""
+    reason: str
+    at: datetime
+
+
+FlapHook = Callable[[FlapChange], Awaitable[None]]
+
 _SELECT = """
 SELECT id, uid, kind, ward_id, status, status_reason, status_changed_at, last_seen, connected,
-       faults, maintenance_until, expected_interval_s
+       faults, maintenance_until, expected_interval_s, flapping_since
 FROM device WHERE lifecycle = 'active'
+"""
+_CHANGES = """
+SELECT d.id, d.uid, d.kind, d.ward_id, d.status, d.status_changed_at, d.flapping_since,
+       d.flapping_reason,
+       (SELECT count(*) FROM health_event e WHERE e.device_id = d.id AND e.at > $2)::int
+           AS changes
+FROM device d WHERE d.id = ANY($1::bigint[])
 """
 
 
@@ -68,6 +88,7 @@ class HealthMonitor:
     settings: HealthSettings = field(default_factory=HealthSettings)
     on_tick: list[TickHook] = field(default_factory=list)
     on_transition: list[TransitionHook] = field(default_factory=list)
+    on_flapping: list[FlapHook] = field(default_factory=list)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _touched: dict[int, float] = field(default_factory=dict)
     _battery_low: dict[int, bool] = field(default_factory=dict)
@@ -218,14 +239,68 @@ class HealthMonitor:
                 row["ward_id"],
                 row["status"],
                 row["status_changed_at"],
+                row["flapping_since"] is not None,
             )
             if verdict.status != row["status"] or verdict.reason != row["status_reason"]:
                 changes.append((health, verdict.status, verdict.reason))
             else:
                 assessed.append(health)
         if changes:
-            assessed += await self._apply(changes, now)
+            applied = await self._apply(changes, now)
+            moved = [c[0].id for c in changes if c[1] != c[0].status]
+            flapping = await self.review_flapping(moved, now) if moved else {}
+            assessed += [replace(d, flapping=flapping.get(d.id, d.flapping)) for d in applied]
         return assessed
+
+    async def review_flapping(
+        self, device_ids: Sequence[int], now: datetime | None = None
+    ) -> dict[int, bool]:
+        """Count each device's state changes in the window and start or stop its flapping
+        (machine.flaps); returns whether each flaps now."""
+        now = now or self.clock()
+        rule = self.settings.flapping
+        rows = await self.pool.fetch(_CHANGES, sorted(set(device_ids)), now - rule.window)
+        result: dict[int, bool] = {}
+        news: list[FlapChange] = []
+        for row in rows:
+            was = row["flapping_since"] is not None
+            flapping = flaps(row["changes"], was, rule)
+            result[row["id"]] = flapping
+            reason = flap_reason(row["changes"], rule) if flapping else ""
+            if flapping == was and reason == row["flapping_reason"]:
+                continue
+            await self.pool.execute(
+                "UPDATE device SET flapping_since = CASE WHEN $2 THEN "
+                "coalesce(flapping_since, $3) END, flapping_reason = $4 WHERE id = $1",
+                row["id"],
+                flapping,
+                now,
+                reason,
+            )
+            if flapping != was:
+                device = DeviceHealth(
+                    row["id"],
+                    row["uid"],
+                    row["kind"],
+                    row["ward_id"],
+                    row["status"],
+                    row["status_changed_at"],
+                    flapping,
+                )
+                news.append(FlapChange(device, flapping, reason or "stable again", now))
+        for change in news:
+            log.info(
+                "%s %s flapping (%s)",
+                change.device.uid,
+                "started" if change.flapping else "stopped",
+                change.reason,
+            )
+            for hook in self.on_flapping:
+                try:
+                    await hook(change)
+                except Exception:
+                    log.exception("a flapping hook failed for %s", change.device.uid)
+        return result
 
     async def _apply(
         self, changes: Sequence[tuple[DeviceHealth, str, str]], now: datetime
@@ -282,6 +357,11 @@ class HealthMonitor:
     async def tick(self) -> None:
         assessed = await self.reassess()
         now = self.clock()
+        # The window slides on without transitions too: a flapping device may have calmed.
+        still = [d.id for d in assessed if d.flapping]
+        if still:
+            flapping = await self.review_flapping(still, now)
+            assessed = [replace(d, flapping=flapping.get(d.id, d.flapping)) for d in assessed]
         for hook in self.on_tick:
             try:
                 await hook(assessed, now)

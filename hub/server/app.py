@@ -136,6 +136,7 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
     await engine.refresh()
     writer.on_stored += [health.readings_stored, engine.readings_stored]
     health.on_tick.append(engine.health_tick)
+    health.on_flapping.append(engine.flapping_changed)
     sink = HubSink(telemetry=ingest, health=health)
     state.writer, state.sink, state.directory = writer, sink, directory
     state.health, state.alert_engine = health, engine

@@ -352,3 +352,55 @@ async def test_an_offline_alert_resolved_by_hand_returns_after_the_rule_duration
     finally:
         monitor.clock = real_clock
         engine.tracks.clear()
+
+
+async def test_a_flapping_device_raises_one_flapping_alert_instead_of_one_per_transition(
+    state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    await clients.technician.post(
+        "/api/v1/alert-rules",
+        json={"name": "offline now", "kind": "offline", "severity": "major", "for_seconds": 0},
+    )
+    monitor, engine = state.health, state.alert_engine
+    real_clock, real_settings, real_hold = (
+        monitor.clock,
+        monitor.settings,
+        engine.health_resolve_hold,
+    )
+    monitor.settings = real_settings.model_copy(
+        update={"flap_window_s": 60, "flap_enter_changes": 6, "flap_leave_changes": 2}
+    )
+    engine.health_resolve_hold = timedelta(0)  # every transition would be an alert change
+    offset = timedelta(0)
+    monitor.clock = lambda: real_clock() + offset
+    try:
+        # Connected and disconnected every 3 s for 60 s: 20 transitions.
+        for n in range(20):
+            await state.sink.heartbeat(Heartbeat("aq-1", monitor.clock(), n % 2 == 1, "mqtt"))
+            await monitor.tick()
+            offset += timedelta(seconds=3)
+        health = (await clients.technician.get("/api/v1/devices/aq-1/health")).json()
+        assert health["status"] == "flapping", health
+        assert health["reason"] == "20 state changes in 60 s; now online", health["reason"]
+        assert health["assessed_status"] == "online" and health["flapping_since"]
+        offline_alerts = await db.fetchval("SELECT count(*) FROM alert WHERE rule_id IS NOT NULL")
+        # Only the transitions before flapping was seen (6 changes: 3 disconnects).
+        assert offline_alerts == 3
+        flapping = await db.fetch("SELECT * FROM alert WHERE rule_name = 'flapping'")
+        assert len(flapping) == 1 and flapping[0]["state"] == "firing"
+        assert "flapping" in flapping[0]["message"]
+        # Quiet for longer than the window: it stops flapping, its alert resolves.
+        offset += timedelta(seconds=61)
+        await state.sink.heartbeat(Heartbeat("aq-1", monitor.clock(), True, "mqtt"))
+        await monitor.tick()
+        health = (await clients.technician.get("/api/v1/devices/aq-1/health")).json()
+        assert health["status"] == "online" and health["flapping_since"] is None
+        assert await db.fetchval("SELECT state FROM alert WHERE rule_name = 'flapping'") == (
+            "resolved"
+        )
+        changes = [kind for kind, data in await outbox(db) if data["rule"] == "flapping"]
+        assert changes == ["firing", "resolved"]
+    finally:
+        monitor.clock, monitor.settings = real_clock, real_settings
+        engine.health_resolve_hold = real_hold
+        engine.tracks.clear()

@@ -66,3 +66,15 @@ def test_check_interval_must_stay_well_below_the_timeout() -> None:
     with pytest.raises(ValueError, match="check_interval_s"):
         HealthSettings(sensor_interval_s=10, check_interval_s=8)
     assert HealthSettings().check_interval_s < HealthSettings().sensor_interval_s * 0.5
+
+
+def test_flapping_starts_and_stops_at_two_thresholds() -> None:
+    from hub.health.machine import Flapping, flap_reason, flaps
+
+    rule = Flapping(timedelta(minutes=10), enter_changes=10, leave_changes=4)
+    assert not flaps(9, False, rule)
+    assert flaps(10, False, rule)
+    # Once flapping, it takes a calm window to stop: no flapping in and out of flapping.
+    assert flaps(5, True, rule)
+    assert not flaps(4, True, rule)
+    assert flap_reason(12, rule) == "12 state changes in 10 min"
