@@ -129,6 +129,7 @@ def test_broker_cluster_shares_subscriptions_and_reads_identities_from_the_datab
     assert "salt_position = prefix" in conf
     settings = find("ConfigMap", "iochub-settings")["data"]
     assert settings["IOCHUB_MQTT__SHARED_GROUP"] and settings["IOCHUB_MQTT__HOST"] == "emqx"
+    assert settings["IOCHUB_MQTT__IDENTITIES"] == "database"
     migration = (
         Path(__file__).parents[2] / "hub/storage/migrations/0017_broker_identity_views.sql"
     ).read_text()

@@ -1,0 +1,36 @@
+"""docs/operations.md names only files that exist, and only settings the hub has."""
+
+from __future__ import annotations
+
+import re
+
+from hub.server.settings import Settings, describe
+from tests.deploy.support import ROOT
+
+GUIDE = ROOT / "docs" / "operations.md"
+# Paths the guide names on the operator's machine or inside containers, not in the repo.
+ELSEWHERE = ("/", "deploy/kubernetes/secrets/", "IOCHUB_DATA_DIR/")
+# Named as work to come, in the section the scale-out figures will fill.
+TO_COME = {"bench/scale.py"}
+
+
+def test_every_repository_path_in_the_guide_exists() -> None:
+    text = GUIDE.read_text()
+    named = set(re.findall(r"`([A-Za-z0-9_./-]+)`", text))
+    named |= set(re.findall(r"\]\(([A-Za-z0-9_./-]+\.md)\)", text))
+    paths = {n for n in named if "/" in n or n.endswith((".md", ".py", ".yaml", ".yml", ".sql"))}
+    missing = []
+    for path in sorted(paths):
+        if path.startswith(ELSEWHERE) or path.startswith("$") or path in TO_COME:
+            continue
+        base = ROOT / "docs" if path.endswith(".md") and "/" not in path else ROOT
+        if not (base / path).exists():
+            missing.append(path)
+    assert not missing, f"docs/operations.md names files that do not exist: {missing}"
+
+
+def test_every_setting_in_the_guide_is_a_setting() -> None:
+    known = {env for env, _, _ in describe(Settings(_env_file=None))}  # type: ignore[call-arg]
+    known |= {"IOCHUB_SECRETS_DIR"}  # where secret files are read from (not a setting)
+    named = set(re.findall(r"\bIOCHUB_[A-Z0-9_]+[A-Z0-9]", GUIDE.read_text()))
+    assert named - known == set()
