@@ -6,7 +6,9 @@ BIN     := $(VENV)/bin
 PYTHON  ?= python3
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint typecheck pytest system-deps bench clean
+HLS_JS  := hub/web/static/vendor/hls.min.js
+
+.PHONY: demo test lint typecheck pytest system-deps vendor bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +22,16 @@ $(STAMP): pyproject.toml constraints.txt
 system-deps:
 	@scripts/system-deps
 
-demo: $(STAMP) system-deps
+# The console's browser libraries, from the npm registry at build time and served by the
+# hub itself: a browser on the IOC network fetches nothing from outside.
+$(HLS_JS): package.json package-lock.json | system-deps
+	npm ci --no-audit --no-fund --ignore-scripts
+	@mkdir -p $(dir $@)
+	cp node_modules/hls.js/dist/hls.min.js $@
+
+vendor: $(HLS_JS)
+
+demo: $(STAMP) system-deps vendor
 	$(BIN)/iochub demo
 
 lint: $(STAMP)
@@ -30,7 +41,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps vendor
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -42,6 +53,7 @@ bench: $(STAMP) system-deps
 	@echo "  $(BIN)/python -m bench.alerts_delivery  outbox commit to webhook"
 	@echo "  $(BIN)/python -m bench.fanout         broadcast fan-out to 272 and 10,000 speakers"
 	@echo "  $(BIN)/python -m bench.camera_sweep   ONVIF health sweep over 150 cameras"
+	@echo "  $(BIN)/python -m bench.camera_view    live view: first segment, CPU per stream, streams held"
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node_modules hub/web/static/vendor

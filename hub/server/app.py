@@ -69,6 +69,7 @@ from hub.telemetry.ingest import BACKFILL_LIMIT, AgeLimit, Quarantine, Telemetry
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb, run_plain_retention
 from hub.telemetry.store import ReadingWriter
 from hub.web.broadcasts import BroadcastConsoleController
+from hub.web.cameras import CameraConsoleController
 from hub.web.console import ConsoleController
 
 log = logging.getLogger("hub.server")
@@ -269,6 +270,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *cameras.routes(),
             ConsoleController,
             BroadcastConsoleController,
+            CameraConsoleController,
             create_static_files_router(
                 "/static/swagger",
                 [swagger_dir],

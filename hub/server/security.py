@@ -13,8 +13,11 @@ HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
     # The docs page initialises Swagger UI with an inline script; nothing is loaded off-site.
+    # Live camera players feed video through Media Source Extensions, whose media URL is a
+    # blob: (media-src), and hls.js demuxes in a worker it starts from a blob: (worker-src).
     "content-security-policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; media-src 'self' blob:; "
+    "worker-src 'self' blob:; frame-ancestors 'none'",
 }
 
 

@@ -1,0 +1,82 @@
+"""Console pages for seeing a place: a camera's live view, and an alert with the live views
+of the cameras nearest to it, side by side.
+
+The players fetch the HLS playlist (or the MJPEG fallback) from the camera API, which
+enforces roles and ward scope; these pages only lay them out with the camera's health.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from litestar import Controller, Request, get
+from litestar.params import FromPath
+from litestar.response import Template
+
+from hub.alerts.api import alert_out, visible_alert
+from hub.auth.principal import CurrentUser, Permission
+from hub.cameras import nearby
+from hub.cameras.service import CameraService
+
+LOCAL_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
+PLAYERS_PER_ALERT = 4  # side by side on one screen; the cap on streams may allow fewer
+
+
+def _cameras(request: Request[Any, Any, Any]) -> CameraService:
+    service: CameraService = request.app.state.cameras
+    return service
+
+
+class CameraConsoleController(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/cameras/{uid:str}")
+    async def camera_page(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, uid: FromPath[str]
+    ) -> Template:
+        cameras = _cameras(request)
+        camera = await cameras.get_camera(principal, uid)
+        near = []
+        if camera.latitude is not None and camera.longitude is not None:
+            near = (
+                await cameras.nearby(
+                    principal,
+                    latitude=camera.latitude,
+                    longitude=camera.longitude,
+                    device_uid=uid,
+                    radius_m=None,
+                )
+            ).items
+        return Template(
+            "camera.html", context={"principal": principal, "camera": camera, "nearby": near}
+        )
+
+    @get("/alerts/{alert_id:int}")
+    async def alert_page(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, alert_id: FromPath[int]
+    ) -> Template:
+        principal.require(Permission.DEVICES_READ)
+        row = await visible_alert(request, principal, alert_id)
+        scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
+        async with request.app.state.database.pool.acquire() as conn:
+            near = await nearby.near_device(conn, row["device_uid"], ward_ids=scope)
+        players = [
+            {
+                "uid": camera.uid,
+                "name": f"{camera.name or camera.uid} · {round(camera.distance_m)} m",
+                "snapshot": camera.links.snapshot,
+                "health": {"state": camera.health},
+            }
+            for camera in near[:PLAYERS_PER_ALERT]
+        ]
+        return Template(
+            "alert.html",
+            context={
+                "principal": principal,
+                "alert": alert_out(row),
+                "players": players,
+                "tz": LOCAL_TIME,
+            },
+        )
