@@ -67,6 +67,7 @@ from hub.telemetry.api import QuarantineController, TelemetryController
 from hub.telemetry.directory import DeviceDirectory
 from hub.telemetry.ingest import BACKFILL_LIMIT, AgeLimit, Quarantine, TelemetryIngest
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb, run_plain_retention
+from hub.telemetry.rollups import run_plain_rollups
 from hub.telemetry.store import ReadingWriter
 from hub.web.broadcasts import BroadcastConsoleController
 from hub.web.cameras import CameraConsoleController
@@ -112,6 +113,7 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
         await apply_timescaledb(db.pool, policy)
     else:
         services.add(BackgroundService("retention", lambda: run_plain_retention(db.pool, policy)))
+        services.add(BackgroundService("rollups", lambda: run_plain_rollups(db.pool, policy)))
 
     writer = ReadingWriter(
         db.pool,

@@ -15,7 +15,7 @@ from litestar.response import Stream
 from hub.auth.principal import CurrentUser, Principal
 from hub.devices import service as registry
 from hub.errors import FieldProblem, NotFound, ValidationFailed
-from hub.telemetry import queries
+from hub.telemetry import aqi, aqi_history, queries
 from hub.telemetry.catalog import METRICS
 
 Uids = Annotated[list[str] | None, QueryParameter(description="Device uid; repeat for several.")]
@@ -62,6 +62,47 @@ class AqiOut(msgspec.Struct):
     sub_indices: dict[str, int]
 
 
+class AqiValueOut(msgspec.Struct):
+    value: int
+    category: str
+    label_vi: str
+    label_en: str
+    colour: str
+    dominant_pollutants: list[str]
+    """Every pollutant whose sub-index is the AQI (more than one on a tie)."""
+    sub_indices: dict[str, int]
+
+
+class AqiPointOut(msgspec.Struct):
+    period_start: datetime
+    """The hour (UTC) or the local day's midnight (Asia/Ho_Chi_Minh) the AQI is of."""
+    local_date: str
+    aqi: AqiValueOut | None
+    missing: list[str]
+    """Why the AQI is missing (or what it leaves out): hours of data, pollutants."""
+    station: str | None = None
+    """For a ward: the station whose AQI is the ward's (its worst)."""
+
+
+class AqiStationOut(msgspec.Struct):
+    station: str
+    ward: str | None
+    points: list[AqiPointOut]
+
+
+class AqiWardOut(msgspec.Struct):
+    ward: str
+    points: list[AqiPointOut]
+
+
+class AqiHistoryOut(msgspec.Struct):
+    resolution: str
+    start: datetime
+    end: datetime
+    stations: list[AqiStationOut]
+    wards: list[AqiWardOut]
+
+
 class MetricSummaryOut(msgspec.Struct):
     metric: str
     unit: str
@@ -76,6 +117,10 @@ class WardSummaryOut(msgspec.Struct):
     name: str
     aqi: AqiOut | None
     metrics: list[MetricSummaryOut]
+    aqi_missing: list[str] = msgspec.field(default_factory=list)
+    """Why the hourly AQI is missing, or which stations it leaves out and why."""
+    daily_aqi: AqiPointOut | None = None
+    """Yesterday's daily AQI (local day, Decision 1459 §2.2.2), or why there is none."""
 
 
 class MetricOut(msgspec.Struct):
@@ -147,6 +192,74 @@ async def device_ids(
     if missing:
         raise NotFound(f"no sensor {', '.join(missing)} in your wards")
     return found
+
+
+def aqi_value_out(result: aqi.AqiResult | None) -> AqiValueOut | None:
+    if result is None:
+        return None
+    return AqiValueOut(
+        result.value,
+        result.category.value,
+        result.category.label_vi,
+        result.category.label_en,
+        result.colour,
+        list(result.dominant_pollutants),
+        dict(result.sub_indices),
+    )
+
+
+def aqi_point_out(point: aqi_history.AqiPoint) -> AqiPointOut:
+    return AqiPointOut(
+        point.period_start,
+        point.local_date.isoformat(),
+        aqi_value_out(point.rated.result),
+        list(point.rated.missing),
+        point.station,
+    )
+
+
+MAX_AQI_SPAN = {"hour": timedelta(days=31), "day": timedelta(days=400)}
+DEFAULT_AQI_SPAN = {"hour": timedelta(hours=24), "day": timedelta(days=7)}
+
+
+async def aqi_history_of(
+    pool: Any,
+    backend: str,
+    principal: Principal,
+    resolution: aqi_history.Resolution,
+    start: datetime,
+    end: datetime,
+    devices: list[str] | None,
+    wards: list[str] | None,
+    now: datetime,
+) -> AqiHistoryOut:
+    ids = await device_ids(principal, devices, wards)
+    ward_of = dict(
+        await registry.scoped(principal).filter(id__in=list(ids)).values_list("id", "ward_id")
+    )
+    directory = await registry.WardDirectory.load()
+    first, last = aqi_history.fetch_window(resolution, start, end)
+    means = await aqi_history.hourly_means(pool, backend, list(ids), first, last, now)
+    stations: list[AqiStationOut] = []
+    per_ward: dict[str, dict[str, list[aqi_history.AqiPoint]]] = {}
+    for device_id, uid in sorted(ids.items(), key=lambda item: item[1]):
+        if device_id not in means:
+            continue  # measures no pollutant in the range (a rain gauge, or silent)
+        points = aqi_history.station_points(resolution, means[device_id], start, end)
+        ward = directory.code(ward_of.get(device_id))
+        stations.append(AqiStationOut(uid, ward, [aqi_point_out(p) for p in points]))
+        if ward is not None:
+            per_ward.setdefault(ward, {})[uid] = points
+    return AqiHistoryOut(
+        resolution,
+        start,
+        end,
+        stations,
+        [
+            AqiWardOut(ward, [aqi_point_out(p) for p in aqi_history.ward_points(points)])
+            for ward, points in sorted(per_ward.items())
+        ],
+    )
 
 
 def aqi_out(result: Any, station: str | None) -> AqiOut | None:
@@ -229,16 +342,71 @@ class TelemetryController(Controller):
             [PointOut(p.time, p.value, p.count) for p in result.points],
         )
 
+    @get("/aqi")
+    async def aqi_index(
+        self,
+        request: Request[Any, Any, Any],
+        principal: CurrentUser,
+        resolution: FromQuery[aqi_history.Resolution] = "day",
+        start: FromQuery[datetime | None] = None,
+        end: FromQuery[datetime | None] = None,
+        device: Uids = None,
+        ward: WardCodes = None,
+    ) -> AqiHistoryOut:
+        """VN_AQI history per station and per ward (its worst station), hourly or daily.
+
+        Daily: local days (Asia/Ho_Chi_Minh) whose midnight is in [start, end), from the
+        24-hour means (PM), the day's highest hourly mean (gases) and highest 8-hour mean
+        (O3), Decision 1459/QĐ-TCMT §2.2.2; default the last 7 days, at most 400.
+        Hourly: hours in [start, end) (§2.2.1, NowCast for PM); default the last 24 hours,
+        at most 31 days. A missing AQI says why in `missing`.
+        """
+        now = datetime.now(UTC)
+        if end is None and resolution == "day":
+            end = now
+        first, last = time_range(start, end, DEFAULT_AQI_SPAN[resolution])
+        if last - first > MAX_AQI_SPAN[resolution]:
+            raise ValidationFailed(
+                "time range too long",
+                [
+                    FieldProblem(
+                        "start",
+                        f"ask for at most {MAX_AQI_SPAN[resolution].days} days of "
+                        f"{resolution}ly AQI at once",
+                    )
+                ],
+            )
+        db = request.app.state.database
+        return await aqi_history_of(
+            db.pool, db.backend, principal, resolution, first, last, device, ward, now
+        )
+
     @get("/wards")
     async def wards(
         self, request: Request[Any, Any, Any], principal: CurrentUser
     ) -> list[WardSummaryOut]:
-        """Per ward: latest averages, today's min/max (local day) and the hourly VN_AQI."""
-        pool = request.app.state.database.pool
+        """Per ward: latest averages, today's min/max (local day), the hourly VN_AQI and
+        yesterday's daily VN_AQI, each with the reasons when it is missing."""
+        db = request.app.state.database
+        pool = db.pool
         directory = await registry.WardDirectory.load()
+        now = datetime.now(UTC)
+        today = aqi_history.local_day_start(now.astimezone(queries.LOCAL).date())
         out = []
         for ward in await registry.list_wards(principal):
             summary = await queries.ward_summary(pool, directory.by_code[ward.code].id, ward.code)
+            daily = await aqi_history_of(
+                pool,
+                db.backend,
+                principal,
+                "day",
+                today - timedelta(days=1),
+                today,
+                None,
+                [ward.code],
+                now,
+            )
+            yesterday = next(iter(daily.wards), None)
             out.append(
                 WardSummaryOut(
                     ward.code,
@@ -255,6 +423,15 @@ class TelemetryController(Controller):
                         )
                         for m in summary.metrics
                     ],
+                    list(summary.aqi_missing),
+                    yesterday.points[0]
+                    if yesterday and yesterday.points
+                    else AqiPointOut(
+                        today - timedelta(days=1),
+                        (today - timedelta(days=1)).astimezone(queries.LOCAL).date().isoformat(),
+                        None,
+                        ["no station of the ward measured PM2.5, PM10 or gases that day"],
+                    ),
                 )
             )
         return out

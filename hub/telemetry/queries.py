@@ -221,6 +221,8 @@ class WardSummary:
     metrics: list[MetricSummary]
     aqi: aqi.AqiResult | None
     aqi_station: str | None
+    aqi_missing: tuple[str, ...] = ()
+    """Why the hourly AQI is missing (or what it leaves out), per station."""
 
 
 async def ward_summary(
@@ -250,8 +252,8 @@ async def ward_summary(
         MetricSummary(r["metric"], r["latest_avg"], r["today_min"], r["today_max"], r["devices"])
         for r in rows
     ]
-    station, index = await ward_aqi(pool, ward_id, now)
-    return WardSummary(ward_code, summaries, index, station)
+    station, index, missing = await ward_aqi_with_reasons(pool, ward_id, now)
+    return WardSummary(ward_code, summaries, index, station, missing)
 
 
 async def hourly_means(
@@ -293,6 +295,28 @@ async def ward_aqi(
         if result is not None and (best[1] is None or result.value > best[1].value):
             best = (station, result)
     return best
+
+
+async def ward_aqi_with_reasons(
+    pool: asyncpg.Pool, ward_id: int, now: datetime
+) -> tuple[str | None, aqi.AqiResult | None, tuple[str, ...]]:
+    """The ward's hourly VN_AQI (its worst station's), or why there is none."""
+    stations = await hourly_means(pool, ward_id, now)
+    if not stations:
+        return None, None, ("no pollutant data in the last 12 hours",)
+    best: tuple[str | None, aqi.AqiResult | None] = (None, None)
+    reasons: list[str] = []
+    for station, pollutants in sorted(stations.items()):
+        rated = aqi.rate_hour(pollutants)
+        reasons += [f"{station}: {reason}" for reason in rated.missing]
+        result = rated.result
+        if result is not None and (best[1] is None or result.value > best[1].value):
+            best = (station, result)
+    if best[1] is not None:
+        # Stations that are rated say nothing: only the ones left out explain themselves.
+        rated_ok = {s for s, p in stations.items() if aqi.rate_hour(p).result is not None}
+        reasons = [r for r in reasons if r.split(":", 1)[0] not in rated_ok]
+    return best[0], best[1], tuple(reasons)
 
 
 async def export_rows(

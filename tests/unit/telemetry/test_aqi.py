@@ -18,6 +18,7 @@ from hub.telemetry.aqi import (
     highest_8h_mean,
     hourly_aqi,
     nowcast,
+    rate_day,
     sub_index,
     worst,
 )
@@ -435,3 +436,25 @@ def test_daily_aqi_is_the_highest_sub_index(daily_values: dict[str, float]) -> N
     assert daily.value == max(daily.sub_indices.values()) == daily.sub_indices[daily.dominant]
     assert daily.category is category_for(daily.value)
     assert set(daily.sub_indices) == set(daily_values)
+
+
+def test_tied_sub_indices_name_every_dominant_pollutant() -> None:
+    # Table 2: PM2.5 40 µg/m³ → 50 + 50/25 × 15 = 80; PM10 110 → 50 + 50/100 × 60 = 80.
+    result = daily_aqi({"pm2_5": 40.0, "pm10": 110.0, "no2": 150.0})
+    assert result is not None and result.value == 80
+    assert result.dominant_pollutants == ("pm2_5", "pm10")
+    # NO2 1-h 150: 50 + 50/100 × 50 = 75, below the tie.
+    assert result.sub_indices["no2"] == 75
+
+
+def test_a_day_with_too_few_hours_says_why_it_has_no_aqi() -> None:
+    hours = {"pm2_5": [None] * 7 + [40.0] * 17 + [None] * 7}
+    rated = rate_day(hours)
+    assert rated.result is None
+    assert rated.missing == (
+        "pm2_5: 17 of 24 hourly means, the 24-hour mean needs 18",
+        "pm10: no data that day",
+        "no AQI without PM2.5 or PM10 (§2.1b)",
+    )
+    full = rate_day({"pm2_5": [None] * 7 + [40.0] * 18 + [None] * 6})
+    assert full.result is not None and full.result.value == 80 and full.missing == ()

@@ -1,0 +1,62 @@
+"""Hourly rollups on plain PostgreSQL, kept by the hub (TimescaleDB keeps its own).
+
+TimescaleDB's continuous aggregate ``reading_1h`` is refreshed by the extension's policy
+(hub/telemetry/policies.py). On plain PostgreSQL a table of the same name and columns is
+refreshed here, so hourly means (and the daily VN_AQI computed from them) outlive raw
+retention on both backends, and one query reads them. Like the continuous aggregate's
+policy, only the last ``refresh_1h_days`` are recomputed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from hub.telemetry.policies import RetentionPolicy
+
+log = logging.getLogger("hub.telemetry.rollups")
+
+HOUR = timedelta(hours=1)
+# The last hours are refreshed often; the whole refresh window now and then.
+RECENT = timedelta(hours=3)
+
+REFRESH_1H = """
+INSERT INTO reading_1h (bucket, device_id, metric, avg, min, max, count, last)
+SELECT date_bin('1 hour', time, '2000-01-01 00:00+00') AS bucket, device_id, metric,
+       avg(value), min(value), max(value), count(*),
+       (array_agg(value ORDER BY time DESC))[1]
+FROM reading
+WHERE time >= $1 AND time < $2
+GROUP BY 1, 2, 3
+ON CONFLICT (device_id, metric, bucket) DO UPDATE
+SET avg = excluded.avg, min = excluded.min, max = excluded.max, count = excluded.count,
+    last = excluded.last
+"""
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+async def refresh_hourly(pool: asyncpg.Pool, start: datetime, end: datetime) -> None:
+    """Recompute the hourly rollup of [start, end), widened to whole hours."""
+    await pool.execute(REFRESH_1H, hour_of(start), hour_of(end) + HOUR)
+
+
+async def run_plain_rollups(
+    pool: asyncpg.Pool, policy: RetentionPolicy, every_s: float = 300.0
+) -> None:
+    full_every = max(1, round(3600 / every_s))
+    passes = 0
+    while True:
+        now = datetime.now(UTC)
+        window = timedelta(days=policy.refresh_1h_days) if passes % full_every == 0 else RECENT
+        try:
+            await refresh_hourly(pool, now - window, now)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("hourly rollup failed (%s); next pass in %.0f s", exc, every_s)
+        passes += 1
+        await asyncio.sleep(every_s)
