@@ -274,7 +274,13 @@ class AlertEngine:
             change.at,
         )
         if alert_id:
-            log.info("alert %s fired: %s flapping (%s)", alert_id, info.uid, change.reason)
+            log.info(
+                "alert %s fired: %s flapping (%s)",
+                alert_id,
+                info.uid,
+                change.reason,
+                extra={"device_uid": info.uid},
+            )
 
     async def health_tick(self, assessed: Sequence[DeviceHealth], now: datetime) -> None:
         await self.maybe_refresh()
@@ -330,7 +336,13 @@ class AlertEngine:
                     )
                     self.tracks[key] = Track(severity=rule.severity)
                     if alert_id:
-                        log.info("alert %s fired: %s %s", alert_id, info.uid, rule.kind)
+                        log.info(
+                            "alert %s fired: %s %s",
+                            alert_id,
+                            info.uid,
+                            rule.kind,
+                            extra={"device_uid": info.uid},
+                        )
                 elif (
                     track.firing
                     and not bad

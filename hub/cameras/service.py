@@ -596,7 +596,7 @@ class CameraService:
                 )
         except IntegrityError as error:
             raise Conflict(f"the camera clashes with one registered meanwhile: {error}") from error
-        log.info("onboarded camera %s at %s", uid, address(host, port))
+        log.info("onboarded camera %s at %s", uid, address(host, port), extra={"device_uid": uid})
         self.changes.notify()
         await self._report_up(uid, probe)
         return await self._detail(device.id), True

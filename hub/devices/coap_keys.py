@@ -223,7 +223,7 @@ class CoapKeyring:
                     connection=conn,
                 )
             self.registry.remove(bytes(revoked[0]["recipient_id"]))
-        log.info("OSCORE key revoked for %s", device.uid)
+        log.info("OSCORE key revoked for %s", device.uid, extra={"device_uid": device.uid})
         return True
 
     async def _status(self, device: Device) -> CoapCredentialsOut:

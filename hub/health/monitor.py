@@ -299,7 +299,11 @@ class HealthMonitor:
                 try:
                     await hook(change)
                 except Exception:
-                    log.exception("a flapping hook failed for %s", change.device.uid)
+                    log.exception(
+                        "a flapping hook failed for %s",
+                        change.device.uid,
+                        extra={"device_uid": change.device.uid},
+                    )
         return result
 
     async def _apply(
@@ -348,7 +352,11 @@ class HealthMonitor:
                     await hook(transition)
                 except Exception:
                     # Stored already; one failing hook must not cost the others theirs.
-                    log.exception("a health transition hook failed for %s", device.uid)
+                    log.exception(
+                        "a health transition hook failed for %s",
+                        device.uid,
+                        extra={"device_uid": device.uid},
+                    )
             applied.append(
                 DeviceHealth(device.id, device.uid, device.kind, device.ward_id, status, now)
             )

@@ -141,7 +141,12 @@ class TelemetryIngest:
             ref = refs[uid]
             if ref is None:
                 if _UID.match(uid) and await self.directory.register_pending(uid, "sensor", source):
-                    log.info("unknown device %s from %s is pending approval", uid, source)
+                    log.info(
+                        "unknown device %s from %s is pending approval",
+                        uid,
+                        source,
+                        extra={"device_uid": uid},
+                    )
                 raise UnknownDevice(f"device {uid!r} is not registered; it awaits approval")
             if ref.lifecycle == "pending":
                 raise UnknownDevice(f"device {uid!r} awaits a technician's approval")
