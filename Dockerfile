@@ -46,10 +46,10 @@ FROM ${PYTHON_IMAGE} AS run
 LABEL org.opencontainers.image.title="iochub" \
       org.opencontainers.image.description="Device hub for district Intelligent Operations Centers" \
       org.opencontainers.image.licenses="Apache-2.0"
-# espeak-ng: Vietnamese text-to-speech for announcements.
+# espeak-ng: Vietnamese text-to-speech for announcements; ffmpeg: cameras' live views.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends espeak-ng \
+    && apt-get install -y --no-install-recommends espeak-ng ffmpeg \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 iochub \
     && useradd --system --uid 10001 --gid iochub --home-dir /var/lib/iochub \

@@ -16,6 +16,7 @@ import tomllib
 
 import pytest
 
+from hub.server.settings import Settings
 from tests.deploy.support import ROOT, tool
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -92,6 +93,16 @@ def test_every_package_and_vendored_file_goes_into_the_image() -> None:
     ]
     for path in vendored:
         assert f"./{path}" in targets, f"{path} (make vendor) is not in the image"
+
+
+def test_programs_the_hub_runs_are_installed_in_the_image() -> None:
+    """The external programs the hub's settings name by default (text-to-speech, camera
+    stream remuxing) are Debian packages of the final stage."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    programs = {settings.broadcasts.tts_command, settings.cameras.ffmpeg}
+    installed = " ".join(a for w, a in stages()[-1] if w == "RUN")
+    for program in programs:
+        assert re.search(rf"apt-get install[^&]*\b{re.escape(program)}\b", installed), program
 
 
 def test_install_matches_the_makefile() -> None:
