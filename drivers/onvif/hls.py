@@ -50,7 +50,7 @@ class HlsOptions:
     playlist_size: int = 5
     transcode: bool = False  # the camera sends something other than H.264
     connect_timeout_s: float = 5.0
-    analyze_s: float = 0.5  # how much stream ffmpeg reads before it starts writing
+    analyze_s: float = 0.2  # how much stream ffmpeg reads before it starts writing
     binary: str = "ffmpeg"
 
 

@@ -45,6 +45,7 @@ class _Encoder:
     transport: asyncio.DatagramTransport
     sdp: str
     clients: set[asyncio.StreamWriter] = field(default_factory=set)
+    keep: bool = False  # warmed: runs whether or not anyone watches
 
 
 class _RtpRelay(asyncio.DatagramProtocol):
@@ -106,6 +107,13 @@ class SimulatedRtspServer:
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     # -- encoders ------------------------------------------------------------------
+
+    async def warm(self, *tokens: str) -> None:
+        """Start these profiles' encoders (all by default) now, as a real camera encodes
+        before anyone asks."""
+        for token in tokens or tuple(self.sources):
+            encoder = await self._encoder(token)
+            encoder.keep = True
 
     async def _encoder(self, token: str) -> _Encoder:
         async with self._starting:
@@ -286,7 +294,7 @@ class SimulatedRtspServer:
                 watched = self._encoders.get(playing)
                 if watched is not None:
                     watched.clients.discard(writer)
-                    if not watched.clients:
+                    if not watched.clients and not watched.keep:
                         await self._stop_encoder(playing)
             writer.close()
 
