@@ -17,7 +17,8 @@ from multipart import (  # type: ignore[import-untyped]
 )
 
 from hub.auth.principal import CurrentUser
-from hub.broadcasts import service
+from hub.broadcasts import controls, service
+from hub.broadcasts.controls import ControlIn, ControlOut
 from hub.broadcasts.schemas import (
     AssetOut,
     BroadcastIn,
@@ -317,3 +318,26 @@ class BroadcastController(Controller):
         """Set a ward's quiet hours (local HH:MM; equal start and end: none). Admins only;
         only emergencies play during them."""
         return await service.set_quiet_hours(runtime(request), principal, ward, data)
+
+
+class SpeakerControlController(Controller):
+    path = "/api/v1/speaker-controls"
+    tags = ["broadcasts"]
+
+    @post("/", status_code=201)
+    async def control(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, data: JSONBody[ControlIn]
+    ) -> ControlOut:
+        """Set the volume of, or stop, one speaker, a device group or whole wards (targets
+        as a broadcast's, within your wards). Answers with what each speaker acknowledged
+        within a few seconds; read the rest later by request id. Audited."""
+        rt = runtime(request)
+        channel = getattr(request.app.state, "speaker_driver", None)
+        return await controls.control(rt.pool, channel, principal, data)
+
+    @get("/{request_id:str}")
+    async def get_control(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, request_id: FromPath[str]
+    ) -> ControlOut:
+        """A control request and each speaker's acknowledgement."""
+        return await controls.get_control(runtime(request).pool, principal, request_id)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from drivers.contract import Ack
 from drivers.speaker.driver import SpeakerMqttDriver, SpeakerMqttSettings
-from hub.broadcasts.api import AudioController, BroadcastController, speaker_audio
+from hub.broadcasts import controls
+from hub.broadcasts.api import (
+    AudioController,
+    BroadcastController,
+    SpeakerControlController,
+    speaker_audio,
+)
 from hub.broadcasts.audio import AudioStore
 from hub.broadcasts.delivery import DeliveryRecorder
 from hub.broadcasts.dispatch import Dispatcher
@@ -22,7 +29,7 @@ from hub.storage.database import asyncpg_dsn
 
 
 def routes() -> list[Any]:
-    return [AudioController, BroadcastController, speaker_audio]
+    return [AudioController, BroadcastController, SpeakerControlController, speaker_audio]
 
 
 async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
@@ -39,8 +46,14 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
         tts=EspeakNg(own.tts_command, own.tts_words_per_minute, own.tts_timeout_s),
     )
     ctx.state.broadcasts = runtime
-    # Every hub process records the acks it hears, leader or not.
-    ctx.state.sink.on_ack = recorder.record
+
+    async def record_ack(ack: Ack) -> None:
+        if not await controls.record_ack(pool, ack):
+            await recorder.record(ack)
+
+    # Every hub process records the acks it hears, leader or not: a volume or stop
+    # control's, or a broadcast's.
+    ctx.state.sink.on_ack = record_ack
     services.add(BackgroundService("broadcast-acks", recorder.run, stop=recorder.drain))
     if not own.scheduler:
         return

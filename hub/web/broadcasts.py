@@ -25,9 +25,9 @@ from litestar.response import Redirect, Template
 
 from hub.auth.middleware import CSRF_FIELD, form_csrf
 from hub.auth.principal import CurrentUser, Principal
-from hub.broadcasts import occurrences, service
+from hub.broadcasts import controls, occurrences, service
 from hub.broadcasts.api import MULTIPART_OVERHEAD
-from hub.broadcasts.schemas import AssetOut, BroadcastIn, PlanOut, SpeakerDelivery
+from hub.broadcasts.schemas import AssetOut, BroadcastIn, PlanOut, SpeakerDelivery, TargetsIn
 from hub.broadcasts.service import Broadcasts
 from hub.devices import service as registry
 from hub.errors import (
@@ -434,6 +434,32 @@ class BroadcastConsoleController(Controller):
             },
         )
 
+    # Volume and stop from the console: a speaker's page, and a broadcast's wards.
+
+    @post("/devices/{uid:str}/control", guards=[form_csrf], status_code=303)
+    async def speaker_control(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, uid: FromPath[str]
+    ) -> Redirect:
+        return await _control_from_form(request, principal, TargetsIn(speakers=[uid]))
+
+    @post("/broadcasts/{broadcast_id:int}/control", guards=[form_csrf], status_code=303)
+    async def wards_control(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, broadcast_id: FromPath[int]
+    ) -> Redirect:
+        broadcast = await service.get(runtime(request), principal, broadcast_id)
+        return await _control_from_form(request, principal, TargetsIn(wards=broadcast.wards))
+
+    @get("/speaker-controls/{request_id:str}")
+    async def control_page(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, request_id: FromPath[str]
+    ) -> Template:
+        rt = runtime(request)
+        answer = await controls.get_control(rt.pool, principal, request_id)
+        return Template(
+            "speaker_control.html",
+            context={"principal": principal, "c": answer, "local": _clock(rt)},
+        )
+
 
 def _clock(rt: Broadcasts) -> Clock:
     return Clock(ZoneInfo(rt.settings.timezone))
@@ -502,3 +528,32 @@ async def _form_page(
             "local": _clock(rt),
         },
     )
+
+
+async def _control_from_form(
+    request: Request[Any, Any, Any], principal: Principal, targets: TargetsIn
+) -> Redirect:
+    """A volume or stop form: sent at once, then the speakers' answers on their own page."""
+    form = await request.form()
+    action = form.get("action")
+    if action not in ("set_volume", "stop"):
+        raise ValidationFailed("choose set volume or stop", [FieldProblem("action", "unknown")])
+    volume = None
+    if action == "set_volume":
+        raw = form.get("volume")
+        try:
+            volume = int(raw) if isinstance(raw, str) else -1
+        except ValueError:
+            volume = -1
+        if not 0 <= volume <= 100:
+            raise ValidationFailed(
+                "the volume is 0 to 100", [FieldProblem("volume", "give a volume from 0 to 100")]
+            )
+    channel = getattr(request.app.state, "speaker_driver", None)
+    answer = await controls.control(
+        runtime(request).pool,
+        channel,
+        principal,
+        controls.ControlIn(action=action, targets=targets, volume=volume),
+    )
+    return Redirect(f"/speaker-controls/{answer.request_id}", status_code=303)

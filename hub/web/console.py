@@ -14,7 +14,9 @@ from msgspec import Struct
 
 from hub.auth import service as auth_service
 from hub.auth.api import session_cookie
+from hub.auth.middleware import CSRF_FIELD
 from hub.auth.principal import CurrentUser, Principal
+from hub.broadcasts.service import may_schedule
 from hub.devices import service
 from hub.errors import HubError
 
@@ -109,7 +111,16 @@ class ConsoleController(Controller):
     @get("/devices/{uid:str}")
     async def device_page(self, principal: CurrentUser, uid: FromPath[str]) -> Template:
         device = await service.get_device(principal, uid)
-        return Template("device.html", context={"principal": principal, "device": device})
+        return Template(
+            "device.html",
+            context={
+                "principal": principal,
+                "device": device,
+                # Volume and stop for speakers: those who schedule broadcasts may use them.
+                "may_control": may_schedule(principal),
+                "csrf_field": CSRF_FIELD,
+            },
+        )
 
     @get("/map")
     async def map_page(self, principal: CurrentUser, kind: FromQuery[str] = "") -> Template:
