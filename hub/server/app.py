@@ -53,9 +53,12 @@ from hub.health.api import HealthController
 from hub.health.monitor import HealthMonitor
 from hub.integrations import wiring as integrations
 from hub.server import log_escaping, log_format, metrics
+from hub.server.allow import AllowEveryMethod
 from hub.server.context import HubContext
+from hub.server.datetimes import StrictDateTimeQuery
 from hub.server.errors import EXCEPTION_HANDLERS
 from hub.server.health import healthz, readyz
+from hub.server.openapi import document_problems
 from hub.server.request_context import RequestContext
 from hub.server.security import SecurityHeaders
 from hub.server.services import BackgroundService, ServiceGroup
@@ -290,7 +293,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"principal": Provide(principal, sync_to_thread=False)},
         middleware=[
             SecurityHeaders(),
+            AllowEveryMethod(),
             RefuseNulInput(),
+            StrictDateTimeQuery(),
             DefineMiddleware(HubAuthentication, exclude=["^/static/"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -327,4 +332,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Outside Litestar's own error mapping, so answers it makes (401 from authentication,
     # problem+json) carry the request id and are counted with their real status.
     app.asgi_handler = RequestContext(metrics.HttpMetrics(app.asgi_handler))
+    document_problems(app)
     return app
