@@ -9,6 +9,7 @@ resource, is checked for the files it names.
 from __future__ import annotations
 
 import copy
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,29 @@ def test_timescaledb_runs_a_primary_and_a_streaming_replica() -> None:
     replica = find("Service", "timescaledb-replica")
     assert replica["spec"]["selector"]["role"] == "replica"
     assert "timescaledb:5432" in find("ConfigMap", "emqx-config")["data"]["emqx.conf.template"]
+
+
+@pytest.mark.parametrize(
+    ("password", "accepted"), [("abc123DEF", True), ("bad&pw", False), ("", False)]
+)
+def test_emqx_init_fills_in_the_database_password(
+    tmp_path: Path, password: str, accepted: bool
+) -> None:
+    """The init container's script, run with sh on the real template: the password goes in
+    both authenticator and authorizer, or the pod stops with a clear message."""
+    emqx = find("StatefulSet", "emqx")
+    script = emqx["spec"]["template"]["spec"]["initContainers"][0]["command"][2]
+    for folder in ("secrets", "template", "config"):
+        (tmp_path / folder).mkdir()
+        script = script.replace(f"/{folder}/", f"{tmp_path}/{folder}/")
+    (tmp_path / "secrets" / "broker_db_password").write_text(password + "\n")
+    template = find("ConfigMap", "emqx-config")["data"]["emqx.conf.template"]
+    (tmp_path / "template" / "emqx.conf.template").write_text(template)
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    rendered = tmp_path / "config" / "emqx.conf"
+    if accepted:
+        assert result.returncode == 0, result.stderr
+        text = rendered.read_text()
+        assert text.count(f'password = "{password}"') == 2 and "@BROKER_DB_PASSWORD@" not in text
+    else:
+        assert result.returncode != 0 and "letters and digits" in result.stderr
