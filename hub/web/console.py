@@ -109,13 +109,21 @@ class ConsoleController(Controller):
         )
 
     @get("/devices/{uid:str}")
-    async def device_page(self, principal: CurrentUser, uid: FromPath[str]) -> Template:
+    async def device_page(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, uid: FromPath[str]
+    ) -> Template:
         device = await service.get_device(principal, uid)
+        flapping = await request.app.state.database.pool.fetchrow(
+            "SELECT flapping_since, flapping_reason FROM device "
+            "WHERE uid = $1 AND flapping_since IS NOT NULL",
+            uid,
+        )
         return Template(
             "device.html",
             context={
                 "principal": principal,
                 "device": device,
+                "flapping": flapping,
                 # Volume and stop for speakers: those who schedule broadcasts may use them.
                 "may_control": may_schedule(principal),
                 "csrf_field": CSRF_FIELD,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import asyncpg
+
 from tests.conftest import Clients
 from tests.integration.web.conftest import Session
 from tests.support.broadcasts import Speakers, simulated, upload_jingle
@@ -66,3 +68,16 @@ async def test_a_broadcast_page_stops_the_speakers_of_its_wards(
     answers = await staff_session.client.get(sent.headers["location"], headers=HTML)
     assert all(uid in answers.text for uid in ward)
     assert f"<b>{len(ward)}</b> đã xác nhận" in answers.text
+
+
+async def test_a_flapping_device_says_so_on_its_page(
+    staff_session: Session, db: asyncpg.Connection, speakers: Speakers
+) -> None:
+    uid = speakers["ward-a"][0]
+    await db.execute(
+        "UPDATE device SET flapping_since = now(), "
+        "flapping_reason = '12 state changes in 10 min' WHERE uid = $1",
+        uid,
+    )
+    page = await staff_session.client.get(f"/devices/{uid}", headers=HTML)
+    assert "flapping</b> — 12 state changes in 10 min" in page.text
