@@ -99,13 +99,14 @@ class AgeLimit:
     max_age: timedelta = timedelta(days=7)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
-    def problem(self, reading: Reading, ref: DeviceRef, now: datetime) -> str | None:
-        allowed = self.max_age
+    def allowed(self, ref: DeviceRef) -> timedelta:
         if ref.backfill_days is not None:
-            allowed = max(allowed, timedelta(days=ref.backfill_days))
+            return max(self.max_age, timedelta(days=ref.backfill_days))
+        return self.max_age
+
+    def problem(self, reading: Reading, ref: DeviceRef, now: datetime) -> str:
+        allowed = self.allowed(ref)
         age = now - reading.time
-        if age <= allowed:
-            return None
         hint = "" if ref.backfill_days else "; the device is not configured for backfill"
         return (
             f"{reading.metric}: reading of {reading.time.isoformat()} is "
@@ -154,20 +155,24 @@ class TelemetryIngest:
                 raise RefusedDevice(f"device {uid!r} is decommissioned")
         location = "resource" if source.startswith("coap") else "topic"
         now = self.age.clock()
+        # Per device, once per call: its names and the oldest time it may send.
+        devices = {}
+        for uid in uids:
+            ref = refs[uid]
+            assert ref is not None
+            names = self.names.for_device(DeviceIdentity(ref.uid, ref.model, ref.serial))
+            devices[uid] = (ref, names, now - self.age.allowed(ref))
         rows: list[Row] = []
         value_rows: list[ValueRow] = []
         refused: list[Rejected] = []
         for reading in items:
-            ref = refs[reading.device_uid]
-            assert ref is not None
+            ref, names, oldest = devices[reading.device_uid]
             try:
                 metric, unit = reading.metric, reading.unit
                 if reading.senml:
-                    identity = DeviceIdentity(ref.uid, ref.model, ref.serial)
-                    names = self.names.for_device(identity)
                     metric, unit = names.resolve(reading.metric, reading.unit, location)
-                if (problem := self.age.problem(reading, ref, now)) is not None:
-                    raise CatalogError(problem)
+                if reading.time < oldest:
+                    raise CatalogError(self.age.problem(reading, ref, now))
                 if metric.startswith(RAW_PREFIX):
                     value = reading.value  # kept as sent: raw names have no catalog unit
                 else:
