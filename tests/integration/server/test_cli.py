@@ -184,3 +184,33 @@ async def test_device_credentials_from_the_command_line(
     revoked = iochub(database_url, "devices", "credentials", "revoke", "cred-1")
     assert revoked.returncode == 0, revoked.stderr
     assert await db.fetchval("SELECT revoked_at IS NOT NULL FROM device_credential")
+
+
+async def test_device_profiles_are_imported_checked_and_listed(
+    clients: Clients, database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    good = tmp_path / "th-2.json"
+    good.write_text(
+        json.dumps(
+            {
+                "model": "Acme TH-2",
+                "identities": ["urn:dev:mac:{serial}:"],
+                "names": {"tempF": {"metric": "temperature", "unit": "degF"}},
+            }
+        )
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": "X", "names": {"t": {"metric": "temp"}}}))
+    refused = iochub(database_url, "devices", "profiles", "import", str(bad))
+    assert refused.returncode == 1
+    assert "names.t: 'temp' is not a catalog metric" in refused.stderr
+    assert await db.fetchval("SELECT count(*) FROM device_profile") == 0
+    imported = iochub(database_url, "devices", "profiles", "import", str(good))
+    assert imported.returncode == 0, imported.stderr
+    assert "imported the profile of 'Acme TH-2'" in imported.stdout
+    again = iochub(database_url, "devices", "profiles", "import", str(good))
+    assert "replaced the profile of 'Acme TH-2'" in again.stdout
+    listed = iochub(database_url, "devices", "profiles", "list")
+    assert listed.returncode == 0, listed.stderr
+    for model in ("Acme TH-2", "AQM-65", "RFC 8428 sensor", "WL-Radar 20", "NSM-1"):
+        assert model in listed.stdout
