@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from hub.telemetry import queries
+from hub.telemetry import aqi_history, queries
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb, expire_plain
+from hub.telemetry.rollups import refresh_hourly
 from hub.telemetry.store import ReadingWriter
 from tests.support.hub import migrated_database
 
@@ -86,12 +87,51 @@ async def test_retention_is_applied(backend_pool: tuple[str, asyncpg.Pool]) -> N
             "WHERE proc_name = 'policy_retention' AND hypertable_name = 'reading'"
         )
         assert days == "30 days"
+        # Values that are not numbers live in a hypertable of their own, kept as long.
+        kept = await pool.fetchval(
+            "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_retention' AND hypertable_name = 'reading_value'"
+        )
+        assert kept == "30 days"
         return
-    await pool.execute("TRUNCATE reading, reading_latest")
+    await pool.execute("TRUNCATE reading, reading_latest, reading_value")
     now = datetime.now(UTC)
     await store(pool, [(now - timedelta(days=40), 1, "pm10", 1.0), (now, 1, "pm10", 2.0)])
-    assert await expire_plain(pool, policy) == 1
+    await pool.execute(
+        "INSERT INTO reading_value (time, device_id, metric, bool_value) VALUES "
+        "($1, 1, 'door_open', true), ($2, 1, 'door_open', false)",
+        now - timedelta(days=40),
+        now,
+    )
+    assert await expire_plain(pool, policy) == 2
     assert await pool.fetchval("SELECT count(*) FROM reading") == 1
+    assert await pool.fetchval("SELECT count(*) FROM reading_value") == 1
+
+
+async def test_daily_aqi_outlives_raw_readings_on_both_backends(
+    backend_pool: tuple[str, asyncpg.Pool],
+) -> None:
+    backend, pool = backend_pool
+    await pool.execute("TRUNCATE reading, reading_latest")
+    # The local day 2026-03-01 starts at 2026-02-28 17:00 UTC. PM2.5 40 µg/m³ all day:
+    # Decision 1459 Table 2, band 25-50 (index 50-100): 50 + 50/25 × 15 = 80.
+    day = START - timedelta(hours=7)
+    await store(pool, [(day + timedelta(hours=h, minutes=30), 1, "pm2_5", 40.0) for h in range(24)])
+    if backend == "timescaledb":
+        await pool.execute(
+            "CALL refresh_continuous_aggregate('reading_1h', $1::timestamptz, $2::timestamptz)",
+            day,
+            day + timedelta(days=1),
+        )
+    else:
+        await refresh_hourly(pool, day, day + timedelta(days=1))
+    await pool.execute("DELETE FROM reading")  # expired: only the hourly rollup is left
+    months_later = day + timedelta(days=90)
+    window = aqi_history.fetch_window("day", day, day + timedelta(days=1))
+    means = await aqi_history.hourly_means(pool, backend, [1], *window, months_later)
+    [point] = aqi_history.station_points("day", means[1], day, day + timedelta(days=1))
+    assert point.local_date.isoformat() == "2026-03-01"
+    assert point.rated.result is not None and point.rated.result.value == 80
 
 
 def test_inconsistent_retention_is_refused() -> None:
