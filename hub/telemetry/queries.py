@@ -236,10 +236,12 @@ async def ward_summary(
                          AND lifecycle = 'active'),
              fresh AS (SELECT metric, avg(value) AS latest_avg, count(*) AS devices
                        FROM reading_latest WHERE device_id IN (SELECT id FROM devices)
-                       AND time > $2::timestamptz - interval '1 hour' GROUP BY metric),
+                       AND time > $2::timestamptz - interval '1 hour'
+                       AND metric NOT LIKE 'raw/%' GROUP BY metric),
              today AS (SELECT metric, min(value) AS today_min, max(value) AS today_max
                        FROM reading WHERE device_id IN (SELECT id FROM devices)
-                       AND time >= $3 AND time <= $2::timestamptz GROUP BY metric)
+                       AND time >= $3 AND time <= $2::timestamptz
+                       AND metric NOT LIKE 'raw/%' GROUP BY metric)
         SELECT coalesce(f.metric, t.metric) AS metric, f.latest_avg, t.today_min, t.today_max,
                coalesce(f.devices, 0) AS devices
         FROM fresh f FULL JOIN today t ON t.metric = f.metric ORDER BY 1

@@ -8,6 +8,7 @@ limit, so each test moves ``bt`` to a few minutes ago and keeps every ``t`` as w
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,35 @@ MULTIPLE_MEASUREMENTS = [
     {"u": "lon", "t": 180, "v": 24.30628},
     {"u": "lat", "t": 180, "v": 60.07967},
 ]
+# RFC 8428 section 5.1, "Multiple Measurements" (the first example; bver 5 on its first
+# record), and the same data as "Resolved Data", of a device with the 15-digit serial.
+SERIES_SERIAL = "10e2073a0108006"
+MULTIPLE_MEASUREMENTS_SERIES = [
+    {
+        "bn": f"urn:dev:ow:{SERIES_SERIAL}:",
+        "bt": 1.276020076001e09,
+        "bu": "A",
+        "bver": 5,
+        "n": "voltage",
+        "u": "V",
+        "v": 120.1,
+    },
+    {"n": "current", "t": -5, "v": 1.2},
+    {"n": "current", "t": -4, "v": 1.3},
+    {"n": "current", "t": -3, "v": 1.4},
+    {"n": "current", "t": -2, "v": 1.5},
+    {"n": "current", "t": -1, "v": 1.6},
+    {"n": "current", "v": 1.7},
+]
+RESOLVED_DATA = [
+    {"n": f"urn:dev:ow:{SERIES_SERIAL}:voltage", "u": "V", "v": 120.1, "t": 1.276020076001e09},
+    {"n": f"urn:dev:ow:{SERIES_SERIAL}:current", "u": "A", "v": 1.2, "t": 1.276020071001e09},
+    {"n": f"urn:dev:ow:{SERIES_SERIAL}:current", "u": "A", "v": 1.3, "t": 1.276020072001e09},
+    {"n": f"urn:dev:ow:{SERIES_SERIAL}:current", "u": "A", "v": 1.4, "t": 1.276020073001e09},
+    {"n": f"urn:dev:ow:{SERIES_SERIAL}:current", "u": "A", "v": 1.5, "t": 1.276020074001e09},
+    {"n": f"urn:dev:ow:{SERIES_SERIAL}:current", "u": "A", "v": 1.6, "t": 1.276020075001e09},
+    {"n": f"urn:dev:ow:{SERIES_SERIAL}:current", "u": "A", "v": 1.7, "t": 1.276020076001e09},
+]
 # RFC 8428 section 5.1, "Multiple Data Types".
 MULTIPLE_DATA_TYPES = [
     {"bn": f"{URN}:", "n": "temperature", "u": "Cel", "v": 23.1},
@@ -62,11 +92,17 @@ MULTIPLE_DATA_TYPES = [
 
 
 def recent(pack: list[dict[str, Any]], seconds_ago: float = 240) -> bytes:
-    """The pack with its base time moved to a few minutes ago (module docstring)."""
+    """The pack with its times moved to a few minutes ago (module docstring): ``bt``, or
+    in a resolved pack every absolute ``t`` by the same amount."""
     moved = [dict(record) for record in pack]
+    base = round(time.time() - seconds_ago, 3)
+    shift = None
     for record in moved:
         if "bt" in record:
-            record["bt"] = round(time.time() - seconds_ago, 3)
+            record["bt"] = base
+        elif record.get("t", 0) >= 2**28:
+            shift = shift if shift is not None else base - record["t"]
+            record["t"] = round(record["t"] + shift, 3)
     return json.dumps(moved).encode()
 
 
@@ -75,6 +111,7 @@ async def devices(clients: Clients, hub: RunningHub) -> dict[str, str]:
     """A generic RFC 8428 sensor known by its serial, a demo station, a plain sensor."""
     for body in (
         {"uid": "gen-1", "model": "RFC 8428 sensor", "serial": SERIAL},
+        {"uid": "gen-2", "model": "RFC 8428 sensor", "serial": SERIES_SERIAL},
         {"uid": "aqm-1", "model": "AQM-65", "serial": "0024befffe804ff1"},
         {"uid": "plain-1"},
     ):
@@ -82,7 +119,7 @@ async def devices(clients: Clients, hub: RunningHub) -> dict[str, str]:
             "/api/v1/devices", json={"kind": "sensor", "ward": "ward-a", **body}
         )
         assert response.status_code == 201, response.text
-    return {"generic": "gen-1", "demo": "aqm-1", "plain": "plain-1"}
+    return {"generic": "gen-1", "series": "gen-2", "demo": "aqm-1", "plain": "plain-1"}
 
 
 async def publish(broker: PrivateBroker, uid: str, *payloads: bytes) -> None:
@@ -125,7 +162,7 @@ async def until(check: Any, within: float = 10.0) -> Any:
 
 
 async def test_rfc_8428_examples_over_mqtt_are_stored_through_the_generic_profile(
-    devices: dict[str, str], broker: PrivateBroker, db: asyncpg.Connection
+    devices: dict[str, str], broker: PrivateBroker, db: asyncpg.Connection, clients: Clients
 ) -> None:
     uid = devices["generic"]
     await publish(broker, uid, json.dumps(SINGLE_DATAPOINT).encode())
@@ -145,12 +182,54 @@ async def test_rfc_8428_examples_over_mqtt_are_stored_through_the_generic_profil
     assert [value for metric, value in stored if metric == "humidity"] == [20, 20.3, 20.7, 21.2]
     assert [value for metric, value in stored if metric == "raw/lat"][:2] == [60.07965, 60.07965]
     assert ("battery", 98) in stored and ("raw/lon", 24.30628) in stored
+    # Raw names are the device's own: stored, but no part of the ward's summary.
+    summary = (await clients.viewer.get("/api/v1/telemetry/wards")).json()
+    [ward_a] = [w for w in summary if w["ward"] == "ward-a"]
+    assert {m["metric"] for m in ward_a["metrics"]} == {"humidity", "battery"}
     await publish(broker, uid, json.dumps(MULTIPLE_DATA_TYPES).encode())
     assert await until(lambda: values(db, uid)) == [
         ("door_open", False),
         ("raw/label", "Machine Room"),
         ("tag_data", "hi \n"),
     ]
+    assert await reasons(db, uid) == []
+
+
+async def timed(db: asyncpg.Connection, uid: str) -> list[tuple[str, float, float]]:
+    rows = await db.fetch(
+        "SELECT metric, value, extract(epoch FROM time)::float8 AS at FROM reading r "
+        "JOIN device d ON d.id = r.device_id WHERE d.uid = $1 ORDER BY time, metric",
+        uid,
+    )
+    return [(r["metric"], round(r["value"], 5), r["at"]) for r in rows]
+
+
+@pytest.mark.parametrize(
+    "pack", [MULTIPLE_MEASUREMENTS_SERIES, RESOLVED_DATA], ids=["base", "resolved"]
+)
+async def test_rfc_8428_series_and_its_resolved_form_store_the_same_readings(
+    devices: dict[str, str], broker: PrivateBroker, db: asyncpg.Connection, pack: Any
+) -> None:
+    uid = devices["series"]
+    await publish(broker, uid, recent(pack))
+
+    async def seven() -> list[tuple[str, float, float]]:
+        found = await timed(db, uid)
+        return found if len(found) == 7 else []
+
+    stored = await until(seven)
+    assert [(metric, value) for metric, value, _ in stored] == [
+        ("current", 1.2),
+        ("current", 1.3),
+        ("current", 1.4),
+        ("current", 1.5),
+        ("current", 1.6),
+        ("current", 1.7),
+        ("voltage", 120.1),
+    ]
+    # One second apart, the last current at the voltage's time (RFC 8428 section 4.6).
+    times = [at for _, _, at in stored]
+    assert [round(b - a, 3) for a, b in itertools.pairwise(times)] == [1.0] * 5 + [0.0]
     assert await reasons(db, uid) == []
 
 
@@ -164,7 +243,7 @@ async def test_rfc_8428_examples_over_coap_are_answered_2_04_once_stored(
     endpoint = Endpoint(hub.settings.coap.port)
     context = await aiocoap.Context.create_client_context(transports=["oscore", "udp6"])
     try:
-        for pack in (MULTIPLE_DATAPOINTS, MULTIPLE_DATA_TYPES):
+        for pack in (SINGLE_DATAPOINT, MULTIPLE_DATAPOINTS, MULTIPLE_DATA_TYPES):
             answer = await post_as(context, endpoint, uid, security, recent(pack))
             assert str(answer.code) == "2.04 Changed", answer.payload
         # Not all stored: a name of another device's serial. 4.22, and the stored part stays.
@@ -188,7 +267,8 @@ async def test_rfc_8428_examples_over_coap_are_answered_2_04_once_stored(
     assert sorted(await numbers(db, uid)) == [
         ("current", 1.2),
         ("humidity", 71.0),
-        ("temperature", 23.1),
+        ("temperature", 23.1),  # "Single Datapoint", told by its unit
+        ("temperature", 23.1),  # "Multiple Data Types"
         ("voltage", 120.1),
     ]
     assert [metric for metric, _ in await values(db, uid)] == ["door_open", "raw/label", "tag_data"]
