@@ -275,7 +275,9 @@ class Dispatcher:
         metrics.FAN_OUT_SECONDS.observe((self._clock() - sending_at).total_seconds())
         if emergency:
             await self._stop_plays(stops)
-        await self._stop_taken_while_sending(occurrence_id, playing, yielded)
+        if not emergency:
+            # Nothing takes speakers from an emergency: no play of it needs stopping again.
+            await self._stop_taken_while_sending(occurrence_id, playing, yielded)
         await occurrences.note_sent(self.pool, occurrence_id, self._clock())
         metrics.OCCURRENCES.labels("sent").inc()
         log.info(
@@ -295,6 +297,8 @@ class Dispatcher:
     ) -> tuple[set[int], list[str]]:
         """The speakers this occurrence leaves to higher priority ones (written pre-empted)
         and those broadcasts, named."""
+        if row["priority"] == "emergency":
+            return set(), []  # nothing ranks above an emergency: it gives way to none
         finder = ConflictFinder(
             conn, self.settings.conflict_gap_s, self.settings.max_audio_duration_s
         )
