@@ -102,6 +102,11 @@ def test_hub_processes_behind_a_service_with_probes_and_a_budget() -> None:
     service = find("Service", "iochub")
     labels = hub["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
+    ingress = find("Ingress", "iochub")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "iochub", "port": {"name": "http"}}
+    public = find("ConfigMap", "iochub-settings")["data"]["IOCHUB_HTTP__PUBLIC_URL"]
+    assert public == f"https://{ingress['spec']['rules'][0]['host']}"
     budget = find("PodDisruptionBudget", "iochub")
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
     pod = hub["spec"]["template"]["spec"]
