@@ -87,6 +87,10 @@ def remux_command(source: str, directory: Path, options: HlsOptions) -> list[str
         "hls",
         "-hls_time",
         f"{options.segment_s:g}",
+        # The first segments are cut shorter (at the first keyframe past half a segment):
+        # the viewer waits for one of those, not for a whole segment, before video starts.
+        "-hls_init_time",
+        f"{options.segment_s / 2:g}",
         "-hls_list_size",
         str(options.playlist_size),
         "-hls_flags",
