@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta
 
 import asyncpg
+import pytest
 
 from drivers.speaker.simulator import Fault
 from tests.conftest import Clients
@@ -22,13 +23,8 @@ from tests.support.broadcasts import (
 from tests.support.hub import RunningHub
 from tests.unit.broadcasts.sounds import tone
 
-
-async def without_quiet_hours(db: asyncpg.Connection) -> None:
-    await db.execute(
-        "INSERT INTO ward_quiet_hours (ward_id, starts, ends, updated_by) "
-        "SELECT id, '00:00', '00:00', 'test' FROM ward ON CONFLICT (ward_id) DO UPDATE "
-        "SET starts = '00:00', ends = '00:00'"
-    )
+# Broadcasts seconds from now: the wards must have no quiet hours then, at any hour.
+pytestmark = pytest.mark.usefixtures("awake_wards")
 
 
 async def test_a_speaker_is_turned_down_and_says_so(
@@ -74,7 +70,6 @@ async def test_a_speaker_is_turned_down_and_says_so(
 async def test_stopping_a_ward_stops_what_it_plays(
     clients: Clients, hub: RunningHub, db: asyncpg.Connection, speakers: Speakers
 ) -> None:
-    await without_quiet_hours(db)
     ward = speakers["ward-a"]
     long = (await upload(clients.admin, tone(40.0, rate=8_000), name="dài")).json()
     async with simulated(hub, ward) as fleet:

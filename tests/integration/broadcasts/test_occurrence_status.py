@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import pytest
 
 from tests.conftest import Clients
 from tests.integration.devices.test_registry_api import assert_problem
@@ -23,16 +24,10 @@ from tests.support.broadcasts import (
 from tests.support.hub import RunningHub
 from tests.unit.broadcasts.sounds import tone
 
+# Broadcasts seconds from now: the wards must have no quiet hours then, at any hour.
+pytestmark = pytest.mark.usefixtures("awake_wards")
+
 ORDER = ["planned", "dispatching", "playing", "completed"]
-
-
-async def without_quiet_hours(db: asyncpg.Connection) -> None:
-    """Tests run at any hour: no ward has quiet hours (starts = ends)."""
-    await db.execute(
-        "INSERT INTO ward_quiet_hours (ward_id, starts, ends, updated_by) "
-        "SELECT id, '00:00', '00:00', 'test' FROM ward ON CONFLICT (ward_id) DO UPDATE "
-        "SET starts = '00:00', ends = '00:00'"
-    )
 
 
 async def schedule(
@@ -60,7 +55,6 @@ async def test_the_status_follows_the_speakers_from_planned_to_completed(
     speakers: Speakers,
     jingle: dict[str, Any],
 ) -> None:
-    await without_quiet_hours(db)
     ward = speakers["ward-a"]
     async with simulated(hub, ward):
         # Sent at once (send_ahead_s is 10 s), starting 8 s later: every speaker has
@@ -95,7 +89,6 @@ async def test_the_status_follows_the_speakers_from_planned_to_completed(
 async def test_a_normal_broadcast_interrupted_by_an_emergency_reads_preempted(
     clients: Clients, hub: RunningHub, db: asyncpg.Connection, speakers: Speakers
 ) -> None:
-    await without_quiet_hours(db)
     ward = speakers["ward-a"]
     long = await upload(clients.admin, tone(40.0, rate=8_000), name="dài")
     alarm = await upload(clients.admin, tone(2.0), name="báo động")
@@ -125,7 +118,6 @@ async def test_cancelling_a_finished_broadcast_is_refused_and_changes_nothing(
     speakers: Speakers,
     jingle: dict[str, Any],
 ) -> None:
-    await without_quiet_hours(db)
     ward = speakers["ward-a"]
     async with simulated(hub, ward):
         broadcast = await schedule(clients, jingle, 2.0)
@@ -148,7 +140,6 @@ async def test_cancelling_a_finished_broadcast_is_refused_and_changes_nothing(
 async def test_cancelling_twice_is_refused_the_second_time(
     clients: Clients, db: asyncpg.Connection, speakers: Speakers, jingle: dict[str, Any]
 ) -> None:
-    await without_quiet_hours(db)
     broadcast = await schedule(clients, jingle, 3600.0)
     assert (await clients.staff_a.delete(f"/api/v1/broadcasts/{broadcast['id']}")).is_success
     audited = await db.fetchval("SELECT count(*) FROM audit_log")

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from tests.conftest import Clients
 from tests.support.broadcasts import (
@@ -22,17 +23,11 @@ from tests.support.broadcasts import (
 from tests.support.hub import RunningHub
 from tests.unit.broadcasts.sounds import tone
 
+# Broadcasts seconds from now: the wards must have no quiet hours then, at any hour.
+pytestmark = pytest.mark.usefixtures("awake_wards")
+
 WARD_SIZE = 34
 OVER = ("completed", "partially_failed", "failed", "preempted", "cancelled", "missed", "skipped")
-
-
-async def without_quiet_hours(db: asyncpg.Connection) -> None:
-    """Tests run at any hour: no ward has quiet hours (starts = ends)."""
-    await db.execute(
-        "INSERT INTO ward_quiet_hours (ward_id, starts, ends, updated_by) "
-        "SELECT id, '00:00', '00:00', 'test' FROM ward ON CONFLICT (ward_id) DO UPDATE "
-        "SET starts = '00:00', ends = '00:00'"
-    )
 
 
 def body(audio: dict[str, Any], at: datetime, priority: str, title: str) -> dict[str, Any]:
@@ -69,7 +64,6 @@ def assert_gave_way_everywhere(report: dict[str, Any], uids: list[str]) -> None:
 async def test_a_priority_bulletin_takes_the_whole_ward_from_a_normal_one_at_its_time(
     clients: Clients, hub: RunningHub, db: asyncpg.Connection, jingle: dict[str, Any]
 ) -> None:
-    await without_quiet_hours(db)
     uids = (await register_speakers(db, {"ward-a": WARD_SIZE}))["ward-a"]
     # Both claimed at once (prepare_s 15 s) and sent at the same instant (send_ahead_s
     # 10 s before the start): the two dispatch decisions race for the ward.
@@ -97,7 +91,6 @@ async def test_a_priority_bulletin_takes_the_whole_ward_from_a_normal_one_at_its
 async def test_a_priority_bulletin_stops_a_normal_programme_already_playing(
     clients: Clients, hub: RunningHub, db: asyncpg.Connection, jingle: dict[str, Any]
 ) -> None:
-    await without_quiet_hours(db)
     uids = (await register_speakers(db, {"ward-a": WARD_SIZE}))["ward-a"]
     long = (await upload(clients.admin, tone(40.0, rate=8_000), name="dài")).json()
     async with simulated(hub, uids) as fleet:
@@ -130,7 +123,6 @@ async def test_a_priority_bulletin_stops_a_normal_programme_already_playing(
 async def test_two_requests_racing_for_one_ward_never_split_it(
     clients: Clients, hub: RunningHub, db: asyncpg.Connection, jingle: dict[str, Any]
 ) -> None:
-    await without_quiet_hours(db)
     uids = (await register_speakers(db, {"ward-a": WARD_SIZE}))["ward-a"]
     at = datetime.now().astimezone() + timedelta(seconds=6)
     async with simulated(hub, uids):
