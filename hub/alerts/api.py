@@ -8,11 +8,12 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 
+from hub import merge_patch
 from hub.alerts import lifecycle
 from hub.alerts.engine import AlertEngine
-from hub.alerts.rules import Escalation, RuleIn, Scope, Severity, validate
+from hub.alerts.rules import Escalation, RuleIn, RulePatch, Scope, Severity, validate
 from hub.alerts.simulation import dry_run
 from hub.auth import audit
 from hub.auth.principal import CurrentUser, Permission, Principal
@@ -163,6 +164,12 @@ VISIBLE_RULES = (
 
 def ward_list(principal: Principal) -> list[int] | None:
     return sorted(principal.ward_ids) if principal.ward_ids is not None else None
+
+
+def rule_in(row: asyncpg.Record) -> RuleIn:
+    """A stored rule as the definition it was saved from."""
+    stored = msgspec.to_builtins(rule_out(row))
+    return msgspec.convert({name: stored[name] for name in RuleIn.__struct_fields__}, RuleIn)
 
 
 def rule_out(row: asyncpg.Record) -> RuleOut:
@@ -418,24 +425,28 @@ class RuleController(Controller):
         return rule_out(row)
 
     @patch("/{rule_id:int}")
-    async def replace_rule(
+    async def update_rule(
         self,
         request: Request[Any, Any, Any],
         principal: CurrentUser,
         rule_id: FromPath[int],
-        data: JSONBody[RuleIn],
+        data: Annotated[RulePatch, Body(media_type=merge_patch.MEDIA_TYPE)],
     ) -> RuleOut:
-        """Replace a rule's definition (send the whole rule)."""
+        """Change a rule with a JSON Merge Patch (RFC 7396): send only what changes (null
+        resets a field to its default); the result is checked as a whole rule."""
         principal.require(Permission.RULES_WRITE)
         before = await pool_of(request).fetchrow("SELECT * FROM alert_rule WHERE id = $1", rule_id)
-        row = await save_rule(pool_of(request), await checked(data), rule_id)
+        if before is None:
+            raise NotFound(f"no rule {rule_id}")
+        rule = merge_patch.apply(rule_in(before), data, RuleIn)
+        row = await save_rule(pool_of(request), await checked(rule), rule_id)
         await audit.record(
             principal,
             "rule.update",
             "alert_rule",
             rule_id,
-            before=msgspec.to_builtins(rule_out(before)) if before else None,
-            after=msgspec.to_builtins(data),
+            before=msgspec.to_builtins(rule_out(before)),
+            after=msgspec.to_builtins(rule),
         )
         await engine_of(request).refresh()
         return rule_out(row)

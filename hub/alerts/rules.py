@@ -69,6 +69,34 @@ class RuleIn(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool = True
 
 
+class ScopePatch(msgspec.Struct, forbid_unknown_fields=True):
+    type: Literal["all", "kind", "ward", "group", "device"] | msgspec.UnsetType = msgspec.UNSET
+    value: Annotated[str, msgspec.Meta(max_length=128)] | msgspec.UnsetType = msgspec.UNSET
+
+
+class RulePatch(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON Merge Patch (RFC 7396) of a rule: only what changes; null resets a field."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    kind: Literal["threshold", "offline", "degraded"] | msgspec.UnsetType = msgspec.UNSET
+    severity: Severity | msgspec.UnsetType = msgspec.UNSET
+    scope: ScopePatch | msgspec.UnsetType | None = msgspec.UNSET
+    metric: str | msgspec.UnsetType | None = msgspec.UNSET
+    comparison: Comparison | msgspec.UnsetType | None = msgspec.UNSET
+    threshold: float | msgspec.UnsetType | None = msgspec.UNSET
+    clear_threshold: float | msgspec.UnsetType | None = msgspec.UNSET
+    escalations: (
+        Annotated[list[Escalation], msgspec.Meta(max_length=4)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
+    for_seconds: Annotated[int, msgspec.Meta(ge=0, le=7 * 86400)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    message: Annotated[str, msgspec.Meta(max_length=500)] | msgspec.UnsetType | None = msgspec.UNSET
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
+
+
 def breaches(value: float, comparison: str, threshold: float) -> bool:
     if comparison == ">":
         return value > threshold

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
+from hub import merge_patch
 from hub.auth.principal import CurrentUser, Permission, Principal
 from hub.devices import service, transfer
 from hub.devices.credentials import CredentialsOut, DeviceCredentials
@@ -97,7 +98,7 @@ class DeviceController(Controller):
         request: Request[Principal, Any, Any],
         principal: CurrentUser,
         uid: UidParam,
-        data: JSONBody[DevicePatch],
+        data: Annotated[DevicePatch, Body(media_type=merge_patch.MEDIA_TYPE)],
     ) -> DeviceOut:
         """Change some fields; the lifecycle only moves forward."""
         updated = await service.update_device(principal, uid, data)

@@ -11,8 +11,9 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
+from hub import merge_patch
 from hub.auth import audit
 from hub.auth.principal import CurrentUser, Principal
 from hub.errors import Conflict, Forbidden, NotFound
@@ -160,7 +161,7 @@ class WebhookController(Controller):
         principal: CurrentUser,
         integrations: IntegrationsDep,
         subscription_id: FromPath[int],
-        data: JSONBody[SubscriptionPatch],
+        data: Annotated[SubscriptionPatch, Body(media_type=merge_patch.MEDIA_TYPE)],
     ) -> SubscriptionOut:
         """Change the name, URL, filters or active flag; reactivating clears the reason."""
         before, after = await subscriptions.update(integrations.pool, subscription_id, data)

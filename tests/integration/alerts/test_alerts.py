@@ -154,6 +154,55 @@ async def test_ward_staff_read_only_the_rules_of_their_wards(
     assert (await clients.staff_a.get(f"/api/v1/alert-rules/{ids['ward a']}")).status_code == 200
 
 
+async def test_patch_is_a_merge_patch(
+    fleet: None, clients: Clients, db: asyncpg.Connection
+) -> None:
+    made = await clients.technician.post(
+        "/api/v1/alert-rules", json=PM_RULE | {"scope": {"type": "ward", "value": "ward-a"}}
+    )
+    rule = made.json()
+    url = f"/api/v1/alert-rules/{rule['id']}"
+    escalations = [
+        {"threshold": 100, "severity": "major"},
+        {"threshold": 200, "severity": "critical"},
+    ]
+    # RFC 7396: only what changes, sent as application/merge-patch+json.
+    patched = await clients.technician.patch(
+        url,
+        content=json.dumps({"escalations": escalations}),
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert body["escalations"] == escalations
+    unchanged = ("name", "kind", "severity", "metric", "threshold", "clear_threshold", "message")
+    assert {k: body[k] for k in unchanged} == {k: rule[k] for k in unchanged}
+    # Nested objects merge member by member; null resets a field to its default.
+    patched = await clients.technician.patch(
+        url, json={"scope": {"value": "ward-b"}, "message": None, "for_seconds": 5}
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert body["scope"] == {"type": "ward", "value": "ward-b"}
+    assert body["message"] == "" and body["for_seconds"] == 5 and body["escalations"] == escalations
+    # The merged rule is checked as a whole: a clear threshold above the threshold is refused.
+    refused = await clients.technician.patch(url, json={"clear_threshold": 60})
+    assert assert_problem(refused, 422)
+    assert_problem(await clients.technician.patch(url, json={"name": None}), 400)
+    assert_problem(await clients.technician.patch(url, json={"bogus": 1}), 400)
+    assert_problem(await clients.technician.patch("/api/v1/alert-rules/999999", json={}), 404)
+    assert_problem(await clients.viewer.patch(url, json={"enabled": False}), 403)
+    stored = await db.fetchrow("SELECT * FROM alert_rule WHERE id = $1", rule["id"])
+    assert stored["clear_threshold"] == 40 and stored["scope_value"] == "ward-b"
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM audit_log WHERE action = 'rule.update' AND object_id = $1",
+            str(rule["id"]),
+        )
+        == 2
+    )
+
+
 async def test_pending_duration_survives_a_restart(
     state: Any, fleet: None, clients: Clients, db: asyncpg.Connection
 ) -> None:

@@ -70,3 +70,20 @@ async def test_date_time_parameters_take_date_times(clients: Clients) -> None:
     for value in ("2026-12-07T08:00:00+07:00", "2026-12-07T01:00:00Z", "2026-12-07T08:00:00"):
         answer = await clients.admin.get("/api/v1/broadcasts/calendar", params={"start": value})
         assert answer.status_code == 200, (value, answer.text)
+
+
+async def test_patch_routes_are_documented_as_merge_patches(clients: Clients) -> None:
+    document = (await clients.viewer.get("/api/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    patches = [(path, item["patch"]) for path, item in document["paths"].items() if "patch" in item]
+    assert {p for p, _ in patches} >= {
+        "/api/v1/alert-rules/{rule_id}",
+        "/api/v1/devices/{uid}",
+        "/api/v1/webhooks/{subscription_id}",
+    }
+    for path, operation in patches:
+        content = operation["requestBody"]["content"]
+        assert list(content) == ["application/merge-patch+json"], path
+        schema = content["application/merge-patch+json"]["schema"]
+        schema = schemas[schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
+        assert not schema.get("required"), (path, schema.get("required"))
