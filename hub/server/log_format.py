@@ -50,9 +50,12 @@ class ContextLogRecord(EscapingLogRecord):
         setattr(self, _CONTEXT_ATTRIBUTE, (request_id.get(), device_uid.get()))
 
 
-def _stamp_context() -> None:
+def _stamp_context(log_format: LogFormat = "plain") -> None:
     # Control characters stay escaped (log_escaping), in JSON as in plain lines.
     logging.setLogRecordFactory(ContextLogRecord)
+    if log_format == "json":
+        # A library's warning would otherwise be a bare line on stderr between the events.
+        logging.captureWarnings(True)
 
 
 class JsonFormatter(logging.Formatter):
@@ -88,7 +91,7 @@ def formatter_config(log_format: LogFormat) -> dict[str, Any]:
 
 def configure(log_format: LogFormat, level: str) -> None:
     """Set up the root logger (CLI commands; `serve` hands over to Litestar's config)."""
-    _stamp_context()
+    _stamp_context(log_format)
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT)
@@ -102,7 +105,7 @@ def uvicorn_log_config(log_format: LogFormat) -> dict[str, Any] | None:
     """uvicorn's own loggers (server, access) in the hub's format; None keeps uvicorn's."""
     if log_format != "json":
         return None
-    _stamp_context()
+    _stamp_context(log_format)
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -124,5 +127,5 @@ def uvicorn_log_config(log_format: LogFormat) -> dict[str, Any] | None:
 
 def litestar_formatters(log_format: LogFormat) -> dict[str, dict[str, Any]]:
     """Formatters for Litestar's LoggingConfig: its handlers all use "standard"."""
-    _stamp_context()
+    _stamp_context(log_format)
     return {"standard": formatter_config(log_format)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -28,6 +29,7 @@ def json_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     logger.setLevel(logging.INFO)
     yield logger, out
     logger.handlers.clear()
+    logging.captureWarnings(False)
 
 
 def events(out: io.StringIO) -> list[dict[str, object]]:
@@ -83,6 +85,25 @@ async def test_request_id_reaches_events_and_the_response(
         made.headers["x-request-id"],
         refused.headers["x-request-id"],
     ]
+
+
+def test_warnings_become_events_in_json(json_log: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, out = json_log
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.handlers[:] = logger.handlers
+    warnings_logger.propagate = False
+    try:
+        with warnings.catch_warnings():  # pytest records warnings itself otherwise
+            warnings.simplefilter("always")
+            logging.captureWarnings(False)  # the fixture's call ran outside this block
+            log_format.litestar_formatters("json")  # what the hub does in JSON mode
+            warnings.warn("a library complains", UserWarning, stacklevel=1)
+    finally:
+        warnings_logger.handlers.clear()
+        warnings_logger.propagate = True
+        logging.captureWarnings(False)
+    (event,) = events(out)
+    assert event["logger"] == "py.warnings" and "a library complains" in str(event["message"])
 
 
 def test_plain_format_stays_for_a_terminal() -> None:
