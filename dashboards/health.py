@@ -102,6 +102,27 @@ segment AS (
         SELECT c.device_id, greatest(c.at, dev.born), c.to_status
         FROM change c JOIN dev ON dev.id = c.device_id) AS step
 ),
+step AS (
+  -- Per ward, how many devices are present, counted and up change only where a
+  -- segment starts or ends: integrate that step function, not every device.
+  SELECT dev.ward, at, sum(present) AS present, sum(counted) AS counted, sum(up) AS up
+  FROM segment
+  JOIN dev ON dev.id = segment.id
+  CROSS JOIN LATERAL (VALUES
+      (segment.starts, 1, (segment.status <> 'maintenance')::int,
+       (segment.status IN ({sql_list(UP_STATUSES)}))::int),
+      (segment.ends, -1, -(segment.status <> 'maintenance')::int,
+       -(segment.status IN ({sql_list(UP_STATUSES)}))::int)
+  ) AS edge (at, present, counted, up)
+  GROUP BY 1, 2
+),
+level AS (
+  SELECT ward, at AS starts, lead(at) OVER by_time AS ends,
+         sum(present) OVER by_time AS present, sum(counted) OVER by_time AS counted,
+         sum(up) OVER by_time AS up
+  FROM step
+  WINDOW by_time AS (PARTITION BY ward ORDER BY at)
+),
 slot AS (
   SELECT slot AS starts, slot + make_interval(secs => $__interval_ms / 1000.0) AS ends
   FROM generate_series(date_bin('$__interval', $__timeFrom()::timestamptz, {ORIGIN}),
@@ -109,17 +130,16 @@ slot AS (
        AS slot
 ),
 overlap AS (
-  SELECT slot.starts AS "time", dev.ward, segment.status,
-         extract(epoch FROM least(segment.ends, slot.ends, $__timeTo()::timestamptz)
-                          - greatest(segment.starts, slot.starts, $__timeFrom()::timestamptz))
+  SELECT slot.starts AS "time", level.ward, level.counted, level.up,
+         extract(epoch FROM least(level.ends, slot.ends, $__timeTo()::timestamptz)
+                          - greatest(level.starts, slot.starts, $__timeFrom()::timestamptz))
            AS seconds
-  FROM slot
-  JOIN segment ON segment.starts < slot.ends AND segment.ends > slot.starts
-  JOIN dev ON dev.id = segment.id
+  FROM level
+  JOIN slot ON level.starts < slot.ends AND level.ends > slot.starts
+  WHERE level.present > 0
 )
 SELECT "time", ward AS metric,
-       100 * coalesce(sum(seconds) FILTER (WHERE status IN ({sql_list(UP_STATUSES)})), 0)
-           / nullif(sum(seconds) FILTER (WHERE status <> 'maintenance'), 0) AS value
+       100 * sum(seconds * up) / nullif(sum(seconds * counted), 0) AS value
 FROM overlap
 WHERE seconds > 0
 GROUP BY 1, 2

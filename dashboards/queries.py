@@ -129,8 +129,8 @@ def units_sql() -> str:
 def aqi_sql(final_select: str) -> str:
     """The ward's hourly VN_AQI as the hub computes it (hub.telemetry.queries.ward_aqi).
 
-    As of the end of the time range: per sensor, hourly means of the 12 clock hours up
-    to that moment; PM2.5 and PM10 rated by their NowCast (needing 2 of the 3 latest
+    As of the end of the time range: per sensor, the means of the 12 clock hours up to
+    that moment (read from the 1-hour rollup, so a whole clock hour's); PM2.5 and PM10 rated by their NowCast (needing 2 of the 3 latest
     hours), gases by the latest hour's mean; breakpoints of Table 2, rounded half up;
     a station is rated only with a particulate, and a ward takes its worst station.
     """
@@ -153,17 +153,19 @@ WITH anchor AS (
   SELECT date_trunc('hour', $__timeTo()::timestamptz, 'UTC') AS hour
 ),
 hourly AS (
-  SELECT w.name AS ward, d.uid AS station, r.metric,
-         (extract(epoch FROM a.hour - date_trunc('hour', r.time, 'UTC')) / 3600)::int AS age,
-         avg(r.value) AS mean
-  FROM reading r
-  JOIN device d ON d.id = r.device_id
+  -- The clock hours' means, from the 1-hour rollup.
+  SELECT w.name AS ward, d.uid AS station, h.metric,
+         (extract(epoch FROM a.hour - h.bucket) / 3600)::int AS age,
+         sum(h.avg * h.count) / sum(h.count) AS mean
+  FROM reading_per_hour(
+         date_trunc('hour', $__timeTo()::timestamptz, 'UTC')
+           - interval '{aqi.NOWCAST_HOURS - 1} hours',
+         $__timeTo()) h
+  JOIN device d ON d.id = h.device_id
   JOIN ward w ON w.id = d.ward_id
   CROSS JOIN anchor a
   WHERE {WARD_FILTER} AND {STATION_FILTER} AND d.kind = 'sensor'
-    AND r.metric IN ({sql_list(aqi.POLLUTANTS)})
-    AND r.time >= a.hour - interval '{aqi.NOWCAST_HOURS - 1} hours'
-    AND r.time <= $__timeTo()
+    AND h.metric IN ({sql_list(aqi.POLLUTANTS)})
   GROUP BY 1, 2, 3, 4
 ),
 weight AS (
