@@ -6,8 +6,9 @@ History: the 120 sensors of the demo fleet (464 series) at 1-minute resolution f
 last 24 hours and at 1-hour resolution for the 29 days before. Two views, as Grafana
 would ask on a wall-sized panel: the last 24 hours at a 1-minute interval and the last
 30 days at a 30-minute interval. Queries run as the read-only iochub_grafana role with
-macros expanded as Grafana does. On plain PostgreSQL (where the hub keeps raw rows only)
-the "rollups" are aggregated at query time; the 200 ms goal is TimescaleDB's.
+macros expanded as Grafana does. On plain PostgreSQL
+the hourly rollup is the hub's own table (migration 0013) and the 1-minute one is
+aggregated at query time; the 200 ms goal is TimescaleDB's.
 
 Run: python -m bench.dashboards [--backend postgres|timescaledb] [--runs 7] [--budget-s 240]
 """
@@ -29,6 +30,7 @@ from bench.support import bench_database, percentile, row
 from dashboards.queries import choose_source, rollup_choice
 from hub.devices.fleet import demo_fleet
 from hub.storage.database import asyncpg_dsn
+from hub.telemetry.rollups import refresh_hourly
 from tests.integration.dashboards.grafana_sql import expand
 from tests.integration.dashboards.panels import panel_targets, resolve_variables
 
@@ -152,6 +154,8 @@ async def fill(url: str) -> tuple[int, int]:
         if await conn.fetchval("SELECT to_regclass('reading_1m') IS NOT NULL"):
             for aggregate in ("reading_1m", "reading_1h"):
                 await conn.execute(f"CALL refresh_continuous_aggregate('{aggregate}', NULL, NULL)")
+        else:  # what the hub's rollup service keeps on plain PostgreSQL
+            await refresh_hourly(conn, NOW - timedelta(days=31), NOW)  # type: ignore[arg-type]
         await conn.execute("ANALYZE")
         return len(series), total
     finally:
@@ -263,7 +267,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--backend", choices=("postgres", "timescaledb"), default="postgres")
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--budget-s", type=float, default=240.0)
+    parser.add_argument("--budget-s", type=float, default=300.0)
     args = parser.parse_args()
     sys.exit(asyncio.run(run(args.backend, args.runs, args.budget_s)))
 

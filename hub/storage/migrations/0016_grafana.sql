@@ -20,7 +20,7 @@ $$;
 -- keys, webhook secrets or camera passwords. The hub sets the password (and LOGIN) from
 -- its settings when it provisions the datasource.
 GRANT USAGE ON SCHEMA public TO iochub_grafana;
-GRANT SELECT ON ward, device, reading, reading_latest, quarantine,
+GRANT SELECT ON ward, device, reading, reading_1h, reading_latest, quarantine,
     health_event, device_event, alert,
     broadcast, broadcast_slot, broadcast_occurrence, broadcast_delivery
     TO iochub_grafana;

@@ -1,6 +1,6 @@
 -- TimescaleDB: the rollups are the continuous aggregates (real-time: the newest buckets
 -- come from raw rows until they are materialised). Same signature as on plain PostgreSQL.
-GRANT SELECT ON reading_1m, reading_1h TO iochub_grafana;
+GRANT SELECT ON reading_1m TO iochub_grafana;
 
 CREATE FUNCTION reading_per_minute(range_from timestamptz, range_to timestamptz)
 RETURNS TABLE (bucket timestamptz, device_id bigint, metric text, avg double precision,

@@ -13,6 +13,8 @@ from typing import Any
 
 import asyncpg
 
+from hub.telemetry.rollups import refresh_hourly
+
 TIME_FROM = datetime(2025, 3, 10, 0, 0, tzinfo=UTC)  # 07:00 in Hải Phòng
 TIME_TO = datetime(2025, 3, 10, 5, 40, tzinfo=UTC)  # 12:40 in Hải Phòng
 READINGS_START = datetime(2025, 3, 9, 15, 0, tzinfo=UTC)  # before local midnight
@@ -456,6 +458,11 @@ async def load(conn: asyncpg.Connection, fleet: Fleet) -> None:
         records=[(r.time, ids[r.uid], r.metric, r.value) for r in fleet.readings],
         columns=["time", "device_id", "metric", "value"],
     )
+    if await conn.fetchval("SELECT value FROM hub_meta WHERE key = 'timeseries_backend'") == (
+        "postgres"
+    ):
+        # What the hub's rollup service keeps there (TimescaleDB's aggregate is real-time).
+        await refresh_hourly(conn, READINGS_START, TIME_TO)  # type: ignore[arg-type]
     await conn.copy_records_to_table(
         "reading_latest",
         records=[(ids[r.uid], r.metric, r.time, r.value) for r in fleet.latest()],
