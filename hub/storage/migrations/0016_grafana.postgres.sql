@@ -39,5 +39,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
               date_trunc('hour', now(), 'UTC') - interval '1 hour')
       AND r.time < date_bin('1 hour', range_to, TIMESTAMPTZ '2000-01-01 00:00:00+07')
                    + interval '1 hour'
+      -- Evaluated once: a range that ended before the newest hours reads no raw row.
+      AND range_to >= date_trunc('hour', now(), 'UTC') - interval '1 hour'
     GROUP BY 1, 2, 3
 $$;

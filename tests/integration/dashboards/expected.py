@@ -16,7 +16,16 @@ from hub.health.availability import UP
 from hub.telemetry import aqi
 from hub.telemetry.catalog import METRICS
 from hub.telemetry.ingest import reason_label
-from tests.integration.dashboards.fleet import CREATED_AT, WARDS, Device, Fleet, Reading
+from tests.integration.dashboards.fleet import (
+    CREATED_AT,
+    WARDS,
+    Broadcast,
+    Delivery,
+    Device,
+    Fleet,
+    Occurrence,
+    Reading,
+)
 from tests.integration.dashboards.grafana_sql import Request
 
 VIETNAM = timezone(timedelta(hours=7))
@@ -623,6 +632,177 @@ def availability(scenario: Scenario) -> Expected:
     )
 
 
+# --- broadcasts ------------------------------------------------------------------------
+
+LOCAL_DAY = timedelta(days=1)
+
+
+def local_midnight(moment: datetime) -> datetime:
+    local = moment.astimezone(VIETNAM)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def reaches(scenario: Scenario, broadcast: Broadcast) -> bool:
+    priorities = scenario.request.variables["priority"].values
+    return bool(set(broadcast.wards) & scenario.wards) and broadcast.priority in priorities
+
+
+def ward_names(broadcast: Broadcast) -> str:
+    return ", ".join(sorted(ward_name(code) for code in broadcast.wards))
+
+
+def occurrences_in_range(scenario: Scenario) -> list[tuple[Occurrence, Broadcast]]:
+    return [
+        (o, scenario.fleet.broadcasts[o.broadcast])
+        for o in scenario.fleet.occurrences
+        if scenario.in_range(o.scheduled_at)
+        and reaches(scenario, scenario.fleet.broadcasts[o.broadcast])
+    ]
+
+
+def percent(part: int, whole: int) -> float | None:
+    return 100 * part / whole if whole else None
+
+
+def emergencies(scenario: Scenario) -> Expected:
+    count = sum(1 for _, b in occurrences_in_range(scenario) if b.priority == "emergency")
+    return Expected([(count,)])
+
+
+def delivery_rate(scenario: Scenario) -> Expected:
+    deliveries = [d for o, _ in occurrences_in_range(scenario) for d in o.deliveries]
+    played = sum(1 for d in deliveries if d.finished_at)
+    return Expected([(percent(played, len(deliveries)),)])
+
+
+def delivery_rate_over_time(scenario: Scenario) -> Expected:
+    buckets: dict[datetime, list[Delivery]] = defaultdict(list)
+    for occurrence, _ in occurrences_in_range(scenario):
+        buckets[date_bin(scenario.request.interval, occurrence.scheduled_at)].extend(
+            occurrence.deliveries
+        )
+    return Expected(
+        [
+            (
+                moment,
+                percent(sum(1 for d in ds if d.received_at), len(ds)),
+                percent(sum(1 for d in ds if d.finished_at), len(ds)),
+                percent(sum(1 for d in ds if d.failed_at), len(ds)),
+            )
+            for moment, ds in sorted(buckets.items())
+        ],
+        ordered=True,
+    )
+
+
+def todays_schedule(scenario: Scenario) -> Expected:
+    start = local_midnight(scenario.end)
+    fired = {(o.broadcast, o.scheduled_at): o.status for o in scenario.fleet.occurrences}
+    rows = []
+    for index, broadcast in enumerate(scenario.fleet.broadcasts):
+        if broadcast.state != "active" or not reaches(scenario, broadcast):
+            continue
+        for slot in broadcast.slots:
+            if start <= slot < start + LOCAL_DAY:
+                status = fired.get((index, slot), "not fired")  # every slot is in the past
+                rows.append(
+                    (
+                        index,
+                        slot,
+                        slot + broadcast.duration,
+                        broadcast.title,
+                        broadcast.priority,
+                        ward_names(broadcast),
+                        status,
+                    )
+                )
+    rows.sort(key=lambda r: (r[1], r[0]))
+    return Expected([r[1:] for r in rows], ordered=True)
+
+
+def this_week(scenario: Scenario) -> Expected:
+    monday = local_midnight(scenario.end) - timedelta(
+        days=scenario.end.astimezone(VIETNAM).weekday()
+    )
+    groups: dict[tuple[str, Any], list[tuple[datetime, bool]]] = defaultdict(list)
+    for broadcast in scenario.fleet.broadcasts:
+        if (
+            broadcast.state != "active"
+            or broadcast.priority not in scenario.request.variables["priority"].values
+        ):
+            continue
+        for code in broadcast.wards:
+            if code not in scenario.wards:
+                continue
+            for slot in broadcast.slots:
+                if monday <= slot < monday + 7 * LOCAL_DAY:
+                    day = slot.astimezone(VIETNAM).date()
+                    groups[(ward_name(code), day)].append((slot, broadcast.priority == "emergency"))
+    return Expected(
+        [
+            (
+                ward,
+                day,
+                len(slots),
+                sum(e for _, e in slots),
+                min(t for t, _ in slots),
+                max(t for t, _ in slots),
+            )
+            for (ward, day), slots in groups.items()
+        ]
+    )
+
+
+def delivery_per_occurrence(scenario: Scenario) -> Expected:
+    rows = []
+    for occurrence, broadcast in occurrences_in_range(scenario):
+        ds = occurrence.deliveries
+        played = sum(1 for d in ds if d.finished_at)
+        rate = percent(played, len(ds))
+        rows.append(
+            (
+                occurrence.scheduled_at,
+                broadcast.title,
+                broadcast.priority,
+                ward_names(broadcast),
+                occurrence.status,
+                len(ds),
+                sum(1 for d in ds if d.received_at),
+                played,
+                sum(1 for d in ds if d.failed_at),
+                None if rate is None else round(rate, 1),
+            )
+        )
+    rows.sort(key=lambda r: r[0], reverse=True)
+    return Expected(rows, ordered=True)
+
+
+def failed_speakers(scenario: Scenario) -> Expected:
+    rows = []
+    priorities = scenario.request.variables["priority"].values
+    for occurrence in scenario.fleet.occurrences:
+        broadcast = scenario.fleet.broadcasts[occurrence.broadcast]
+        if not scenario.in_range(occurrence.scheduled_at) or broadcast.priority not in priorities:
+            continue
+        for d in occurrence.deliveries:
+            ward = scenario.device(d.uid).ward
+            if d.failed_at and ward in scenario.wards:
+                rows.append(
+                    (
+                        d.failed_at,
+                        d.uid,
+                        ward_name(ward),
+                        broadcast.title,
+                        broadcast.priority,
+                        occurrence.scheduled_at,
+                        d.failure_reason or "",
+                        d.send_count,
+                    )
+                )
+    rows.sort(key=lambda r: (-r[0].timestamp(), r[1]))
+    return Expected(rows, ordered=True)
+
+
 PANELS: dict[str, Callable[[Scenario], Expected]] = {
     "Hourly VN_AQI by ward": aqi_by_ward,
     "VN_AQI detail": aqi_detail,
@@ -657,6 +837,13 @@ PANELS: dict[str, Callable[[Scenario], Expected]] = {
     "Alerts in the time range": alerts_in_range,
     "Quarantined payloads by reason": quarantine_by_reason,
     "Quarantined payloads by source": quarantine_by_source,
+    "Emergency broadcasts in the range": emergencies,
+    "Delivery rate": delivery_rate,
+    "Delivery rate over time": delivery_rate_over_time,
+    "Today's schedule": todays_schedule,
+    "This week per ward": this_week,
+    "Delivery per occurrence": delivery_per_occurrence,
+    "Speakers that failed and why": failed_speakers,
 }
 
 

@@ -88,6 +88,35 @@ class Quarantined:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    title: str
+    priority: str
+    wards: tuple[str, ...]
+    slots: tuple[datetime, ...]
+    state: str = "active"
+    duration: timedelta = timedelta(seconds=90)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    uid: str
+    received_at: datetime | None = None
+    finished_at: datetime | None = None
+    failed_at: datetime | None = None
+    failure_reason: str | None = None
+    send_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    broadcast: int
+    """Index of its broadcast in Fleet.broadcasts."""
+    scheduled_at: datetime
+    status: str
+    deliveries: tuple[Delivery, ...]
+
+
 @dataclass
 class Fleet:
     devices: list[Device]
@@ -95,6 +124,8 @@ class Fleet:
     health_events: list[HealthEvent]
     alerts: list[Alert]
     quarantine: list[Quarantined]
+    broadcasts: list[Broadcast] = field(default_factory=list)
+    occurrences: list[Occurrence] = field(default_factory=list)
     by_uid: dict[str, Device] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -415,9 +446,70 @@ def _quarantine() -> list[Quarantined]:
     ]
 
 
+def _broadcasts() -> tuple[list[Broadcast], list[Occurrence]]:
+    """2025-03-10 is a Monday: the week of the range runs from local midnight that day."""
+    broadcasts = [
+        Broadcast(
+            "Thông báo tiêm chủng",
+            "normal",
+            ("may-chai", "van-my"),
+            (at(1, 0), at(4, 0), at(1, 0, day=11), at(1, 0, day=17), at(20, 0, day=9)),
+        ),
+        Broadcast("Cảnh báo ngập lụt", "emergency", ("van-my",), (at(3, 0),)),
+        Broadcast("Lịch thu gom rác", "priority", ("cau-tre",), (at(5, 30), at(10, 0))),
+        Broadcast("Đã hủy", "normal", ("may-chai",), (at(2, 0),), state="cancelled"),
+    ]
+    occurrences = [
+        Occurrence(
+            0,
+            at(1, 0),
+            "partially_failed",
+            (
+                Delivery("spk-may-chai-001", at(1, 0), at(1, 2)),
+                Delivery(
+                    "spk-may-chai-002",
+                    at(1, 0),
+                    failed_at=at(1, 1),
+                    failure_reason="download_failed",
+                ),
+                Delivery("spk-van-my-001", at(1, 0), at(1, 2)),
+            ),
+        ),
+        Occurrence(
+            0,
+            at(4, 0),
+            "partially_failed",
+            (
+                Delivery("spk-may-chai-001", at(4, 0), at(4, 2)),
+                Delivery(
+                    "spk-may-chai-002", failed_at=at(4, 5), failure_reason="no_answer", send_count=3
+                ),
+                Delivery("spk-van-my-001"),
+            ),
+        ),
+        Occurrence(1, at(3, 0), "completed", (Delivery("spk-van-my-001", at(3, 0), at(3, 2)),)),
+        Occurrence(
+            0,
+            at(20, 0, day=9),
+            "completed",
+            (Delivery("spk-may-chai-001", at(20, 0, day=9), at(20, 2, day=9)),),
+        ),
+    ]
+    return broadcasts, occurrences
+
+
 def build() -> Fleet:
     devices = _devices()
-    return Fleet(devices, _readings(devices), _health_events(), _alerts(), _quarantine())
+    broadcasts, occurrences = _broadcasts()
+    return Fleet(
+        devices,
+        _readings(devices),
+        _health_events(),
+        _alerts(),
+        _quarantine(),
+        broadcasts,
+        occurrences,
+    )
 
 
 async def load(conn: asyncpg.Connection, fleet: Fleet) -> None:
@@ -498,3 +590,70 @@ async def load(conn: asyncpg.Connection, fleet: Fleet) -> None:
         "VALUES ($1, $2, $3, $4, $5, $6)",
         [(q.received_at, q.source, q.device_uid, q.reason, b"{}", 2) for q in fleet.quarantine],
     )
+    await load_broadcasts(conn, fleet, ward_ids, ids)
+
+
+async def load_broadcasts(
+    conn: asyncpg.Connection, fleet: Fleet, ward_ids: dict[str, int], ids: dict[str, int]
+) -> None:
+    if not fleet.broadcasts:
+        return
+    digest = "0" * 64
+    asset = await conn.fetchval(
+        "INSERT INTO audio_asset (name, source, original_format, original_sha256, "
+        "original_bytes, sha256, size_bytes, duration_s, sample_rate, created_by) "
+        "VALUES ('chime', 'upload', 'wav', $1, 1000, $1, 1000, 90, 16000, 'test') RETURNING id",
+        digest,
+    )
+    broadcast_ids = []
+    for broadcast in fleet.broadcasts:
+        broadcast_ids.append(
+            await conn.fetchval(
+                "INSERT INTO broadcast (title, priority, volume, audio_asset_id, duration_s, "
+                "target_wards, ward_ids, starts_at, timezone, retry_window_s, state, created_by) "
+                "VALUES ($1, $2, 70, $3, $4, $5, $5, $6, 'Asia/Ho_Chi_Minh', 300, $7, 'test') "
+                "RETURNING id",
+                broadcast.title,
+                broadcast.priority,
+                asset,
+                broadcast.duration.total_seconds(),
+                [ward_ids[code] for code in broadcast.wards],
+                broadcast.slots[0],
+                broadcast.state,
+            )
+        )
+        await conn.executemany(
+            "INSERT INTO broadcast_slot (broadcast_id, starts_at, ends_at) VALUES ($1, $2, $3)",
+            [(broadcast_ids[-1], slot, slot + broadcast.duration) for slot in broadcast.slots],
+        )
+    devices = {d.uid: d for d in fleet.devices}
+    for number, occurrence in enumerate(fleet.occurrences):
+        occurrence_id = await conn.fetchval(
+            "INSERT INTO broadcast_occurrence (broadcast_id, scheduled_at, status, claimed_by, "
+            "speaker_count) VALUES ($1, $2, $3, 'test', $4) RETURNING id",
+            broadcast_ids[occurrence.broadcast],
+            occurrence.scheduled_at,
+            occurrence.status,
+            len(occurrence.deliveries),
+        )
+        await conn.executemany(
+            "INSERT INTO broadcast_delivery (occurrence_id, device_id, device_uid, ward_id, "
+            "command_id, send_count, first_sent_at, received_at, finished_at, failed_at, "
+            "failure_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            [
+                (
+                    occurrence_id,
+                    ids[delivery.uid],
+                    delivery.uid,
+                    ward_ids[devices[delivery.uid].ward or ""],
+                    f"cmd-{number}-{delivery.uid}",
+                    delivery.send_count,
+                    occurrence.scheduled_at,
+                    delivery.received_at,
+                    delivery.finished_at,
+                    delivery.failed_at,
+                    delivery.failure_reason,
+                )
+                for delivery in occurrence.deliveries
+            ],
+        )
