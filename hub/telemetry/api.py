@@ -218,6 +218,7 @@ def aqi_point_out(point: aqi_history.AqiPoint) -> AqiPointOut:
     )
 
 
+EARLIEST_AQI = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_AQI_SPAN = {"hour": timedelta(days=31), "day": timedelta(days=400)}
 DEFAULT_AQI_SPAN = {"hour": timedelta(hours=24), "day": timedelta(days=7)}
 
@@ -365,6 +366,12 @@ class TelemetryController(Controller):
         if end is None and resolution == "day":
             end = now
         first, last = time_range(start, end, DEFAULT_AQI_SPAN[resolution])
+        for name, moment in (("start", first), ("end", last)):
+            if not EARLIEST_AQI <= moment <= now + timedelta(days=1):
+                raise ValidationFailed(
+                    "time out of range",
+                    [FieldProblem(name, "give a time from 2000 up to tomorrow")],
+                )
         if last - first > MAX_AQI_SPAN[resolution]:
             raise ValidationFailed(
                 "time range too long",

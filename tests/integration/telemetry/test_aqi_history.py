@@ -205,3 +205,15 @@ async def test_ward_summaries_show_yesterdays_daily_aqi_and_why_the_hourly_is_mi
     assert ward_b["daily_aqi"]["missing"] == [
         "no station of the ward measured PM2.5, PM10 or gases that day"
     ]
+
+
+async def test_aqi_history_refuses_times_out_of_range(
+    sensors: dict[str, int], clients: Clients
+) -> None:
+    for params, field in (
+        ({"start": "0001-01-01T00:00:00Z", "end": "0001-01-02T00:00:00Z"}, "start"),
+        ({"start": "9999-12-30T00:00:00Z", "end": "9999-12-31T00:00:00Z"}, "start"),
+    ):
+        response = await clients.viewer.get("/api/v1/telemetry/aqi", params=params)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == field
