@@ -69,8 +69,8 @@ from hub.storage import database
 from hub.telemetry.api import QuarantineController, TelemetryController
 from hub.telemetry.directory import DeviceDirectory
 from hub.telemetry.ingest import BACKFILL_LIMIT, AgeLimit, Quarantine, TelemetryIngest
-from hub.telemetry.policies import RetentionPolicy, apply_timescaledb, run_plain_retention
-from hub.telemetry.rollups import run_plain_rollups
+from hub.telemetry.jobs import JobSettings, JobSupervisor
+from hub.telemetry.policies import RetentionPolicy, apply_timescaledb
 from hub.telemetry.store import ReadingWriter
 from hub.web.broadcasts import BroadcastConsoleController
 from hub.web.cameras import CameraConsoleController
@@ -114,9 +114,20 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
     policy = retention_policy(settings)
     if db.backend == "timescaledb":
         await apply_timescaledb(db.pool, policy)
-    else:
-        services.add(BackgroundService("retention", lambda: run_plain_retention(db.pool, policy)))
-        services.add(BackgroundService("rollups", lambda: run_plain_rollups(db.pool, policy)))
+    jobs = JobSupervisor(
+        db.pool,
+        database.asyncpg_dsn(settings.database.url.get_secret_value()),
+        db.backend,
+        policy,
+        JobSettings(
+            check_every_s=t.jobs_check_interval_s,
+            takeover_after_failures=t.jobs_takeover_after_failures,
+            plain_retention_every_s=t.plain_retention_interval_s,
+            plain_rollup_every_s=t.plain_rollup_interval_s,
+        ),
+    )
+    state.maintenance_jobs = jobs
+    services.add(BackgroundService("maintenance-jobs", jobs.run))
 
     writer = ReadingWriter(
         db.pool,

@@ -11,6 +11,7 @@ from litestar import Request, Response, get
 
 from hub.server.settings import MqttSettings
 from hub.storage import migrations
+from hub.telemetry import jobs
 
 
 @get("/healthz", exclude_from_auth=True, include_in_schema=True, tags=["health"])
@@ -39,7 +40,9 @@ async def broker_reachable(mqtt: MqttSettings, limit_s: float = 3.0) -> str | No
 
 @get("/readyz", exclude_from_auth=True, tags=["health"])
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Database and broker reachable, schema current; 503 with the reasons otherwise."""
+    """Database and broker reachable, schema current; 503 with the reasons otherwise.
+    Failing maintenance jobs (compression, retention, rollup refresh) make it "degraded":
+    still 200, since the hub serves and ingests, with each job's error shown."""
     state = request.app.state
     cached = state.get("readiness")
     if cached and time.monotonic() - cached[0] < 2.0:
@@ -49,16 +52,25 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         try:
             async with state.database.pool.acquire(timeout=3) as conn:
                 schema = await migrations.status(conn)
-            checks["database"] = "ok"
-            checks["migrations"] = schema.problem() or "current"
+                checks["database"] = "ok"
+                checks["migrations"] = schema.problem() or "current"
+                maintenance = None
+                if checks["migrations"] == "current":
+                    maintenance = await jobs.readiness(
+                        conn, jobs.utc_now(), 3 * state.settings.telemetry.jobs_check_interval_s
+                    )
+                    checks["maintenance_jobs"] = maintenance.as_check()
         except Exception as exc:  # any failure here means not ready, with the reason shown
             checks["database"] = f"unreachable: {type(exc).__name__}"
             checks["migrations"] = "unknown"
+            maintenance = None
         broker_problem = await broker_reachable(state.settings.mqtt)
         checks["broker"] = broker_problem or "ok"
         ready = (
             checks["database"] == "ok" and checks["migrations"] == "current" and not broker_problem
         )
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        degraded = maintenance is not None and maintenance.status != "ok"
+        status = ("degraded" if degraded else "ready") if ready else "not ready"
+        body = {"status": status, "checks": checks}
         state.readiness = (time.monotonic(), body)
-    return Response(body, status_code=200 if body["status"] == "ready" else 503)
+    return Response(body, status_code=503 if body["status"] == "not ready" else 200)

@@ -96,6 +96,18 @@ class TelemetrySettings(BaseModel):
     compress_after_days: int = Field(
         7, ge=1, description="Raw chunks older than this are compressed (TimescaleDB)."
     )
+    jobs_check_interval_s: float = Field(
+        60.0, gt=0, description="How often the maintenance jobs' runs and errors are checked."
+    )
+    jobs_takeover_after_failures: int = Field(
+        2, ge=1, description="Failures in a row after which the hub runs a TimescaleDB job itself."
+    )
+    plain_retention_interval_s: float = Field(
+        3600.0, gt=0, description="How often the hub expires raw readings (plain PostgreSQL)."
+    )
+    plain_rollup_interval_s: float = Field(
+        300.0, gt=0, description="How often the hub refreshes the hourly rollup (plain PostgreSQL)."
+    )
 
 
 class CoapSettings(BaseModel):

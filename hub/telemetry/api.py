@@ -15,7 +15,7 @@ from litestar.response import Stream
 from hub.auth.principal import CurrentUser, Principal
 from hub.devices import service as registry
 from hub.errors import FieldProblem, NotFound, ValidationFailed
-from hub.telemetry import aqi, aqi_history, queries
+from hub.telemetry import aqi, aqi_history, jobs, queries
 from hub.telemetry.catalog import METRICS
 
 Uids = Annotated[list[str] | None, QueryParameter(description="Device uid; repeat for several.")]
@@ -112,6 +112,15 @@ class MetricSummaryOut(msgspec.Struct):
     devices: int
 
 
+class RollupOut(msgspec.Struct):
+    """How current a rollup is, so a dashboard can say "data as of"."""
+
+    name: str
+    as_of: datetime | None
+    age_s: float | None
+    live: bool
+
+
 class WardSummaryOut(msgspec.Struct):
     ward: str
     name: str
@@ -121,6 +130,8 @@ class WardSummaryOut(msgspec.Struct):
     """Why the hourly AQI is missing, or which stations it leaves out and why."""
     daily_aqi: AqiPointOut | None = None
     """Yesterday's daily AQI (local day, Decision 1459 §2.2.2), or why there is none."""
+    rollups: list[RollupOut] = msgspec.field(default_factory=list)
+    """How current each rollup is ("data as of")."""
 
 
 class MetricOut(msgspec.Struct):
@@ -399,6 +410,10 @@ class TelemetryController(Controller):
         directory = await registry.WardDirectory.load()
         now = datetime.now(UTC)
         today = aqi_history.local_day_start(now.astimezone(queries.LOCAL).date())
+        rollups = [
+            RollupOut(r.name, r.as_of, r.age_s, r.live)
+            for r in await jobs.rollup_freshness(pool, db.backend, now)
+        ]
         out = []
         for ward in await registry.list_wards(principal):
             summary = await queries.ward_summary(pool, directory.by_code[ward.code].id, ward.code)
@@ -439,6 +454,7 @@ class TelemetryController(Controller):
                         None,
                         ["no station of the ward measured PM2.5, PM10 or gases that day"],
                     ),
+                    rollups,
                 )
             )
         return out

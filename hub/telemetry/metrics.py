@@ -24,3 +24,23 @@ BATCH_SECONDS = Histogram(
 WRITE_FAILURES = Counter(
     "iochub_ingest_write_failures_total", "Batch writes retried after an error."
 )
+JOB_LAST_SUCCESS = Gauge(
+    "iochub_maintenance_job_last_success_timestamp_seconds",
+    "When each maintenance job (compression, retention, rollup refresh) last succeeded.",
+    ["job"],
+)
+JOB_FAILURES = Gauge(
+    "iochub_maintenance_job_consecutive_failures",
+    "Failures in a row of each maintenance job.",
+    ["job"],
+)
+JOB_RUN_BY_HUB = Gauge(
+    "iochub_maintenance_job_run_by_hub",
+    "1 while the hub runs a TimescaleDB job itself because the database's runner fails it.",
+    ["job"],
+)
+ROLLUP_AGE = Gauge(
+    "iochub_rollup_age_seconds",
+    "Age of the end of each rollup's newest refreshed bucket (0: computed at query time).",
+    ["rollup"],
+)

@@ -6,7 +6,6 @@ the hub deletes expired raw readings itself (rollups are computed at query time 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -113,19 +112,3 @@ async def expire_plain(pool: asyncpg.Pool, policy: RetentionPolicy, batch: int =
             if count < batch:
                 break
     return deleted
-
-
-async def run_plain_retention(
-    pool: asyncpg.Pool, policy: RetentionPolicy, every_s: float = 3600.0
-) -> None:
-    while True:
-        try:
-            if deleted := await expire_plain(pool, policy):
-                log.info(
-                    "retention: deleted %d raw readings older than %d days",
-                    deleted,
-                    policy.raw_days,
-                )
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("retention pass failed (%s); next pass in %.0f s", exc, every_s)
-        await asyncio.sleep(every_s)

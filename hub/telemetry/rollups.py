@@ -9,18 +9,16 @@ policy, only the last ``refresh_1h_days`` are recomputed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from hub.telemetry.policies import RetentionPolicy
-
 log = logging.getLogger("hub.telemetry.rollups")
 
 HOUR = timedelta(hours=1)
-# The last hours are refreshed often; the whole refresh window now and then.
+# The last hours are refreshed often; the whole refresh window now and then
+# (hub/telemetry/jobs.py runs it).
 RECENT = timedelta(hours=3)
 
 REFRESH_1H = """
@@ -44,19 +42,3 @@ def hour_of(moment: datetime) -> datetime:
 async def refresh_hourly(pool: asyncpg.Pool, start: datetime, end: datetime) -> None:
     """Recompute the hourly rollup of [start, end), widened to whole hours."""
     await pool.execute(REFRESH_1H, hour_of(start), hour_of(end) + HOUR)
-
-
-async def run_plain_rollups(
-    pool: asyncpg.Pool, policy: RetentionPolicy, every_s: float = 300.0
-) -> None:
-    full_every = max(1, round(3600 / every_s))
-    passes = 0
-    while True:
-        now = datetime.now(UTC)
-        window = timedelta(days=policy.refresh_1h_days) if passes % full_every == 0 else RECENT
-        try:
-            await refresh_hourly(pool, now - window, now)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("hourly rollup failed (%s); next pass in %.0f s", exc, every_s)
-        passes += 1
-        await asyncio.sleep(every_s)

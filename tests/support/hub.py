@@ -24,6 +24,7 @@ from hub.server.settings import (
     DatabaseSettings,
     MqttSettings,
     Settings,
+    TelemetrySettings,
 )
 from hub.storage import migrations
 from hub.storage.database import database_name, run_migrations, with_database
@@ -65,6 +66,9 @@ def hub_settings(database_url: str, broker_port: int, **overrides: object) -> Se
         ),
         auth=AuthSettings(login_delay_ms=0, login_attempts_per_minute=8),
         coap=CoapSettings(host="127.0.0.1", port=free_udp_port()),
+        # Maintenance jobs are checked by the tests that need it (step()), not on a cadence
+        # that would write to the database in the middle of another test.
+        telemetry=TelemetrySettings(jobs_check_interval_s=24 * 3600),
         secret_key=SecretStr("test-secret-key-not-for-production"),
         # Audio assets and other local state of a test hub stay out of the checkout.
         data_dir=Path(tempfile.mkdtemp(prefix="iochub-test-data-")),
