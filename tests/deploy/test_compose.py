@@ -70,6 +70,15 @@ def test_services_of_one_server(compose: dict[str, Any]) -> None:
     assert services["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
 
 
+def test_hub_containers_are_locked_down(compose: dict[str, Any]) -> None:
+    for name in ("hub", "migrate"):
+        service = compose["services"][name]
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+    assert "hub-data:/var/lib/iochub" in compose["services"]["hub"]["volumes"]
+
+
 def test_long_running_services_restart_and_report_health(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         if service.get("restart") == "no":
