@@ -130,11 +130,18 @@ class CameraController(Controller):
         lon: Annotated[float | None, QueryParameter(ge=-180, le=180)] = None,
         device: Annotated[str | None, QueryParameter(max_length=128)] = None,
         radius_m: Annotated[float | None, QueryParameter(gt=0, le=50_000)] = None,
+        alert: Annotated[int | None, QueryParameter(ge=1, le=2**62)] = None,
     ) -> NearbyCamerasOut:
         """Cameras within `radius_m` (default IOCHUB_CAMERAS__NEAR_RADIUS_M, 300 m) of a map
-        point (`lat`, `lon`) or of a device, nearest first, in the wards you serve."""
+        point (`lat`, `lon`), of a device, or of an alert's device, nearest first, in the
+        wards you serve."""
         return await cameras.nearby(
-            principal, latitude=lat, longitude=lon, device_uid=device, radius_m=radius_m
+            principal,
+            latitude=lat,
+            longitude=lon,
+            device_uid=device,
+            radius_m=radius_m,
+            alert_id=alert,
         )
 
     @get("/{uid:str}/live/{stream:str}/index.m3u8", media_type="application/vnd.apple.mpegurl")

@@ -458,11 +458,18 @@ class CameraService:
         longitude: float | None,
         device_uid: str | None,
         radius_m: float | None,
+        alert_id: int | None = None,
     ) -> NearbyCamerasOut:
-        """The cameras within the radius of a point or of a device, nearest first."""
+        """The cameras within the radius of a point, a device or an alert's device,
+        nearest first."""
         principal.require(Permission.DEVICES_READ)
         radius = radius_m or self.settings.near_radius_m
         exclude = None
+        if alert_id is not None:
+            place = await store.alert_place(self.pool, alert_id)
+            if place is None or not principal.sees_ward(place["ward_id"]):
+                raise NotFound(f"no alert {alert_id}")
+            device_uid = str(place["device_uid"])
         if device_uid is not None:
             device = await registry.get_scoped(principal, device_uid)
             if device.latitude is None or device.longitude is None:
@@ -473,8 +480,8 @@ class CameraService:
             latitude, longitude, exclude = device.latitude, device.longitude, device.uid
         if latitude is None or longitude is None:
             raise ValidationFailed(
-                "say where: a device, or a latitude and a longitude",
-                [FieldProblem("lat", "give lat and lon, or device")],
+                "say where: an alert, a device, or a latitude and a longitude",
+                [FieldProblem("lat", "give lat and lon, or device, or alert")],
             )
         scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
         found = await store.cameras_near(

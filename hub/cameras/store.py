@@ -475,3 +475,12 @@ async def location_of(conn: Queryable, uid: str) -> tuple[float, float] | None:
     if row is None or row["latitude"] is None or row["longitude"] is None:
         return None
     return float(row["latitude"]), float(row["longitude"])
+
+
+async def alert_place(pool: asyncpg.Pool, alert_id: int) -> asyncpg.Record | None:
+    """An alert's device and ward: where to look for cameras (the alerts slice owns the row)."""
+    return await pool.fetchrow(
+        "SELECT d.uid AS device_uid, a.ward_id FROM alert a JOIN device d ON d.id = a.device_id "
+        "WHERE a.id = $1",
+        alert_id,
+    )

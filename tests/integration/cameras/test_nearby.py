@@ -140,6 +140,39 @@ async def test_an_alert_lists_its_nearest_cameras_and_its_webhook_links_them(
     alert = (await clients.staff_a.get(f"/api/v1/alerts/{alert_id}")).json()
     nearby = [c["uid"] for c in alert["nearby_cameras"]]
     assert nearby == [uids["n100"], uids["e200"], uids["n250"]]  # b50 is in ward-b
+    by_alert = await clients.staff_a.get("/api/v1/cameras/near", params={"alert": alert_id})
+    assert [c["uid"] for c in by_alert.json()["items"]] == nearby
+    # An alert of another ward's device does not exist for ward-a's staff.
+    other = await clients.admin.post(
+        "/api/v1/devices",
+        json={
+            "uid": "b-gauge",
+            "kind": "sensor",
+            "ward": "ward-b",
+            "latitude": lat,
+            "longitude": lon,
+        },
+    )
+    assert other.status_code == 201, other.text
+    b_id, b_ward = await db.fetchrow("SELECT id, ward_id FROM device WHERE uid = 'b-gauge'")
+    b_alert = await lifecycle.fire(
+        pool,
+        lifecycle.NewAlert(
+            rule.json()["id"],
+            "Water high",
+            b_id,
+            b_ward,
+            "major",
+            1.2,
+            1.0,
+            "Water",
+            datetime.now(UTC),
+        ),
+    )
+    hidden = await clients.staff_a.get("/api/v1/cameras/near", params={"alert": b_alert})
+    assert_problem(hidden, 404)
+    seen = await clients.admin.get("/api/v1/cameras/near", params={"alert": b_alert})
+    assert seen.json()["items"][0]["uid"] == uids["b50"]  # admins see every ward
 
     payload: dict[str, Any] = json.loads(
         await db.fetchval(
