@@ -162,6 +162,10 @@ class Topics:
     ACK = "ack"
     COMMAND = "cmd"
     GROUPS = "groups"
+    FIRMWARE = "fw"
+    """Firmware update commands, hub to device (docs/device-protocol.md, "Firmware")."""
+    FIRMWARE_STATE = "fwstate"
+    """A device's firmware update progress, device to hub, retained."""
 
     @classmethod
     def for_device(cls, device_uid: str, channel: str) -> str:

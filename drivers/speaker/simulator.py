@@ -33,6 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.contract import AckStage, DecodeError, Topics
+from drivers.firmware.device import FirmwareAgent, FirmwareFault, UpdateTiming
 from drivers.speaker.protocol import (
     LAST_WILL_PAYLOAD,
     STOP_ALL,
@@ -119,6 +120,9 @@ class SpeakerSpec:
     firmware_version: str = "2.4.1"
     follows_groups: bool = True
     """Firmware that follows group command topics; older firmware gets commands one by one."""
+    model: str = "IP Speaker S30"
+    firmware_faults: frozenset[FirmwareFault] = frozenset()
+    """How its firmware updates go wrong (drivers.firmware.device)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +151,8 @@ class SimulatorConfig:
     mqtt_version: MqttVersion = MqttVersion.V311
     """Speaker firmware speaks either; 3.1.1 (most field firmware) costs less per message."""
     ready_timeout_s: float = 60.0
+    update_timing: UpdateTiming = field(default_factory=UpdateTiming)
+    """How long a firmware update's steps take (divided by ``speed``)."""
 
 
 def district_pairs(count: int = 272, wards: int = 8) -> list[tuple[str, str]]:
@@ -217,6 +223,10 @@ class _AudioFetcher:
         # httpx's pool gets slow when hundreds of requests queue inside it; queue here.
         self._slots = asyncio.Semaphore(concurrency)
         self._cache: OrderedDict[tuple[str, str], asyncio.Future[bytes]] = OrderedDict()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self._client
 
     async def fetch(self, url: str, expected_sha256: str) -> bytes:
         if not self._shared:
@@ -317,6 +327,19 @@ class SimulatedSpeaker:
         self._temperature_c = self._rng.uniform(32.0, 42.0)
         self._rssi_dbm = float(self._rng.randint(-85, -50))
         self._jobs: dict[str, _PlayJob] = {}
+        self.firmware = FirmwareAgent(
+            spec.uid,
+            spec.model,
+            spec.firmware_version,
+            publish=lambda topic, payload: self._publish(topic, payload, retain=True),
+            reboot=self._firmware_reboot,
+            http=lambda: fetcher.client,
+            spawn=spawn,
+            faults=set(spec.firmware_faults),
+            timing=config.update_timing,
+            speed=config.speed,
+            busy=lambda: self._playing is not None,
+        )
         self._playing: _PlayJob | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._held: list[bytes] = []
@@ -350,7 +373,7 @@ class SimulatedSpeaker:
             speaker_fault=Fault.SPEAKER_FAULT in self.faults,
             temperature_c=round(self._temperature_c, 1),
             rssi_dbm=self._rssi_dbm,
-            firmware_version=self.spec.firmware_version,
+            firmware_version=self.firmware.version,
             uptime_s=round(asyncio.get_running_loop().time() - self._booted_at, 1),
             at=_utc_now(),
             groups=self.groups if self.spec.follows_groups else None,
@@ -528,6 +551,18 @@ class SimulatedSpeaker:
             self._audio_held.popitem(last=False)
         return True
 
+    async def _firmware_reboot(self, downtime_s: float, comes_back: bool) -> None:
+        """Restart into the image just installed; a device that never comes back stays off."""
+        await self.power_off()
+        if not comes_back:
+            return
+        await asyncio.sleep(downtime_s)
+        await self.power_on()
+        if self.link is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_ONLINE_WAIT_AFTER_REBOOT_S):
+                    await self.link.wait_online()
+
     async def _reboot(self, command: RebootCommand) -> None:
         jobs = list(self._jobs.values())
         for job in jobs:
@@ -662,6 +697,7 @@ class _DedicatedLink:
             try:
                 async with client:
                     await client.subscribe(speaker.cmd_topic, qos=1)
+                    await client.subscribe(speaker.firmware.topic, qos=1)
                     if speaker.spec.follows_groups:
                         await client.subscribe(speaker.groups_topic, qos=1)
                     self._client = client
@@ -671,6 +707,8 @@ class _DedicatedLink:
                     async for message in client.messages:
                         if message.topic.value == speaker.groups_topic:
                             speaker.assign_groups(_as_bytes(message.payload))
+                        elif message.topic.value == speaker.firmware.topic:
+                            speaker.firmware.receive(_as_bytes(message.payload))
                         else:
                             speaker.receive(_as_bytes(message.payload))
             except aiomqtt.MqttError as exc:
@@ -727,6 +765,7 @@ class _Pool:
         self._identifier = f"speaker-sim-{uuid.uuid4().hex[:8]}-{index}"
         self._by_topic = {speaker.cmd_topic: speaker for speaker in speakers}
         self._groups_topics = {speaker.groups_topic: speaker for speaker in speakers}
+        self._firmware_topics = {speaker.firmware.topic: speaker for speaker in speakers}
         self._members: dict[str, set[SimulatedSpeaker]] = {}
         self._speakers = speakers
         self._client: aiomqtt.Client | None = None
@@ -750,6 +789,7 @@ class _Pool:
                 async with client:
                     topics = [(speaker.cmd_topic, 1) for speaker in self._speakers]
                     topics += [(topic, 1) for topic in self._groups_topics]
+                    topics += [(topic, 1) for topic in self._firmware_topics]
                     self._members.clear()
                     for start in range(0, len(topics), SUBSCRIBE_BATCH):
                         await client.subscribe(topics[start : start + SUBSCRIBE_BATCH])
@@ -777,6 +817,11 @@ class _Pool:
         speaker = self._groups_topics.get(topic)
         if speaker is not None:
             speaker.assign_groups(payload)
+            return
+        speaker = self._firmware_topics.get(topic)
+        if speaker is not None:
+            if speaker.powered.is_set():
+                speaker.firmware.receive(payload)
             return
         members = self._members.get(Topics.parse_group(topic) or "", ())
         if not members:

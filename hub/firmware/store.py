@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import date, datetime, time
 from typing import Any
 
 import asyncpg
@@ -259,3 +259,511 @@ async def set_window(
         span[1],
         username,
     )
+
+
+async def ward_codes(conn: Any) -> dict[int, str]:
+    rows = await conn.fetch("SELECT id, code FROM ward")
+    return {row["id"]: row["code"] for row in rows}
+
+
+# ---------------------------------------------------------------------------- compliance
+
+
+async def write_compliance(conn: Any, items: Sequence[Any], now: Any) -> None:
+    """Replace the compliance snapshot Grafana reads (items are compliance.Compliance)."""
+    await conn.execute("DELETE FROM firmware_device_compliance")
+    await conn.copy_records_to_table(
+        "firmware_device_compliance",
+        records=[
+            (
+                i.device.id,
+                i.state.value,
+                i.device.firmware_version,
+                None if i.latest is None else i.latest.row.version,
+                i.versions_behind,
+                i.days_behind,
+                None if i.worst_severity is None else i.worst_severity.value,
+                [c.id for c in i.cves],
+                i.end_of_support,
+                now,
+            )
+            for i in items
+        ],
+        columns=[
+            "device_id",
+            "state",
+            "version",
+            "latest_version",
+            "versions_behind",
+            "days_behind",
+            "worst_severity",
+            "cves",
+            "end_of_support",
+            "computed_at",
+        ],
+    )
+
+
+async def set_firmware_faults(conn: Any, faults: dict[int, str | None], prefix: str) -> list[int]:
+    """Make each device's firmware fault (the one fault starting with ``prefix``) the given
+    one, or none; returns the devices whose faults changed (health must look again)."""
+    rows = await conn.fetch(
+        """
+        UPDATE device d SET faults = array_remove(
+                ARRAY(SELECT f FROM unnest(d.faults) AS f WHERE f NOT LIKE $3 || '%')
+                || n.fault, NULL)
+        FROM unnest($1::bigint[], $2::text[]) AS n(id, fault)
+        WHERE d.id = n.id
+          AND ARRAY(SELECT f FROM unnest(d.faults) AS f WHERE f LIKE $3 || '%')
+              IS DISTINCT FROM array_remove(ARRAY[n.fault], NULL)
+        RETURNING d.id
+        """,
+        list(faults),
+        list(faults.values()),
+        prefix,
+    )
+    return [row["id"] for row in rows]
+
+
+# ---------------------------------------------------------------------------- campaigns
+
+IN_FLIGHT = ("sent", "downloading", "verifying", "installing", "rebooting")
+PRE_INSTALL = ("sent", "downloading", "verifying")
+STATE_RANK = {s: i for i, s in enumerate(("pending", *IN_FLIGHT))}
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRow:
+    id: int
+    name: str
+    release_id: int
+    vendor: str
+    model: str
+    kind: str
+    version: str
+    min_version: str | None
+    artifact_size: int
+    artifact_sha256: str
+    selector: dict[str, Any]
+    ward_ids: list[int]
+    state: str
+    wave_sizes: list[int]
+    success_percent: float
+    error_percent: float
+    require_approval: bool
+    max_ward_percent: float
+    broadcast_guard_s: int
+    use_windows: bool
+    device_timeout_s: int
+    current_wave: int
+    stop_reason: str | None
+    stopped_at: datetime | None
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+CAMPAIGN_SELECT = """
+SELECT c.id, c.name, c.release_id, r.vendor, r.model, r.kind, r.version, r.min_version,
+       r.artifact_size, r.artifact_sha256, c.selector, c.ward_ids, c.state, c.wave_sizes,
+       c.success_percent::float8 AS success_percent, c.error_percent::float8 AS error_percent,
+       c.require_approval, c.max_ward_percent::float8 AS max_ward_percent, c.broadcast_guard_s,
+       c.use_windows, c.device_timeout_s, c.current_wave, c.stop_reason, c.stopped_at,
+       c.created_by, c.created_at, c.finished_at
+FROM firmware_campaign c JOIN firmware_release r ON r.id = c.release_id
+"""
+
+
+def _campaign(row: asyncpg.Record) -> CampaignRow:
+    values = dict(row)
+    values["selector"] = json.loads(values["selector"])
+    values["ward_ids"] = list(values["ward_ids"])
+    values["wave_sizes"] = list(values["wave_sizes"])
+    return CampaignRow(**values)
+
+
+async def campaign(conn: Any, campaign_id: int) -> CampaignRow | None:
+    row = await conn.fetchrow(CAMPAIGN_SELECT + " WHERE c.id = $1", campaign_id)
+    return None if row is None else _campaign(row)
+
+
+async def campaigns(conn: Any, ward_ids: frozenset[int] | None) -> list[CampaignRow]:
+    rows = await conn.fetch(
+        CAMPAIGN_SELECT + " WHERE $1::int[] IS NULL OR c.ward_ids <@ $1 ORDER BY c.id DESC",
+        None if ward_ids is None else sorted(ward_ids),
+    )
+    return [_campaign(row) for row in rows]
+
+
+async def open_campaigns(conn: Any) -> list[CampaignRow]:
+    rows = await conn.fetch(
+        CAMPAIGN_SELECT + " WHERE c.state IN ('running', 'waiting_approval', 'paused') "
+        "ORDER BY c.id"
+    )
+    return [_campaign(row) for row in rows]
+
+
+async def busy_in_campaigns(conn: Any, device_ids: Sequence[int]) -> dict[int, int]:
+    """Devices already pending or updating in an open campaign: device id -> campaign id."""
+    rows = await conn.fetch(
+        "SELECT cd.device_id, cd.campaign_id FROM firmware_campaign_device cd "
+        "JOIN firmware_campaign c ON c.id = cd.campaign_id "
+        "WHERE cd.device_id = ANY($1::bigint[]) AND c.state IN ('running', 'waiting_approval', "
+        "'paused') AND cd.state IN ('pending', 'sent', 'downloading', 'verifying', "
+        "'installing', 'rebooting')",
+        list(device_ids),
+    )
+    return {row["device_id"]: row["campaign_id"] for row in rows}
+
+
+async def insert_campaign(
+    conn: Any, values: dict[str, Any], devices: Sequence[tuple[Any, ...]]
+) -> int:
+    """The campaign, its waves and its devices (device_id, uid, ward_id, wave, state,
+    from_version, reason) in the caller's transaction."""
+    campaign_id: int = await conn.fetchval(
+        """
+        INSERT INTO firmware_campaign (name, release_id, selector, ward_ids, wave_sizes,
+            success_percent, error_percent, require_approval, max_ward_percent,
+            broadcast_guard_s, use_windows, device_timeout_s, created_by)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id
+        """,
+        values["name"],
+        values["release_id"],
+        json.dumps(values["selector"]),
+        values["ward_ids"],
+        values["wave_sizes"],
+        values["success_percent"],
+        values["error_percent"],
+        values["require_approval"],
+        values["max_ward_percent"],
+        values["broadcast_guard_s"],
+        values["use_windows"],
+        values["device_timeout_s"],
+        values["created_by"],
+    )
+    await conn.executemany(
+        "INSERT INTO firmware_campaign_wave (campaign_id, wave, size, state, started_at) "
+        "VALUES ($1, $2, $3, $4, CASE WHEN $2 = 0 THEN now() END)",
+        [
+            (campaign_id, index, size, "running" if index == 0 else "pending")
+            for index, size in enumerate(values["wave_sizes"])
+        ],
+    )
+    await conn.copy_records_to_table(
+        "firmware_campaign_device",
+        records=[(campaign_id, *device) for device in devices],
+        columns=[
+            "campaign_id",
+            "device_id",
+            "device_uid",
+            "ward_id",
+            "wave",
+            "state",
+            "from_version",
+            "reason",
+        ],
+    )
+    return campaign_id
+
+
+async def wave_counts(conn: Any, campaign_id: int) -> dict[int, dict[str, int]]:
+    rows = await conn.fetch(
+        "SELECT wave, state, count(*) AS n FROM firmware_campaign_device "
+        "WHERE campaign_id = $1 GROUP BY wave, state",
+        campaign_id,
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row["wave"], {})[row["state"]] = row["n"]
+    return counts
+
+
+async def waves(conn: Any, campaign_id: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT wave, size, state, started_at, finished_at, approved_by "
+        "FROM firmware_campaign_wave WHERE campaign_id = $1 ORDER BY wave",
+        campaign_id,
+    )
+    return rows
+
+
+async def campaign_devices(
+    conn: Any, campaign_id: int, states: Sequence[str] | None = None
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT cd.device_uid AS uid, w.code AS ward, cd.wave, cd.state, cd.from_version, "
+        "cd.reported_version, cd.attempts, cd.reason, cd.updated_at "
+        "FROM firmware_campaign_device cd LEFT JOIN ward w ON w.id = cd.ward_id "
+        "WHERE cd.campaign_id = $1 AND ($2::text[] IS NULL OR cd.state = ANY($2)) "
+        "ORDER BY cd.wave, cd.device_uid",
+        campaign_id,
+        None if states is None else list(states),
+    )
+    return rows
+
+
+async def set_state(conn: Any, campaign_id: int, state: str, **columns: Any) -> None:
+    sets = ["state = $2", "updated_at = now()"]
+    args: list[Any] = [campaign_id, state]
+    for name, value in columns.items():
+        args.append(value)
+        sets.append(f"{name} = ${len(args)}")
+    await conn.execute(f"UPDATE firmware_campaign SET {', '.join(sets)} WHERE id = $1", *args)
+
+
+async def set_wave(conn: Any, campaign_id: int, wave: int, state: str, **columns: Any) -> None:
+    sets = ["state = $3"]
+    args: list[Any] = [campaign_id, wave, state]
+    for name, value in columns.items():
+        args.append(value)
+        sets.append(f"{name} = ${len(args)}")
+    await conn.execute(
+        f"UPDATE firmware_campaign_wave SET {', '.join(sets)} WHERE campaign_id = $1 AND wave = $2",
+        *args,
+    )
+
+
+# ---------------------------------------------------------------------------- the driver
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    device_id: int
+    uid: str
+    ward_id: int | None
+    kind: str
+    vendor: str
+    model: str
+    firmware_version: str
+    wave: int
+
+
+async def candidates(conn: Any, campaign_id: int, up_to_wave: int) -> list[Candidate]:
+    rows = await conn.fetch(
+        "SELECT cd.device_id, cd.device_uid AS uid, cd.ward_id, d.kind, d.vendor, d.model, "
+        "d.firmware_version, cd.wave FROM firmware_campaign_device cd "
+        "JOIN device d ON d.id = cd.device_id "
+        "WHERE cd.campaign_id = $1 AND cd.state = 'pending' AND cd.wave <= $2 "
+        "AND d.lifecycle = 'active' ORDER BY cd.wave, cd.attempts, cd.device_id",
+        campaign_id,
+        up_to_wave,
+    )
+    return [Candidate(**dict(row)) for row in rows]
+
+
+async def updating_per_ward(conn: Any) -> dict[tuple[int | None, str], int]:
+    rows = await conn.fetch(
+        "SELECT cd.ward_id, d.kind, count(*) AS n FROM firmware_campaign_device cd "
+        "JOIN device d ON d.id = cd.device_id "
+        "WHERE cd.state IN ('sent', 'downloading', 'verifying', 'installing', 'rebooting') "
+        "GROUP BY cd.ward_id, d.kind"
+    )
+    return {(row["ward_id"], row["kind"]): row["n"] for row in rows}
+
+
+async def devices_per_ward(conn: Any) -> dict[tuple[int | None, str], int]:
+    rows = await conn.fetch(
+        "SELECT ward_id, kind, count(*) AS n FROM device WHERE lifecycle = 'active' "
+        "GROUP BY ward_id, kind"
+    )
+    return {(row["ward_id"], row["kind"]): row["n"] for row in rows}
+
+
+async def busy_speakers(
+    conn: Any, device_ids: Sequence[int], now: datetime, until: datetime, *, emergency: bool
+) -> dict[int, str]:
+    """Speakers with a broadcast playing or due before ``until`` (the broadcasts slice's
+    plan, read-only): device id -> why. ``emergency``: only emergency broadcasts."""
+    if not device_ids:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT ON (d.id) d.id, b.id AS broadcast_id, b.priority, s.starts_at
+        FROM device d
+        JOIN broadcast b ON b.state = 'active'
+             AND ($4::bool IS FALSE OR b.priority = 'emergency')
+             AND (b.target_all OR d.ward_id = ANY(b.target_wards) OR d.uid = ANY(b.target_speakers)
+                  OR EXISTS (SELECT 1 FROM device_group_member m
+                             WHERE m.device_id = d.id AND m.group_id = ANY(b.target_groups)))
+        JOIN broadcast_slot s ON s.broadcast_id = b.id AND s.starts_at <= $3 AND s.ends_at >= $2
+        WHERE d.id = ANY($1::bigint[])
+        ORDER BY d.id, s.starts_at
+        """,
+        list(device_ids),
+        now,
+        until,
+        emergency,
+    )
+    reasons = {}
+    for row in rows:
+        when = "playing" if row["starts_at"] <= now else f"due at {row['starts_at']:%H:%M:%S} UTC"
+        reasons[row["id"]] = f"{row['priority']} broadcast {row['broadcast_id']} {when}"
+    return reasons
+
+
+async def claim_sends(
+    conn: Any,
+    campaign: CampaignRow,
+    items: Sequence[tuple[int, str]],
+    now: datetime,
+    deadline: datetime,
+) -> list[int]:
+    """Mark pending devices sent with their command ids; returns those this caller claimed.
+
+    The conditional UPDATE is the claim: a command is published only for a row this
+    statement moved from pending, so two drivers (or a restart) never send it twice. It
+    claims nothing once the campaign is no longer running or its current wave's failures
+    are past the error threshold, however recent the failure that crossed it.
+    """
+    rows = await conn.fetch(
+        """
+        WITH wave AS (
+            SELECT count(*) FILTER (WHERE state = 'failed') AS failed,
+                   count(*) FILTER (WHERE state <> 'refused') AS size
+            FROM firmware_campaign_device WHERE campaign_id = $1 AND wave = $6
+        )
+        UPDATE firmware_campaign_device cd SET state = 'sent', command_id = n.command_id,
+            attempts = cd.attempts + 1, sent_at = $3, deadline_at = $4, reason = NULL,
+            updated_at = $3
+        FROM unnest($2::bigint[], $5::text[]) AS n(device_id, command_id), wave
+        WHERE cd.campaign_id = $1 AND cd.device_id = n.device_id AND cd.state = 'pending'
+          AND (SELECT state FROM firmware_campaign WHERE id = $1) = 'running'
+          AND wave.failed * 100 <= $7 * wave.size
+        RETURNING cd.device_id
+        """,
+        campaign.id,
+        [device_id for device_id, _ in items],
+        now,
+        deadline,
+        [command_id for _, command_id in items],
+        campaign.current_wave,
+        campaign.error_percent,
+    )
+    return [row["device_id"] for row in rows]
+
+
+async def unsend(conn: Any, campaign_id: int, device_ids: Sequence[int], reason: str) -> None:
+    """The broker did not take these commands: nothing reached the device, back to pending."""
+    await conn.execute(
+        "UPDATE firmware_campaign_device SET state = 'pending', command_id = NULL, "
+        "attempts = attempts - 1, reason = $3, updated_at = now() "
+        "WHERE campaign_id = $1 AND device_id = ANY($2::bigint[]) AND state = 'sent'",
+        campaign_id,
+        list(device_ids),
+        reason,
+    )
+
+
+async def set_device_states(
+    conn: Any, campaign_id: int, items: Sequence[tuple[int, str, str | None]], now: datetime
+) -> None:
+    """(device_id, state, reason) for devices decided without a command (refused, updated)."""
+    await conn.execute(
+        "UPDATE firmware_campaign_device cd SET state = n.state, reason = n.reason, "
+        "updated_at = $3 FROM unnest($2::bigint[], $4::text[], $5::text[]) "
+        "AS n(device_id, state, reason) WHERE cd.campaign_id = $1 AND cd.device_id = n.device_id",
+        campaign_id,
+        [i[0] for i in items],
+        now,
+        [i[1] for i in items],
+        [i[2] for i in items],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    campaign_id: int
+    device_id: int
+    uid: str
+    state: str
+    command_id: str
+    target_version: str
+
+
+async def in_flight_by_command(conn: Any, command_ids: Sequence[str]) -> dict[str, InFlight]:
+    rows = await conn.fetch(
+        "SELECT cd.campaign_id, cd.device_id, cd.device_uid AS uid, cd.state, cd.command_id, "
+        "r.version AS target_version FROM firmware_campaign_device cd "
+        "JOIN firmware_campaign c ON c.id = cd.campaign_id "
+        "JOIN firmware_release r ON r.id = c.release_id "
+        "WHERE cd.command_id = ANY($1::text[]) "
+        "AND cd.state IN ('sent', 'downloading', 'verifying', 'installing', 'rebooting')",
+        list(command_ids),
+    )
+    return {row["command_id"]: InFlight(**dict(row)) for row in rows}
+
+
+async def apply_progress(
+    conn: Any, items: Sequence[tuple[str, str, str | None, str | None]], now: datetime
+) -> int:
+    """(command_id, state, reported_version, reason) onto in-flight rows; returns rows moved."""
+    status: str = await conn.execute(
+        "UPDATE firmware_campaign_device cd SET state = n.state, reported_version = "
+        "coalesce(n.version, cd.reported_version), reason = n.reason, updated_at = $2 "
+        "FROM unnest($1::text[], $3::text[], $4::text[], $5::text[]) "
+        "AS n(command_id, state, version, reason) "
+        "WHERE cd.command_id = n.command_id "
+        "AND cd.state IN ('sent', 'downloading', 'verifying', 'installing', 'rebooting')",
+        [i[0] for i in items],
+        now,
+        [i[1] for i in items],
+        [i[2] for i in items],
+        [i[3] for i in items],
+    )
+    return int(status.split()[-1])
+
+
+async def expire(conn: Any, now: datetime) -> list[int]:
+    """In-flight devices past their deadline fail; returns their campaigns."""
+    rows = await conn.fetch(
+        "UPDATE firmware_campaign_device SET state = 'failed', updated_at = $1, reason = "
+        "CASE WHEN state = 'rebooting' THEN 'did not come back after its reboot' "
+        "ELSE 'no report by the deadline (state ' || state || ')' END "
+        "WHERE state IN ('sent', 'downloading', 'verifying', 'installing', 'rebooting') "
+        "AND deadline_at < $1 RETURNING campaign_id",
+        now,
+    )
+    return sorted({row["campaign_id"] for row in rows})
+
+
+async def pre_install(conn: Any, campaign_id: int) -> list[tuple[int, str, str]]:
+    rows = await conn.fetch(
+        "SELECT device_id, device_uid, command_id FROM firmware_campaign_device "
+        "WHERE campaign_id = $1 AND state IN ('sent', 'downloading', 'verifying')",
+        campaign_id,
+    )
+    return [(row["device_id"], row["device_uid"], row["command_id"]) for row in rows]
+
+
+async def requeue(
+    conn: Any, campaign_id: int, device_ids: Sequence[int], reason: str, *, to: str = "pending"
+) -> list[tuple[int, str, str]]:
+    """Take devices that have not begun installing off their command (pre-empted: back to
+    pending; cancelled campaign: cancelled); returns (device_id, uid, old command id)."""
+    rows = await conn.fetch(
+        "UPDATE firmware_campaign_device cd SET state = $4, reason = $3, updated_at = now() "
+        "FROM (SELECT device_id, command_id FROM firmware_campaign_device "
+        "      WHERE campaign_id = $1 AND device_id = ANY($2::bigint[]) "
+        "      AND state IN ('sent', 'downloading', 'verifying') FOR UPDATE) AS old "
+        "WHERE cd.campaign_id = $1 AND cd.device_id = old.device_id "
+        "RETURNING cd.device_id, cd.device_uid, old.command_id",
+        campaign_id,
+        list(device_ids),
+        reason,
+        to,
+    )
+    return [(row["device_id"], row["device_uid"], row["command_id"]) for row in rows]
+
+
+async def campaign_counts(conn: Any, campaign_id: int) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT state, count(*) AS n FROM firmware_campaign_device WHERE campaign_id = $1 "
+        "GROUP BY state",
+        campaign_id,
+    )
+    return {row["state"]: row["n"] for row in rows}
+
+
+async def notify(conn: Any, campaign_id: int) -> None:
+    await conn.execute("SELECT pg_notify('iochub_firmware', $1)", str(campaign_id))

@@ -49,6 +49,7 @@ from hub.devices.broker import (
 from hub.devices.coap_api import CoapCredentialController
 from hub.devices.coap_keys import CoapKeyring
 from hub.devices.credentials import DeviceCredentials
+from hub.firmware import wiring as firmware
 from hub.health.api import HealthController
 from hub.health.monitor import HealthMonitor
 from hub.integrations import wiring as integrations
@@ -203,6 +204,7 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
     await integrations.add_services(ctx, services)
     await broadcasts.add_services(ctx, services)
     await cameras.add_services(ctx, services)
+    await firmware.add_services(ctx, services)
     return services
 
 
@@ -284,6 +286,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *integrations.routes(),
             *broadcasts.routes(),
             *cameras.routes(),
+            *firmware.routes(),
             ConsoleController,
             BroadcastConsoleController,
             CameraConsoleController,

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from hub.broadcasts.settings import BroadcastSettings
 from hub.cameras.settings import CameraSettings
+from hub.firmware.settings import FirmwareSettings
 from hub.health.settings import HealthSettings
 from hub.integrations.settings import DeliverySettings
 from hub.server.log_format import LogFormat
@@ -173,6 +174,7 @@ class Settings(BaseSettings):
     broadcasts: BroadcastSettings = Field(default_factory=BroadcastSettings)
     cameras: CameraSettings = Field(default_factory=CameraSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    firmware: FirmwareSettings = Field(default_factory=FirmwareSettings)
     data_dir: Path = Field(
         Path(".iochub-data"), description="Folder for local state: embedded services, keys."
     )

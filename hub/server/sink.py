@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.contract import Ack, DeviceEvent, Heartbeat, Reading, Rejected, StoreReport
 from hub.health.monitor import HealthMonitor
@@ -16,15 +16,22 @@ class HubSink:
     health: HealthMonitor
     # Set by the broadcasts slice: its delivery recorder (hub.broadcasts.wiring).
     on_ack: Callable[[Ack], Awaitable[None]] | None = None
+    # Told of every heartbeat before health takes it (the firmware slice: reported versions).
+    on_heartbeat: list[Callable[[Heartbeat], None]] = field(default_factory=list)
 
     async def readings(self, items: list[Reading], source: str) -> StoreReport:
         return await self.telemetry.readings(items, source)
 
     async def heartbeat(self, item: Heartbeat) -> None:
+        for hook in self.on_heartbeat:
+            hook(item)
         await self.health.heartbeat(item)
 
     async def heartbeats(self, items: Sequence[Heartbeat]) -> list[str]:
         """Many at once; returns the uids the hub does not know."""
+        for hook in self.on_heartbeat:
+            for item in items:
+                hook(item)
         return await self.health.heartbeats(items)
 
     async def event(self, item: DeviceEvent) -> None:

@@ -33,11 +33,12 @@ class DevicePermissions:
 DEVICE_PERMISSIONS: Mapping[DeviceKind, DevicePermissions] = MappingProxyType(
     {
         DeviceKind.SENSOR: DevicePermissions(
-            publish=(Topics.TELEMETRY, Topics.STATUS, Topics.EVENT), subscribe=()
+            publish=(Topics.TELEMETRY, Topics.STATUS, Topics.EVENT, Topics.FIRMWARE_STATE),
+            subscribe=(Topics.FIRMWARE,),
         ),
         DeviceKind.SPEAKER: DevicePermissions(
-            publish=(Topics.STATUS, Topics.EVENT, Topics.ACK),
-            subscribe=(Topics.COMMAND, Topics.GROUPS),
+            publish=(Topics.STATUS, Topics.EVENT, Topics.ACK, Topics.FIRMWARE_STATE),
+            subscribe=(Topics.COMMAND, Topics.GROUPS, Topics.FIRMWARE),
             group_commands=True,
         ),
         DeviceKind.CAMERA: DevicePermissions(publish=(Topics.STATUS, Topics.EVENT), subscribe=()),

@@ -102,6 +102,7 @@ HUB_ACLS: Final = (
     Acl("publishClientReceive", f"{Topics.ROOT}/#"),
     Acl("publishClientSend", Topics.all_devices(Topics.COMMAND)),
     Acl("publishClientSend", Topics.all_devices(Topics.GROUPS)),
+    Acl("publishClientSend", Topics.all_devices(Topics.FIRMWARE)),
     Acl("publishClientSend", Topics.all_groups()),
 )
 

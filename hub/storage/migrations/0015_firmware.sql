@@ -37,6 +37,22 @@ CREATE TABLE firmware_vulnerability (
     PRIMARY KEY (release_id, cve)
 );
 
+-- Each device's compliance as last computed (hub.firmware.compliance): what Grafana's
+-- firmware panel reads; the API computes the same thing live.
+CREATE TABLE firmware_device_compliance (
+    device_id        bigint PRIMARY KEY REFERENCES device (id) ON DELETE CASCADE,
+    state            text NOT NULL CHECK (state IN ('current', 'outdated', 'vulnerable',
+                     'end_of_support', 'unknown_model', 'unknown_version')),
+    version          text NOT NULL,
+    latest_version   text,
+    versions_behind  integer NOT NULL DEFAULT 0,
+    days_behind      integer NOT NULL DEFAULT 0,
+    worst_severity   text,
+    cves             text[] NOT NULL DEFAULT '{}',
+    end_of_support   date,
+    computed_at      timestamptz NOT NULL
+);
+
 -- When a ward's devices may be updated, in local time (Asia/Ho_Chi_Minh); may wrap midnight.
 CREATE TABLE firmware_ward_window (
     ward_id     integer PRIMARY KEY REFERENCES ward (id) ON DELETE CASCADE,

@@ -15,9 +15,10 @@ from tests.conftest import PASSWORD, Clients
 from tests.integration.devices.test_registry_api import assert_problem
 from tests.support.hub import RunningHub
 
-# The only routes without authentication: probes, the login itself, and audio fetched by
-# speakers with an expiring signed URL (the signature is the authorisation). /metrics checks
-# its callers itself: Prometheus' scrape token or address, else a person's credentials.
+# The only routes without authentication: probes, the login itself, and audio and firmware
+# images fetched by devices with an expiring signed URL (the signature is the authorisation).
+# /metrics checks its callers itself: Prometheus' scrape token or address, else a person's
+# credentials.
 OPEN_PATHS = {
     "/healthz",
     "/readyz",
@@ -25,6 +26,7 @@ OPEN_PATHS = {
     "/login",
     "/api/v1/auth/login",
     "/api/v1/speaker-audio/{asset_id:int}",
+    "/api/v1/firmware/artifacts/{release_id:int}",
 }
 
 

@@ -1,0 +1,170 @@
+"""The hub's side of firmware updates: one MQTT 5 connection for commands and reports.
+
+Commands carry an MQTT 5 message expiry, so a device that comes back after its command
+went stale never sees it. Reports are read from the retained ``fwstate`` topics: the
+broker hands a newly subscribed hub each device's last report, which is how a new
+rollout leader learns what happened while nobody was listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import ssl
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from drivers.contract import DecodeError, Topics
+from drivers.firmware.protocol import FirmwareCommand, StateReport, decode_report, encode_command
+
+logger = logging.getLogger(__name__)
+_new_properties: Callable[[int], Properties] = Properties
+
+
+class FirmwareLinkDown(ConnectionError):
+    """Not connected to the broker: nothing was sent; sending again later may work."""
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareLinkSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    tls_context: ssl.SSLContext | None = None
+    keepalive_s: int = 30
+    reconnect_max_s: float = 15.0
+    batch_window_s: float = 0.02
+    """Reports arriving this close together are handed over as one batch."""
+    fan_out_window: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    device_uid: str
+    report: StateReport | None
+    """None when the payload did not decode (``problem`` says why)."""
+    problem: str | None = None
+
+
+ReportHandler = Callable[[Sequence[Received]], Awaitable[None]]
+
+
+class FirmwareMqttLink:
+    def __init__(self, settings: FirmwareLinkSettings | None = None) -> None:
+        self.settings = settings or FirmwareLinkSettings()
+        self._client: aiomqtt.Client | None = None
+        self._up = asyncio.Event()
+        self._client_id = self.settings.client_id or f"iochub-firmware-{uuid.uuid4().hex[:10]}"
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    async def wait_connected(self) -> None:
+        await self._up.wait()
+
+    async def run(self, handle: ReportHandler) -> None:
+        """Hold the connection (reconnecting with back-off) and hand over reports."""
+        delay = 0.5
+        while True:
+            settings = self.settings
+            client = aiomqtt.Client(
+                settings.host,
+                settings.port,
+                identifier=self._client_id,
+                username=settings.username,
+                password=settings.password,
+                tls_context=settings.tls_context,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=True,
+                keepalive=settings.keepalive_s,
+                max_inflight_messages=500,
+            )
+            client.pending_calls_threshold = 10 * settings.fan_out_window + 100
+            try:
+                async with client:
+                    await client.subscribe(Topics.all_devices(Topics.FIRMWARE_STATE), qos=1)
+                    self._client = client
+                    self._up.set()
+                    delay = 0.5
+                    await self._read(client, handle)
+            except aiomqtt.MqttError as exc:
+                logger.warning("firmware link lost (%s); reconnecting in about %.1fs", exc, delay)
+            finally:
+                self._client = None
+                self._up.clear()
+            await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))
+            delay = min(delay * 2, self.settings.reconnect_max_s)
+
+    async def _read(self, client: aiomqtt.Client, handle: ReportHandler) -> None:
+        queue: asyncio.Queue[Received] = asyncio.Queue()
+
+        async def hand_over() -> None:
+            while True:
+                batch = [await queue.get()]
+                await asyncio.sleep(self.settings.batch_window_s)
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                try:
+                    await handle(batch)
+                except Exception:
+                    logger.exception("%d firmware reports could not be handled", len(batch))
+
+        worker = asyncio.create_task(hand_over(), name="firmware-reports")
+        try:
+            async for message in client.messages:
+                raw = message.payload if isinstance(message.payload, bytes | bytearray) else b""
+                try:
+                    uid, _ = Topics.parse(message.topic.value)
+                except DecodeError:
+                    continue
+                if not raw:
+                    continue  # a cleared retained report
+                try:
+                    queue.put_nowait(Received(uid, decode_report(bytes(raw))))
+                except DecodeError as exc:
+                    queue.put_nowait(Received(uid, None, str(exc)))
+        finally:
+            worker.cancel()
+
+    async def send_many(
+        self, commands: Sequence[tuple[str, FirmwareCommand]], now: datetime | None = None
+    ) -> list[tuple[str, str]]:
+        """Publish (uid, command) pairs with QoS 1; returns (uid, reason) of those not taken.
+
+        Raises FirmwareLinkDown before sending anything when there is no connection.
+        """
+        client = self._client
+        if client is None:
+            raise FirmwareLinkDown("not connected to the broker")
+        moment = now or datetime.now(UTC)
+        window = asyncio.Semaphore(self.settings.fan_out_window)
+
+        async def publish(uid: str, command: FirmwareCommand) -> tuple[str, str] | None:
+            properties = _new_properties(PacketTypes.PUBLISH)
+            expiry = max(1, math.ceil((command.expires_at - moment).total_seconds()))
+            properties.MessageExpiryInterval = expiry
+            async with window:
+                try:
+                    await client.publish(
+                        Topics.for_device(uid, Topics.FIRMWARE),
+                        encode_command(command),
+                        qos=1,
+                        properties=properties,
+                    )
+                except aiomqtt.MqttError as exc:
+                    return uid, f"not sent: {exc}"
+            return None
+
+        results = await asyncio.gather(*(publish(uid, c) for uid, c in commands))
+        return [r for r in results if r is not None]

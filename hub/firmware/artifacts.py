@@ -1,0 +1,103 @@
+"""Firmware images for devices: expiring signed links, and the images behind them.
+
+A link is an HMAC-SHA256 over the release id, the device uid and the expiry, under a key
+derived from the hub's secret, so it is its own authorisation for one device, one image,
+until it expires. Before an image is served (and before a campaign is created) its
+manifest's Ed25519 signature is checked again against the vendor's key, and the file's
+SHA-256 against the manifest: an image whose manifest does not verify is never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import SecretStr, ValidationError
+
+from firmware_meta import Manifest, SignatureRefused, sha256_file, verify
+from hub.errors import Conflict, Forbidden
+from hub.firmware.store import ReleaseRow
+from hub.storage.crypto import local_key
+
+ARTIFACT_PATH = "/api/v1/firmware/artifacts"
+_PURPOSE = b"iochub:firmware-artifact-url"
+
+
+def url_key(secret_key: SecretStr | None, data_dir: Path) -> bytes:
+    material = secret_key.get_secret_value() if secret_key is not None else local_key(data_dir)
+    return hmac.new(material.encode(), _PURPOSE, hashlib.sha256).digest()
+
+
+class ArtifactSigner:
+    def __init__(self, key: bytes, base_url: str) -> None:
+        self._key = key
+        self._base_url = base_url.rstrip("/")
+
+    def _signature(self, release_id: int, device: str, expires: int) -> str:
+        message = f"{release_id}:{device}:{expires}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def url(self, release_id: int, device: str, expires_at: datetime) -> str:
+        expires = int(expires_at.timestamp())
+        sig = self._signature(release_id, device, expires)
+        return (
+            f"{self._base_url}{ARTIFACT_PATH}/{release_id}"
+            f"?device={device}&expires={expires}&sig={sig}"
+        )
+
+    def verify(
+        self, release_id: int, device: str, expires: int, sig: str, now: datetime | None = None
+    ) -> None:
+        expected = self._signature(release_id, device, expires)
+        if not hmac.compare_digest(expected.encode(), sig.encode()):
+            raise Forbidden("the firmware link's signature is not valid")
+        if (now or datetime.now(UTC)).timestamp() > expires:
+            raise Forbidden("the firmware link has expired")
+
+
+@dataclass
+class ArtifactStore:
+    """The catalog's images on disk, each checked once per file version."""
+
+    root: Path
+    _checked: dict[tuple[int, str], tuple[float, int]] | None = None
+
+    def path(self, release: ReleaseRow) -> Path:
+        if release.artifact_file is None:
+            raise Conflict(
+                f"{release.model} {release.version} is a vendor download ({release.artifact_url}): "
+                "the hub has no image to serve"
+            )
+        return self.root / "artifacts" / release.artifact_file
+
+    def check(self, release: ReleaseRow) -> Path:
+        """The image, after its manifest's signature and its own hash were verified."""
+        try:
+            manifest = Manifest.model_validate(
+                release.manifest
+                | {"signature": {"key": release.signature_key, "ed25519": release.signature}}
+            )
+            verify(manifest, self.root / "keys")
+        except (ValidationError, SignatureRefused) as exc:
+            raise Conflict(
+                f"{release.model} {release.version}: signature refused ({exc}); not served"
+            ) from None
+        path = self.path(release)
+        if not path.is_file():
+            raise Conflict(f"the image of {release.model} {release.version} is missing")
+        stat = path.stat()
+        if self._checked is None:
+            self._checked = {}
+        key = (release.id, str(path))
+        if self._checked.get(key) != (stat.st_mtime, stat.st_size):
+            size, sha256 = sha256_file(path)
+            if (size, sha256) != (release.artifact_size, release.artifact_sha256):
+                raise Conflict(
+                    f"the image of {release.model} {release.version} does not match its "
+                    "manifest (size or SHA-256); not served"
+                )
+            self._checked[key] = (stat.st_mtime, stat.st_size)
+        return path
