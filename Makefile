@@ -54,6 +54,7 @@ bench: $(STAMP) system-deps
 	@echo "  $(BIN)/python -m bench.fanout         broadcast fan-out to 272 and 10,000 speakers"
 	@echo "  $(BIN)/python -m bench.camera_sweep   ONVIF health sweep over 150 cameras"
 	@echo "  $(BIN)/python -m bench.camera_view    live view: first segment, CPU per stream, streams held"
+	@echo "  $(BIN)/python -m bench.rollout        firmware rollout to 272 and 10,000 speakers"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node_modules hub/web/static/vendor

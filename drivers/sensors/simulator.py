@@ -29,9 +29,11 @@ from zoneinfo import ZoneInfo
 import aiocoap
 import aiomqtt
 import cbor2
+import httpx
 from aiocoap.oscore import NotAProtectedMessage
 
 from drivers.contract import Topics
+from drivers.firmware.device import FirmwareAgent, FirmwareFault, UpdateTiming
 from drivers.sensors.errors import BrokerUnavailable
 from drivers.sensors.oscore import (
     OscoreKeyMaterial,
@@ -145,6 +147,10 @@ class SimulatedSensor:
     """Connects and says it is online, then sends nothing: a hung firmware."""
     oscore: OscoreKeyMaterial | None = None
     """OSCORE key material as the device holds it: its CoAP requests are protected."""
+    model: str = "AQM-65"
+    firmware_version: str = "1.9.2"
+    firmware_faults: frozenset[FirmwareFault] = frozenset()
+    """How its firmware updates go wrong (drivers.firmware.device); MQTT sensors only."""
 
 
 @dataclass
@@ -410,6 +416,7 @@ class SensorSimulator:
         malformed_share: float = 0.0,
         dedicated_connections: bool = False,
         tls: ssl.SSLContext | None = None,
+        update_timing: UpdateTiming | None = None,
     ) -> None:
         coap_devices = [device for device in devices if device.transport is Transport.COAP]
         if coap_devices and coap_host is None:
@@ -431,6 +438,46 @@ class SensorSimulator:
         self.environment = HaiPhongEnvironment(seed)
         self.stats = SimulationStats()
         self._real_start = datetime.now(UTC)
+        self.update_timing = update_timing or UpdateTiming()
+        self.agents: dict[str, FirmwareAgent] = {}
+        """Each MQTT sensor's firmware side, by uid."""
+        self.down: set[str] = set()
+        """Sensors rebooting (or that never came back): they publish nothing."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http: httpx.AsyncClient | None = None
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _agent(self, device: SimulatedSensor, connection: _DeviceConnection) -> FirmwareAgent:
+        async def reboot(downtime_s: float, comes_back: bool) -> None:
+            self.down.add(device.uid)
+            await connection.status(device, "offline")
+            if not comes_back:
+                return
+            await asyncio.sleep(downtime_s)
+            self.down.discard(device.uid)
+            await connection.announce(device)
+
+        def http() -> httpx.AsyncClient:
+            assert self._http is not None
+            return self._http
+
+        agent = FirmwareAgent(
+            device.uid,
+            device.model,
+            device.firmware_version,
+            publish=lambda topic, payload: connection.publish(topic, payload),
+            reboot=reboot,
+            http=http,
+            spawn=self._spawn,
+            faults=set(device.firmware_faults),
+            timing=self.update_timing,
+        )
+        self.agents[device.uid] = agent
+        return agent
 
     def simulated_time(self, real: datetime) -> datetime:
         """The moment the values follow at ``real``: the real time since the run began, sped up."""
@@ -446,6 +493,8 @@ class SensorSimulator:
         """Publish until cancelled, or ``rounds`` readings per (non-silent) device."""
         self._real_start = datetime.now(UTC)
         async with contextlib.AsyncExitStack() as stack:
+            self._http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+            stack.callback(lambda: [task.cancel() for task in self._tasks])
             coap: _CoapPublisher | None = None
             shared: _DeviceConnection | None = None
             loops = []
@@ -468,6 +517,7 @@ class SensorSimulator:
                     if shared is None:
                         shared = await stack.enter_async_context(_DeviceConnection(self, None))
                     client = shared
+                await client.attach(device, self._agent(device, client))
                 await client.announce(device)
                 loops.append(self._device_loop(device, client, rounds))
             async with asyncio.TaskGroup() as group:
@@ -488,6 +538,9 @@ class SensorSimulator:
         )
         sent = 0
         while rounds is None or sent < rounds:
+            if device.uid in self.down:
+                await asyncio.sleep(min(self.interval, 0.5))
+                continue
             real = datetime.now(UTC)
             simulated = self.simulated_time(real)
             if rng.random() < self.malformed_share:
@@ -518,6 +571,8 @@ class _DeviceConnection:
     def __init__(self, simulator: SensorSimulator, device: SimulatedSensor | None) -> None:
         self.simulator = simulator
         self.announced: list[SimulatedSensor] = []
+        self._agents: dict[str, FirmwareAgent] = {}
+        self._reader: asyncio.Task[None] | None = None
         will = None
         identifier = f"sim-{device.uid}" if device else f"sim-shared-{simulator.seed}"
         if device is not None:
@@ -541,24 +596,53 @@ class _DeviceConnection:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
         # A device switched off cleanly says so; only a crash leaves it to the will.
         with contextlib.suppress(aiomqtt.MqttError):
             for device in self.announced:
-                await self._status(device, "offline")
+                await self.status(device, "offline")
         await self.client.__aexit__(None, None, None)
+
+    async def attach(self, device: SimulatedSensor, agent: FirmwareAgent) -> None:
+        """Listen for the device's firmware commands on this connection."""
+        self._agents[agent.topic] = agent
+        await self.client.subscribe(agent.topic, qos=1)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(), name="sensor-firmware")
+
+    async def _read(self) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            async for message in self.client.messages:
+                agent = self._agents.get(message.topic.value)
+                payload = message.payload
+                if (
+                    agent is not None
+                    and isinstance(payload, bytes | bytearray)
+                    and agent.uid not in self.simulator.down
+                ):
+                    agent.receive(bytes(payload))
 
     async def announce(self, device: SimulatedSensor) -> None:
         rng = random.Random(f"{self.simulator.seed}:status:{device.uid}")
-        status = {
+        status: dict[str, Any] = {
             "state": "online",
             "battery": round(rng.uniform(55, 100), 1),
             "rssi": round(rng.uniform(-97, -58)),
         }
-        await self._status(device, json.dumps(status))
-        self.announced.append(device)
+        agent = self.simulator.agents.get(device.uid)
+        if agent is not None:
+            status["firmware"] = agent.version
+        await self.status(device, json.dumps(status))
+        if device not in self.announced:
+            self.announced.append(device)
         self.simulator.stats.statuses += 1
 
-    async def _status(self, device: SimulatedSensor, payload: str) -> None:
+    async def publish(self, topic: str, payload: bytes) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self.client.publish(topic, payload, qos=1, retain=True)
+
+    async def status(self, device: SimulatedSensor, payload: str) -> None:
         topic = Topics.for_device(device.uid, Topics.STATUS)
         await self.client.publish(topic, payload, qos=1, retain=True)
 

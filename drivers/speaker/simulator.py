@@ -22,7 +22,7 @@ import ssl
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -1062,6 +1062,32 @@ def _parse_fraction(text: str) -> tuple[Fault, float]:
         raise argparse.ArgumentTypeError(f"expected FAULT=FRACTION, got {text!r}") from None
 
 
+def _parse_firmware_fraction(text: str) -> tuple[FirmwareFault, float]:
+    name, _, value = text.partition("=")
+    try:
+        return FirmwareFault(name), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FAULT=FRACTION, got {text!r}") from None
+
+
+def firmware_faults(
+    speakers: Sequence[SpeakerSpec],
+    fractions: Mapping[FirmwareFault, float],
+    seed: int,
+    model: str = "IP Speaker S30",
+) -> list[SpeakerSpec]:
+    """The specs with their model and a seeded share given each firmware fault."""
+    rng = random.Random(f"firmware-faults/{seed}")
+    uids = sorted(spec.uid for spec in speakers)
+    chosen: dict[str, set[FirmwareFault]] = {uid: set() for uid in uids}
+    for fault in sorted(fractions):
+        for uid in rng.sample(uids, round(fractions[fault] * len(uids))):
+            chosen[uid].add(fault)
+    return [
+        replace(spec, model=model, firmware_faults=frozenset(chosen[spec.uid])) for spec in speakers
+    ]
+
+
 def _parse_shard(text: str) -> tuple[int, int]:
     index, _, count = text.partition("/")
     if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
@@ -1092,6 +1118,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--fault", type=_parse_fraction, action="append", default=[], metavar="FAULT=FRACTION"
     )
+    parser.add_argument("--firmware-version", default="2.4.1")
+    parser.add_argument("--model", default="IP Speaker S30")
+    parser.add_argument(
+        "--update-times",
+        default="0.5,20,5",
+        metavar="VERIFY,INSTALL,REBOOT",
+        help="seconds each firmware update step takes (before --speed)",
+    )
+    parser.add_argument(
+        "--fw-fault",
+        type=_parse_firmware_fraction,
+        action="append",
+        default=[],
+        metavar="FAULT=FRACTION",
+        help="share of the fleet whose firmware updates fail this way (fw_download_fails, ...)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = SimulatorConfig(
@@ -1105,9 +1147,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         mqtt_version=args.mqtt,
         shared_downloads=args.shared_downloads,
         fault_fractions=dict(args.fault),
+        update_timing=UpdateTiming(*(float(x) for x in args.update_times.split(","))),
     )
     index, shards = args.shard
-    fleet = default_fleet(district_pairs(args.count, args.wards))[index::shards]
+    fleet = default_fleet(
+        district_pairs(args.count, args.wards), firmware_version=args.firmware_version
+    )
+    fleet = firmware_faults(fleet, dict(args.fw_fault), args.seed, args.model)[index::shards]
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_speaker_fleet(fleet, config))
 

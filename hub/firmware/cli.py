@@ -18,6 +18,7 @@ from rich.console import Console
 from firmware_meta import DEFAULT_ROOT, check_catalog, json_schema
 from firmware_meta.signing import load_private_key, sign_file
 from hub.errors import HubError
+from hub.firmware.settings import FirmwareSettings
 
 T = TypeVar("T")
 console = Console()
@@ -36,7 +37,10 @@ def _fail(exc: HubError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def make_app(database_url: Callable[[], str]) -> typer.Typer:
+def make_app(
+    database_url: Callable[[], str],
+    settings: Callable[[], FirmwareSettings] = FirmwareSettings,
+) -> typer.Typer:
     app = typer.Typer(help="The firmware catalog, compliance and rollouts.", no_args_is_help=True)
     advisories_app = typer.Typer(help="Vulnerability advisories (OSV JSON).", no_args_is_help=True)
     app.add_typer(advisories_app, name="advisories")
@@ -122,6 +126,10 @@ def make_app(database_url: Callable[[], str]) -> typer.Typer:
             return
         target.write_text(text, encoding="utf-8")
         console.print(f"wrote {target}")
+
+    from hub.firmware.rollout_cli import add_rollout_commands
+
+    add_rollout_commands(app, with_pool, settings)
 
     @app.command("sign")
     def sign(

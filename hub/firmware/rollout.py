@@ -213,6 +213,9 @@ class RolloutDriver:
             return
         now = self._clock()
         async with self.pool.acquire() as conn, conn.transaction():
+            # The registry first (a version may be written to it), in the order TRUNCATE
+            # device ... CASCADE takes its locks: never a deadlock with it.
+            await conn.execute("LOCK TABLE device IN ROW EXCLUSIVE MODE")
             flights = await store.in_flight_by_command(
                 conn, [r.report.command_id for r in good if r.report is not None]
             )

@@ -120,6 +120,8 @@ class FirmwareService:
         for severity in Severity:
             metrics.VULNERABLE.labels(severity=severity.value).set(worst.get(severity.value, 0))
         async with self.pool.acquire() as conn, conn.transaction():
+            # The registry first, as TRUNCATE device ... CASCADE locks it: no deadlock.
+            await conn.execute("LOCK TABLE device IN ROW EXCLUSIVE MODE")
             await store.write_compliance(conn, items, now)
             changed = await store.set_firmware_faults(conn, self._faults(items), FAULT_PREFIX)
         if changed and self.health is not None:

@@ -50,7 +50,10 @@ app.add_typer(secrets_app, name="secrets")
 grafana_app = typer.Typer(help="Grafana for the IOC's video wall.", no_args_is_help=True)
 app.add_typer(grafana_app, name="grafana")
 app.add_typer(
-    firmware_cli.make_app(lambda: Settings().database.url.get_secret_value()), name="firmware"
+    firmware_cli.make_app(
+        lambda: Settings().database.url.get_secret_value(), lambda: Settings().firmware
+    ),
+    name="firmware",
 )
 console = Console()
 err = Console(stderr=True)

@@ -48,6 +48,8 @@ def sensor_fleet(credentials: Mapping[str, str], coap_every: int = 0) -> list[Si
                 style=style,
                 username=device.uid if secret else None,
                 password=secret,
+                model=device.model,
+                firmware_version=device.firmware_version,
             )
         )
     return sensors
@@ -89,6 +91,7 @@ async def simulate_speakers(
                 device.uid if secret else None,
                 secret,
                 firmware_version=device.firmware_version,
+                model=device.model,
             )
         )
     config = SimulatorConfig(host=host, port=port, speed=speed, status_interval_s=status_interval)

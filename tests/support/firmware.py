@@ -60,7 +60,7 @@ async def register(
 
 @contextlib.asynccontextmanager
 async def updating_speakers(
-    hub: RunningHub,
+    broker_port: int,
     speakers: Sequence[FleetSpeaker],
     faults: Mapping[str, frozenset[FirmwareFault]] | None = None,
     timing: UpdateTiming = FAST,
@@ -78,7 +78,7 @@ async def updating_speakers(
     ]
     config = SimulatorConfig(
         host="127.0.0.1",
-        port=hub.settings.mqtt.port,
+        port=broker_port,
         latency=Latency(median_s=0.002, max_s=0.01),
         status_interval_s=3600,
         update_timing=timing,

@@ -14,6 +14,7 @@ from drivers.contract import Topics
 from drivers.firmware.device import FirmwareFault, UpdateTiming
 from drivers.firmware.protocol import UpdateCommand, encode_command
 from tests.conftest import Clients
+from tests.integration.server.test_cli import iochub
 from tests.support.broadcasts import eventually, local_in
 from tests.support.firmware import (
     campaign_when,
@@ -41,7 +42,7 @@ async def test_a_ward_updates_in_waves_never_more_than_its_share_at_once(
 ) -> None:
     speakers = await register(db, {"ward-a": 12})
     uids = [s.uid for s in speakers]
-    async with updating_speakers(hub, speakers) as fleet:
+    async with updating_speakers(hub.settings.mqtt.port, speakers) as fleet:
         created = await clients.technician.post(
             "/api/v1/firmware/campaigns",
             json=plan(releases["2.10.0"], waves=[10, 50, 100], max_ward_percent=25),
@@ -72,7 +73,7 @@ async def test_injected_failures_stop_the_campaign_at_the_error_threshold(
         uids[2]: frozenset({FirmwareFault.BOOTS_OLD_VERSION}),
         uids[3]: frozenset({FirmwareFault.NEVER_RETURNS}),
     }
-    async with updating_speakers(hub, speakers, faulty) as fleet:
+    async with updating_speakers(hub.settings.mqtt.port, speakers, faulty) as fleet:
         created = await clients.technician.post(
             "/api/v1/firmware/campaigns",
             json=plan(
@@ -122,7 +123,7 @@ async def test_the_next_wave_waits_for_approval(
 ) -> None:
     speakers = await register(db, {"ward-a": 4})
     uids = [s.uid for s in speakers]
-    async with updating_speakers(hub, speakers) as fleet:
+    async with updating_speakers(hub.settings.mqtt.port, speakers) as fleet:
         created = await clients.technician.post(
             "/api/v1/firmware/campaigns",
             json=plan(
@@ -167,7 +168,7 @@ async def test_no_ward_goes_silent_and_a_due_broadcast_holds_its_speakers(
         },
     )
     assert due.status_code == 201, due.text
-    async with updating_speakers(hub, speakers) as fleet:
+    async with updating_speakers(hub.settings.mqtt.port, speakers) as fleet:
         created = await clients.technician.post(
             "/api/v1/firmware/campaigns",
             json=plan(
@@ -207,7 +208,7 @@ async def test_an_emergency_takes_back_speakers_not_yet_installing(
     speakers = await register(db, {"ward-a": 3})
     uids = [s.uid for s in speakers]
     slow_verify = UpdateTiming(verify_s=2.5, install_s=0.2, reboot_s=0.1)
-    async with updating_speakers(hub, speakers, timing=slow_verify) as fleet:
+    async with updating_speakers(hub.settings.mqtt.port, speakers, timing=slow_verify) as fleet:
         created = await clients.technician.post(
             "/api/v1/firmware/campaigns",
             json=plan(releases["2.10.0"], waves=[100], max_ward_percent=70, broadcast_guard_min=0),
@@ -247,7 +248,7 @@ async def test_wrong_model_and_below_minimum_are_refused_by_hub_and_device(
     other_model = await register(db, {"ward-a": 1}, model="IP Speaker S20")
     too_old = await register(db, {"ward-a": 1}, version="2.2.7")
     everyone = [*good, *other_model, *too_old]
-    async with updating_speakers(hub, everyone) as fleet:
+    async with updating_speakers(hub.settings.mqtt.port, everyone) as fleet:
         created = await clients.technician.post(
             "/api/v1/firmware/campaigns",
             json=plan(releases["2.10.0"], waves=[100], max_ward_percent=75),
@@ -303,7 +304,9 @@ async def test_pause_resume_and_cancel(
 ) -> None:
     speakers = await register(db, {"ward-a": 6})
     uids = [s.uid for s in speakers]
-    async with updating_speakers(hub, speakers, timing=UpdateTiming(0.05, 0.8, 0.1)) as fleet:
+    async with updating_speakers(
+        hub.settings.mqtt.port, speakers, timing=UpdateTiming(0.05, 0.8, 0.1)
+    ) as fleet:
         created = await clients.technician.post(
             "/api/v1/firmware/campaigns",
             json=plan(releases["2.10.0"], waves=[100], max_ward_percent=34),
@@ -333,3 +336,33 @@ async def test_pause_resume_and_cancel(
         states = [r["state"] for r in rows.values()]
         assert "pending" not in states and "cancelled" in states
         assert all(update_commands(fleet, u) <= 1 for u in uids)
+
+
+async def test_the_command_line_creates_a_campaign_and_follows_it_to_the_end(
+    clients: Clients,
+    hub: RunningHub,
+    db: asyncpg.Connection,
+    releases: dict[str, int],
+    database_url: str,
+) -> None:
+    speakers = await register(db, {"ward-a": 3})
+    async with updating_speakers(hub.settings.mqtt.port, speakers):
+        created = await asyncio.to_thread(
+            iochub,
+            database_url,
+            "firmware", "rollout", "create", "--name", "from the CLI",
+            "--release", str(releases["2.10.0"]), "--ward", "ward-a",
+            "--waves", "33,100", "--max-ward-percent", "70",
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        campaign_id = int(created.stdout.split()[1])
+        assert "waves [1, 2]" in created.stdout
+        followed = await asyncio.to_thread(
+            iochub, database_url, "firmware", "rollout", "status", str(campaign_id), "--watch"
+        )
+        assert followed.returncode == 0, followed.stderr
+        assert "(completed)" in followed.stdout and "wave 2" in followed.stdout
+        paused = await asyncio.to_thread(
+            iochub, database_url, "firmware", "rollout", "pause", str(campaign_id)
+        )
+        assert paused.returncode == 1 and "cannot make it paused" in paused.stderr
