@@ -41,16 +41,18 @@ WHERE c.revoked_at IS NULL
 CREATE VIEW broker_acl AS
 WITH device_grant (kind, action, channel) AS (
     VALUES ('sensor', 'publish', 'telemetry'), ('sensor', 'publish', 'status'),
-           ('sensor', 'publish', 'event'),
+           ('sensor', 'publish', 'event'), ('sensor', 'publish', 'fwstate'),
+           ('sensor', 'subscribe', 'fw'),
            ('speaker', 'publish', 'status'), ('speaker', 'publish', 'event'),
-           ('speaker', 'publish', 'ack'),
+           ('speaker', 'publish', 'ack'), ('speaker', 'publish', 'fwstate'),
            ('speaker', 'subscribe', 'cmd'), ('speaker', 'subscribe', 'groups'),
+           ('speaker', 'subscribe', 'fw'),
            ('camera', 'publish', 'status'), ('camera', 'publish', 'event')
 ),
 hub_grant (action, topic) AS (
     VALUES ('subscribe', 'iochub/v1/dev/#'), ('subscribe', '$share/+/iochub/v1/dev/#'),
            ('publish', 'iochub/v1/dev/+/cmd'), ('publish', 'iochub/v1/dev/+/groups'),
-           ('publish', 'iochub/v1/grp/+/cmd')
+           ('publish', 'iochub/v1/dev/+/fw'), ('publish', 'iochub/v1/grp/+/cmd')
 ),
 active_device AS (
     SELECT c.username, d.uid, d.kind
