@@ -56,6 +56,9 @@ log = logging.getLogger("hub.firmware")
 LEADER_LOCK_KEY = 0x10C_F1A4_0A7E
 CHANNELS = ("iochub_firmware", "iochub_broadcasts")
 FINAL = ("updated", "failed", "refused", "cancelled")
+ROUND_GAP_S = 0.05
+"""Shortest time between two rounds' starts: bounds the driver's cost, not its reaction."""
+GAUGE_INTERVAL_S = 2.0
 
 
 class FirmwareLink(Protocol):
@@ -110,6 +113,7 @@ class RolloutDriver:
         self._wake = asyncio.Event()
         self._leading = asyncio.Event()
         self.rounds = 0
+        self._gauges_at = -GAUGE_INTERVAL_S
 
     @property
     def is_leader(self) -> bool:
@@ -187,7 +191,9 @@ class RolloutDriver:
                 return
 
     async def _lead(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             self._wake.clear()
             try:
                 await self.round()
@@ -199,6 +205,8 @@ class RolloutDriver:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.tick_s):
                     await self._wake.wait()
+            # Reports arrive in bursts: let a burst gather rather than run a round for each.
+            await asyncio.sleep(max(0.0, started + ROUND_GAP_S - loop.time()))
 
     # ------------------------------------------------------------------ reports
 
@@ -347,11 +355,21 @@ class RolloutDriver:
 
     async def _start(self, campaign: CampaignRow, now: datetime) -> None:
         async with self.pool.acquire() as conn:
-            pending = await store.candidates(conn, campaign.id, campaign.current_wave)
-            if not pending:
-                return
             updating = await store.updating_per_ward(conn)
             totals = await store.devices_per_ward(conn)
+            free = [
+                ward_capacity(n, campaign.max_ward_percent) - updating.get(key, 0)
+                for key, n in totals.items()
+                if key[1] == campaign.kind
+            ]
+            if max(free, default=0) <= 0:
+                return  # every ward is at its share: nothing can start this round
+            # A few more than the room, for those a due broadcast or a window holds back.
+            pending = await store.candidates(
+                conn, campaign.id, campaign.current_wave, max(free) + 50
+            )
+            if not pending:
+                return
             windows = await store.windows(conn) if campaign.use_windows else {}
             release = await store.release(conn, campaign.release_id)
             guard_until = now + timedelta(seconds=campaign.broadcast_guard_s)
@@ -471,6 +489,10 @@ class RolloutDriver:
             metrics.COMMANDS.labels(action="cancel").inc(len(commands))
 
     async def _gauges(self, campaigns: Sequence[CampaignRow]) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._gauges_at < GAUGE_INTERVAL_S:
+            return
+        self._gauges_at = now
         metrics.ROLLOUT_DEVICES.clear()
         async with self.pool.acquire() as conn:
             for campaign in campaigns:

@@ -539,15 +539,22 @@ class Candidate:
     wave: int
 
 
-async def candidates(conn: Any, campaign_id: int, up_to_wave: int) -> list[Candidate]:
+async def candidates(
+    conn: Any, campaign_id: int, up_to_wave: int, per_ward: int
+) -> list[Candidate]:
+    """Pending devices of the waves so far, at most ``per_ward`` from each ward (a round
+    can start no more than a ward's free share anyway)."""
     rows = await conn.fetch(
-        "SELECT cd.device_id, cd.device_uid AS uid, cd.ward_id, d.kind, d.vendor, d.model, "
-        "d.firmware_version, cd.wave FROM firmware_campaign_device cd "
-        "JOIN device d ON d.id = cd.device_id "
-        "WHERE cd.campaign_id = $1 AND cd.state = 'pending' AND cd.wave <= $2 "
-        "AND d.lifecycle = 'active' ORDER BY cd.wave, cd.attempts, cd.device_id",
+        "SELECT device_id, uid, ward_id, kind, vendor, model, firmware_version, wave FROM ("
+        " SELECT cd.device_id, cd.device_uid AS uid, cd.ward_id, d.kind, d.vendor, d.model,"
+        " d.firmware_version, cd.wave, row_number() OVER (PARTITION BY cd.ward_id"
+        "   ORDER BY cd.wave, cd.attempts, cd.device_id) AS n"
+        " FROM firmware_campaign_device cd JOIN device d ON d.id = cd.device_id"
+        " WHERE cd.campaign_id = $1 AND cd.state = 'pending' AND cd.wave <= $2"
+        " AND d.lifecycle = 'active') AS c WHERE n <= $3 ORDER BY wave, n, device_id",
         campaign_id,
         up_to_wave,
+        per_ward,
     )
     return [Candidate(**dict(row)) for row in rows]
 

@@ -80,7 +80,13 @@ async def test_a_restart_mid_campaign_resumes_without_sending_twice(
                 )
                 return bool(state == "completed")
 
-            await eventually(completed, 40)
+            try:
+                await eventually(completed, 60)
+            except AssertionError:
+                rows = await pool.fetch(
+                    "SELECT device_uid, state, reason, attempts FROM firmware_campaign_device"
+                )
+                raise AssertionError([tuple(r) for r in rows]) from None
             assert [update_commands(fleet, s.uid) for s in speakers] == [1] * 6
             assert all(fleet.speaker(s.uid).firmware.version == "2.10.0" for s in speakers)
     finally:
