@@ -53,6 +53,7 @@ bench: $(STAMP) system-deps
 	@echo "  $(BIN)/python -m bench.alerts_delivery  outbox commit to webhook"
 	@echo "  $(BIN)/python -m bench.fanout         broadcast fan-out to 272 and 10,000 speakers"
 	@echo "  $(BIN)/python -m bench.camera_sweep   ONVIF health sweep over 150 cameras"
+	@echo "  $(BIN)/python -m bench.dashboards     every Grafana panel over 30 days of the demo fleet"
 	@echo "  $(BIN)/python -m bench.camera_view    live view: first segment, CPU per stream, streams held"
 	@echo "  $(BIN)/python -m bench.rollout        firmware rollout to 272 and 10,000 speakers"
 
