@@ -58,8 +58,11 @@ class AqiOut(msgspec.Struct):
     label_en: str
     colour: str
     dominant: str
+    """The first of dominant_pollutants."""
     station: str | None
     sub_indices: dict[str, int]
+    dominant_pollutants: list[str] = msgspec.field(default_factory=list)
+    """Every pollutant whose sub-index is the AQI (more than one on a tie)."""
 
 
 class AqiValueOut(msgspec.Struct):
@@ -286,6 +289,7 @@ def aqi_out(result: Any, station: str | None) -> AqiOut | None:
         result.dominant,
         station,
         dict(result.sub_indices),
+        list(result.dominant_pollutants),
     )
 
 

@@ -168,6 +168,23 @@ async def test_ward_summary_gives_the_worst_station_vn_aqi(
     assert by_metric["pm2_5"]["today_max"] == 35.0
 
 
+@pytest.mark.any_hour
+async def test_ward_summary_names_every_dominant_pollutant_on_a_tie(
+    state: Any, sensors: dict[str, int], clients: Clients
+) -> None:
+    # Table 2: PM2.5 35 → 50 + 50/25 × 10 = 70; PM10 90 → 50 + 50/100 × 40 = 70: a tie.
+    await fill_hours(state, "aq-1", "pm2_5", [35.0] * 12)
+    await fill_hours(state, "aq-1", "pm10", [90.0] * 12)
+    (ward_a,) = [
+        w
+        for w in (await clients.viewer.get("/api/v1/telemetry/wards")).json()
+        if w["ward"] == "ward-a"
+    ]
+    assert ward_a["aqi"]["value"] == 70
+    assert ward_a["aqi"]["dominant_pollutants"] == ["pm2_5", "pm10"]
+    assert ward_a["aqi"]["dominant"] == "pm2_5"
+
+
 async def test_csv_export_streams_readings(
     state: Any, sensors: dict[str, int], clients: Clients
 ) -> None:
