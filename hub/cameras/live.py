@@ -164,6 +164,14 @@ class LiveViews:
         if stream is not None:
             await stream.remux.stop()
 
+    async def stop_all(self) -> None:
+        """End every viewing and stop every stream."""
+        for key, stream in list(self.streams.items()):
+            for viewer in list(stream.viewers.values()):
+                await self._ended(viewer, key)
+            stream.viewers.clear()
+            await self._forget(key)
+
     async def run(self) -> None:
         """Reap idle streams until cancelled; stop every stream on the way out."""
         try:
@@ -171,7 +179,4 @@ class LiveViews:
                 await asyncio.sleep(max(0.1, self.settings.live_idle_timeout_s / 4))
                 await self.reap()
         finally:
-            for key, stream in list(self.streams.items()):
-                for viewer in stream.viewers.values():
-                    await self._ended(viewer, key)
-                await self._forget(key)
+            await self.stop_all()

@@ -45,6 +45,7 @@ async def test_a_camera_opened_from_the_map_plays_live(
     monkeypatch.setattr(
         cameras.live, "settings", cameras.live.settings.model_copy(update={"live_segment_s": 1.0})
     )
+    await cameras.live.stop_all()  # nothing left running by earlier tests of this hub
     spec = CameraSpec(
         "market",
         rtsp=True,
@@ -99,3 +100,4 @@ async def test_a_camera_opened_from_the_map_plays_live(
         assert "health: up_auth" in await player.locator("figcaption").inner_text()
     finally:
         await page.close()
+        await cameras.live.stop_all()

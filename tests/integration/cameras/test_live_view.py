@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -36,8 +37,11 @@ def streaming(name: str) -> CameraSpec:
 
 
 @pytest.fixture
-def live(cameras: CameraService, monkeypatch: pytest.MonkeyPatch) -> CameraService:
-    """Short segments and a short idle timeout, so that a test takes seconds."""
+async def live(
+    cameras: CameraService, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[CameraService]:
+    """Short segments and a short idle timeout, so that a test takes seconds; no stream
+    outlives its test (the hub serves the whole session)."""
     assert cameras.live is not None
     fast = cameras.settings.model_copy(
         update={
@@ -49,7 +53,9 @@ def live(cameras: CameraService, monkeypatch: pytest.MonkeyPatch) -> CameraServi
     )
     monkeypatch.setattr(cameras.live, "settings", fast)
     monkeypatch.setattr(cameras, "settings", fast)
-    return cameras
+    await cameras.live.stop_all()
+    yield cameras
+    await cameras.live.stop_all()
 
 
 def ffprobe(path: Path) -> dict[str, object]:
