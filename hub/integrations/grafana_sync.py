@@ -50,6 +50,13 @@ class SyncError(HubError):
     title = "Grafana could not be provisioned"
 
 
+class SyncNotConfigured(SyncError):
+    """A setting sync needs is missing: only a restart with it set can help."""
+
+    slug = "grafana-sync-not-configured"
+    title = "Grafana provisioning is not configured"
+
+
 class GrafanaUnavailable(SyncError):
     slug = "grafana-unavailable"
     title = "Grafana did not answer"
@@ -184,9 +191,9 @@ async def set_reader_password(pool: asyncpg.Pool, password: SecretStr) -> None:
 
 def grafana_api(settings: GrafanaSettings) -> AsyncGrafanaApi:
     if settings.url is None:
-        raise SyncError("no Grafana URL (IOCHUB_DELIVERY__GRAFANA__URL)")
+        raise SyncNotConfigured("no Grafana URL (IOCHUB_DELIVERY__GRAFANA__URL)")
     if settings.token is None:
-        raise SyncError("no Grafana token (IOCHUB_DELIVERY__GRAFANA__TOKEN)")
+        raise SyncNotConfigured("no Grafana token (IOCHUB_DELIVERY__GRAFANA__TOKEN)")
     url = urlsplit(str(settings.url))
     prefix = url.path.strip("/")
     return AsyncGrafanaApi(
@@ -409,7 +416,7 @@ async def database_backend(pool: asyncpg.Pool) -> str:
 
 def data_source_from(settings: GrafanaSettings, database_url: str, timescaledb: bool) -> DataSource:
     if settings.reader_password is None:
-        raise SyncError(
+        raise SyncNotConfigured(
             "no password for the read-only role (IOCHUB_DELIVERY__GRAFANA__READER_PASSWORD)"
         )
     url = urlsplit(database_url)
@@ -452,6 +459,9 @@ async def sync_at_start(pool: asyncpg.Pool, settings: GrafanaSettings, database_
     while True:
         try:
             outcomes = await sync_grafana(pool, settings, database_url)
+        except SyncNotConfigured as exc:
+            log.error("Grafana provisioning at start is off: %s", exc.detail)
+            return
         except SyncError as exc:
             log.warning(
                 "Grafana provisioning failed (%s); retrying in %.0f s",

@@ -265,6 +265,20 @@ async def test_the_start_up_sync_retries_until_grafana_answers(
     assert set(double.dashboards) == DASHBOARD_UIDS
 
 
+async def test_the_start_up_sync_stops_when_a_setting_is_missing(
+    database: tuple[str, asyncpg.Pool],
+    pool: asyncpg.Pool,
+    grafana: GrafanaDouble,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No reader password: retrying cannot help, so it says so once and stops."""
+    url, _ = database
+    settings = settings_for(grafana.url, sync_retry_s=0.01, reader_password=None)
+    await asyncio.wait_for(sync_at_start(pool, settings, url), 5)
+    assert "READER_PASSWORD" in caplog.text
+    assert grafana.log == []
+
+
 async def test_the_read_only_role_reads_the_dashboards_tables_and_no_secret(
     database: tuple[str, asyncpg.Pool], pool: asyncpg.Pool, grafana: GrafanaDouble
 ) -> None:
