@@ -147,6 +147,12 @@ DEFAULT_PROFILES = (
     SimulatedProfile("profile_main", "mainStream", "H265", 2560, 1440),
     SimulatedProfile("profile_sub", "subStream", "H264", 640, 360, 15),
 )
+# What cameras that really stream (CameraSpec.rtsp) offer: H.264, which the hub remuxes
+# without transcoding, at sizes one machine can encode for a handful of viewers.
+STREAMING_PROFILES = (
+    SimulatedProfile("profile_main", "mainStream", "H264", 1280, 720, 15),
+    SimulatedProfile("profile_sub", "subStream", "H264", 640, 360, 15),
+)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from drivers.onvif.simulator import CameraSimulator, fleet
+from drivers.onvif.simulator import STREAMING_PROFILES, CameraSimulator, fleet
 from hub.auth.models import Role
 from hub.auth.principal import Principal
 from hub.cameras.errors import CameraAlreadyOnboarded
@@ -28,6 +28,7 @@ async def run_camera_simulation(
     password: str | None = None,
     register_ward: str | None = None,
     settings: Settings | None = None,
+    rtsp: bool = False,
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -36,11 +37,15 @@ async def run_camera_simulation(
 
     With ``register_ward`` (a ward code) and ``settings``, each camera is also onboarded
     into the hub's database in that ward, exactly as a technician would; running again
-    recognises the cameras (same serials) and moves them to their new ports.
+    recognises the cameras (same serials) and moves them to their new ports. With
+    ``rtsp``, each camera streams H.264 over RTSP (ffmpeg encodes while someone watches),
+    so that the hub's live views show it.
     """
     if register_ward is not None and settings is None:
         raise ValueError("registering simulated cameras needs the hub's settings")
     specs = fleet(count, username=username, **({"password": password} if password else {}))
+    for spec in specs if rtsp else []:
+        spec.rtsp, spec.profiles = True, STREAMING_PROFILES
     shared_password = specs[0].password if specs else ""
     async with CameraSimulator(specs, host=host) as simulator:
         discovery_port = await simulator.start_discovery()

@@ -594,8 +594,13 @@ def simulate_cameras(
     password: Annotated[
         str | None, typer.Option(help="their password (default: the simulator's)")
     ] = None,
+    rtsp: Annotated[
+        bool, typer.Option(help="stream H.264 over RTSP for live views (needs ffmpeg)")
+    ] = True,
 ) -> None:
-    """Simulated ONVIF cameras on loopback (real SOAP, WS-Security, WS-Discovery)."""
+    """Simulated ONVIF cameras on loopback (real SOAP, WS-Security, WS-Discovery, RTSP)."""
+    import shutil
+
     from hub.cameras.simulate import run_camera_simulation
 
     settings = Settings()
@@ -603,7 +608,11 @@ def simulate_cameras(
     with contextlib.suppress(KeyboardInterrupt):
         run(
             run_camera_simulation(
-                count, password=password, register_ward=register_ward, settings=settings
+                count,
+                password=password,
+                register_ward=register_ward,
+                settings=settings,
+                rtsp=rtsp and shutil.which("ffmpeg") is not None,
             )
         )
 

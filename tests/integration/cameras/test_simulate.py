@@ -15,7 +15,7 @@ RUN = """
 import asyncio
 from hub.cameras.simulate import run_camera_simulation
 from hub.server.settings import Settings
-asyncio.run(run_camera_simulation(2, register_ward="ward-b", settings=Settings()))
+asyncio.run(run_camera_simulation(2, register_ward="ward-b", settings=Settings(), rtsp=True))
 """
 
 
@@ -50,6 +50,9 @@ async def test_simulated_cameras_are_registered_and_reachable(
             # The hub opens what the simulation sealed: same key, same camera.
             snapshot = await clients.viewer.get(f"/api/v1/cameras/{camera['uid']}/snapshot")
             assert snapshot.status_code == 200, snapshot.text
+            # They stream: H.264 over RTSP on a port of their own, not the default 554.
+            for profile in camera["profiles"]:
+                assert profile["codec"] == "H264" and ":554/" not in profile["stream_uri"]
     finally:
         process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.wait(), 10)
