@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,6 +141,18 @@ async def test_an_alert_lists_its_nearest_cameras_and_its_webhook_links_them(
     alert = (await clients.staff_a.get(f"/api/v1/alerts/{alert_id}")).json()
     nearby = [c["uid"] for c in alert["nearby_cameras"]]
     assert nearby == [uids["n100"], uids["e200"], uids["n250"]]  # b50 is in ward-b
+    # The console's alert page lays out the nearest cameras' players side by side.
+    page = await clients.staff_a.get(f"/alerts/{alert_id}")
+    assert page.status_code == 200, page.text
+    players = re.findall(r'<figure class="player" data-uid="([^"]+)"', page.text)
+    assert players == [uids["n100"], uids["e200"], uids["n250"]]
+    assert f'data-hls="/api/v1/cameras/{uids["n100"]}/live/sub/index.m3u8"' in page.text
+    assert "/static/vendor/hls.min.js" in page.text
+    camera_page = await clients.staff_a.get(f"/cameras/{uids['n100']}")
+    assert camera_page.status_code == 200
+    assert 'data-health="up_auth"' in camera_page.text
+    assert (await clients.staff_a.get(f"/cameras/{uids['b50']}")).status_code == 404
+
     by_alert = await clients.staff_a.get("/api/v1/cameras/near", params={"alert": alert_id})
     assert [c["uid"] for c in by_alert.json()["items"]] == nearby
     # An alert of another ward's device does not exist for ward-a's staff.
