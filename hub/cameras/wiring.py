@@ -18,6 +18,8 @@ from hub.cameras.live import LiveViews
 from hub.cameras.service import CameraService
 from hub.server.context import HubContext
 from hub.server.services import BackgroundService, ServiceGroup
+from hub.storage.database import asyncpg_dsn
+from hub.storage.leadership import led
 
 
 def routes() -> list[Any]:
@@ -41,14 +43,21 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
     nearby.DEFAULTS.base_url = ctx.settings.http.base_url
     services.add(BackgroundService("camera-live", live.run))
     ctx.state.cameras, ctx.state.camera_health = cameras, health
+    # Sweeps and event subscriptions run in one hub process at a time (a camera polled or
+    # subscribed to by every replica would see N times the traffic and N event streams).
+    dsn = asyncpg_dsn(ctx.database.url)
     if settings.health_enabled:
-        services.add(BackgroundService("camera-health", health.run))
+        services.add(BackgroundService("camera-health", led(dsn, "camera-health", health.run)))
     if settings.events_enabled:
         services.add(
             BackgroundService(
                 "camera-events",
-                lambda: run_camera_events(
-                    pool, box, sink, cameras.changes, settings.events_refresh_s
+                led(
+                    dsn,
+                    "camera-events",
+                    lambda: run_camera_events(
+                        pool, box, sink, cameras.changes, settings.events_refresh_s
+                    ),
                 ),
             )
         )

@@ -67,6 +67,7 @@ from hub.server.settings import Settings
 from hub.server.sink import HubSink
 from hub.server.text_input import RefuseNulInput
 from hub.storage import database
+from hub.storage.leadership import led
 from hub.telemetry.api import QuarantineController, TelemetryController
 from hub.telemetry.directory import DeviceDirectory
 from hub.telemetry.ingest import BACKFILL_LIMIT, AgeLimit, Quarantine, TelemetryIngest
@@ -159,7 +160,14 @@ async def build_services(settings: Settings, state: State) -> ServiceGroup:
     state.writer, state.sink, state.directory = writer, sink, directory
     state.health, state.alert_engine = health, engine
     services.add(BackgroundService("telemetry-writer", writer.run, stop=writer.drain))
-    services.add(BackgroundService("health-monitor", health.run))
+    # Absence ticks (late, offline) and the periodic rule evaluation run in one process at a
+    # time; every process still assesses the heartbeats and readings it receives itself.
+    services.add(
+        BackgroundService(
+            "health-monitor",
+            led(database.asyncpg_dsn(db.url), "health-ticks", health.run),
+        )
+    )
 
     mqtt = settings.mqtt
     password = mqtt.password.get_secret_value() if mqtt.password else None

@@ -38,6 +38,11 @@ def node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def led(dsn: str, name: str, work: LeaderWork) -> LeaderWork:
+    """``work`` as a singleton across hub processes: run only while leading ``name``."""
+    return lambda: Leadership(dsn, name).run(work)
+
+
 class Leadership:
     def __init__(self, dsn: str, name: str, *, retry_s: float = 5.0, check_s: float = 5.0) -> None:
         self.name = name
