@@ -212,6 +212,20 @@ async def test_a_dry_run_writes_nothing(
     assert await pool.fetchval("SELECT count(*) FROM grafana_sync") == 0
 
 
+async def test_the_english_build_can_be_provisioned(
+    database: tuple[str, asyncpg.Pool], pool: asyncpg.Pool, grafana: GrafanaDouble
+) -> None:
+    url, _ = database
+    outcomes = {
+        o.uid: o for o in await sync_grafana(pool, settings_for(grafana.url), url, lang="en")
+    }
+    assert outcomes["iochub-alerts"].title == "IOC · Alerts"
+    assert grafana.dashboards["iochub-sensors"]["dashboard"]["title"] == "IOC · Sensors by ward"
+    # Same uids as the Vietnamese build: switching language is a change, not a new dashboard.
+    again = {o.uid: o.action for o in await sync_grafana(pool, settings_for(grafana.url), url)}
+    assert {again[uid] for uid in DASHBOARD_UIDS} == {"changed"}
+
+
 async def test_an_editor_token_cannot_provision_the_data_source(
     database: tuple[str, asyncpg.Pool], pool: asyncpg.Pool
 ) -> None:
