@@ -73,6 +73,7 @@ class FirmwareAgent:
         timing: UpdateTiming = UpdateTiming(),
         speed: float = 1.0,
         busy: Callable[[], bool] = lambda: False,
+        fetch: Callable[[str, str], Awaitable[bytes]] | None = None,
     ) -> None:
         self.uid = uid
         self.model = model
@@ -85,6 +86,8 @@ class FirmwareAgent:
         self._http = http
         self._spawn = spawn
         self._busy = busy
+        self._fetch = fetch
+        """Set when a simulated fleet shares one download per image (see the simulator)."""
         self._job: UpdateCommand | None = None
         self._installing = False
         self._cancelled: asyncio.Event = asyncio.Event()
@@ -195,12 +198,30 @@ class FirmwareAgent:
         await self._report(command_id, UpdateState.CANCELLED)
         return True
 
+    async def _size_mismatch(self, command_id: str, body: bytes, size: int) -> None:
+        await self._report(
+            command_id,
+            UpdateState.FAILED,
+            UpdateFailure.SIZE_MISMATCH,
+            f"got {len(body)} bytes, expected {size}",
+        )
+
     async def _download(self, command: UpdateCommand) -> bytes | None:
         cid = command.command_id
         if FirmwareFault.DOWNLOAD_FAILS in self.faults:
             await self._report(cid, UpdateState.FAILED, UpdateFailure.DOWNLOAD_FAILED, "injected")
             return None
         where = command.url.partition("?")[0]  # the query string is the signature
+        if self._fetch is not None:
+            try:
+                shared = await self._fetch(command.url, command.sha256)
+            except Exception as exc:  # the fetcher's own error, whatever its type
+                await self._report(cid, UpdateState.FAILED, UpdateFailure.DOWNLOAD_FAILED, str(exc))
+                return None
+            if len(shared) != command.size:
+                await self._size_mismatch(cid, shared, command.size)
+                return None
+            return shared
         try:
             async with self._http().stream("GET", command.url) as response:
                 if response.status_code != 200:
@@ -222,11 +243,6 @@ class FirmwareAgent:
             )
             return None
         if len(body) != command.size:
-            await self._report(
-                cid,
-                UpdateState.FAILED,
-                UpdateFailure.SIZE_MISMATCH,
-                f"got {len(body)} bytes, expected {command.size}",
-            )
+            await self._size_mismatch(cid, bytes(body), command.size)
             return None
         return bytes(body)

@@ -339,6 +339,8 @@ class SimulatedSpeaker:
             timing=config.update_timing,
             speed=config.speed,
             busy=lambda: self._playing is not None,
+            # A shared fleet fetches each image once, as it does each announcement.
+            fetch=fetcher.fetch if config.shared_downloads else None,
         )
         self._playing: _PlayJob | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,10 +60,10 @@ class ArtifactSigner:
 
 @dataclass
 class ArtifactStore:
-    """The catalog's images on disk, each checked once per file version."""
+    """The catalog's images on disk, each checked once per manifest and file version."""
 
     root: Path
-    _checked: dict[tuple[int, str], tuple[float, int]] | None = None
+    _checked: dict[tuple[int, str, str], tuple[float, int]] = field(default_factory=dict)
 
     def path(self, release: ReleaseRow) -> Path:
         if release.artifact_file is None:
@@ -75,6 +75,13 @@ class ArtifactStore:
 
     def check(self, release: ReleaseRow) -> Path:
         """The image, after its manifest's signature and its own hash were verified."""
+        path = self.path(release)
+        if not path.is_file():
+            raise Conflict(f"the image of {release.model} {release.version} is missing")
+        stat = path.stat()
+        key = (release.id, release.manifest_sha256, release.signature)
+        if self._checked.get(key) == (stat.st_mtime, stat.st_size):
+            return path  # the same manifest and the same file as last time
         try:
             manifest = Manifest.model_validate(
                 release.manifest
@@ -85,19 +92,11 @@ class ArtifactStore:
             raise Conflict(
                 f"{release.model} {release.version}: signature refused ({exc}); not served"
             ) from None
-        path = self.path(release)
-        if not path.is_file():
-            raise Conflict(f"the image of {release.model} {release.version} is missing")
-        stat = path.stat()
-        if self._checked is None:
-            self._checked = {}
-        key = (release.id, str(path))
-        if self._checked.get(key) != (stat.st_mtime, stat.st_size):
-            size, sha256 = sha256_file(path)
-            if (size, sha256) != (release.artifact_size, release.artifact_sha256):
-                raise Conflict(
-                    f"the image of {release.model} {release.version} does not match its "
-                    "manifest (size or SHA-256); not served"
-                )
-            self._checked[key] = (stat.st_mtime, stat.st_size)
+        size, sha256 = sha256_file(path)
+        if (size, sha256) != (release.artifact_size, release.artifact_sha256):
+            raise Conflict(
+                f"the image of {release.model} {release.version} does not match its "
+                "manifest (size or SHA-256); not served"
+            )
+        self._checked[key] = (stat.st_mtime, stat.st_size)
         return path

@@ -221,9 +221,6 @@ class RolloutDriver:
             return
         now = self._clock()
         async with self.pool.acquire() as conn, conn.transaction():
-            # The registry first (a version may be written to it), in the order TRUNCATE
-            # device ... CASCADE takes its locks: never a deadlock with it.
-            await conn.execute("LOCK TABLE device IN ROW EXCLUSIVE MODE")
             flights = await store.in_flight_by_command(
                 conn, [r.report.command_id for r in good if r.report is not None]
             )
@@ -262,8 +259,11 @@ class RolloutDriver:
                 metrics.REPORTS.labels(outcome="applied").inc()
             if moves:
                 await store.apply_progress(conn, list(moves.values()), now)
-            if versions:
-                await store.set_reported_versions(conn, versions)
+        if versions:
+            # Apart from the progress: never hold campaign rows while waiting for registry
+            # rows that the health monitor may be writing for the same fleet.
+            async with self.pool.acquire() as conn:
+                await store.set_reported_versions(conn, dict(sorted(versions.items())))
         if moves:
             self._wake.set()
 
@@ -344,6 +344,7 @@ class RolloutDriver:
         return updated
 
     async def _stop(self, campaign: CampaignRow, now: datetime, reason: str) -> None:
+        now = self._clock()  # the moment it is decided, not the round's start
         async with self.pool.acquire() as conn, conn.transaction():
             await store.set_wave(
                 conn, campaign.id, campaign.current_wave, "failed", finished_at=now

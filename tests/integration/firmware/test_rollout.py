@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,7 +88,9 @@ async def test_injected_failures_stop_the_campaign_at_the_error_threshold(
         assert created.status_code == 201, created.text
         campaign_id = created.json()["campaign"]["id"]
         stopped = await campaign_when(clients.technician, campaign_id, ["stopped"], 30)
-        assert stopped["stop_reason"] == "wave 1: 1 of 10 devices failed, more than the 5% allowed"
+        assert re.fullmatch(
+            r"wave 1: [1-4] of 10 devices failed, more than the 5% allowed", stopped["stop_reason"]
+        ), stopped["stop_reason"]
         # What was already updating finishes; the never-returning one fails at its deadline.
 
         async def settled() -> dict[str, dict[str, Any]] | None:
