@@ -31,8 +31,9 @@ $(HLS_JS): package.json package-lock.json | system-deps
 
 vendor: $(HLS_JS)
 
+# `make demo PORT=18080`; without PORT the hub's IOCHUB_HTTP__PORT (8080 by default).
 demo: $(STAMP) system-deps vendor
-	$(BIN)/iochub demo
+	$(BIN)/iochub demo $(if $(PORT),--port $(PORT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -160,7 +160,9 @@ def config() -> None:
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="HTTP port of the demo hub.")] = 8080,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port of the demo hub (default: IOCHUB_HTTP__PORT).")
+    ] = None,
     simulate: Annotated[bool, typer.Option(help="Run the simulated fleet beside the hub.")] = True,
 ) -> None:
     """Run the hub with a seeded fleet and its simulated devices; start local PostgreSQL and a

@@ -12,26 +12,37 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import asyncpg
 from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from hub.server.local_broker import LocalBroker, local_broker
+from hub.server.local_broker import (
+    LocalBroker,
+    PortTaken,
+    die_with_parent,
+    local_broker,
+    port_free,
+)
 from hub.server.local_broker import unavailable_reason as local_broker_unavailable
 from hub.server.settings import Settings, mask_url
 from hub.storage.database import asyncpg_dsn, database_name, with_database
 
 log = logging.getLogger("hub.demo")
-console = Console()
 DEMO_ADMIN = "admin"
+console = Console()
 
 
 async def postgres_answers(url: str) -> str | None:
@@ -88,8 +99,24 @@ async def embedded_broker(port: int) -> AsyncIterator[None]:
         await broker.shutdown()
 
 
-async def seed(settings: Settings) -> str:
-    """Wards, the demo fleet and a demo admin whose new password is returned."""
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    role: str
+    wards: tuple[str, ...]
+    what: str
+
+
+def demo_users(first_ward: str) -> tuple[DemoUser, ...]:
+    return (
+        DemoUser(DEMO_ADMIN, "admin", (), "everything, users and settings"),
+        DemoUser("technician", "technician", (), "device health, cameras, maintenance"),
+        DemoUser("ward-staff", "ward_staff", (first_ward,), f"broadcasts of ward {first_ward}"),
+    )
+
+
+async def seed(settings: Settings) -> dict[str, tuple[DemoUser, str]]:
+    """Wards, the demo fleet and the demo users, whose new passwords are returned."""
     from tortoise.transactions import in_transaction
 
     from hub.auth import service as auth
@@ -107,14 +134,38 @@ async def seed(settings: Settings) -> str:
     missing = [d for d in fleet.devices if d.uid not in existing]
     if missing:
         await service.bulk_create(await system_principal(), missing)
-        console.print(f"seeded {len(missing)} devices in {len(fleet.wards)} wards")
-    password = secrets.token_urlsafe(12)
-    user = await User.get_or_none(username=DEMO_ADMIN)
-    if user is None:
-        await auth.create_user(DEMO_ADMIN, password, Role.ADMIN, display_name="Demo admin")
-    else:
-        await auth.set_password(user, password)
-    return password
+    kinds = Counter(d.kind for d in fleet.devices)
+    console.print(
+        f"fleet: {len(fleet.devices)} devices in {len(fleet.wards)} wards "
+        f"({', '.join(f'{n} {k}s' for k, n in sorted(kinds.items()))}; {len(missing)} new)"
+    )
+    issued: dict[str, tuple[DemoUser, str]] = {}
+    for demo_user in demo_users(fleet.wards[0][0]):
+        password = secrets.token_urlsafe(12)
+        user = await User.get_or_none(username=demo_user.username)
+        if user is None:
+            await auth.create_user(
+                demo_user.username,
+                password,
+                Role(demo_user.role),
+                demo_user.wards,
+                display_name=f"Demo {demo_user.role.replace('_', ' ')}",
+            )
+        else:
+            await auth.set_password(user, password)
+        issued[demo_user.username] = (demo_user, password)
+    return issued
+
+
+def mqtt_port_taken(port: int) -> str:
+    return (
+        f"MQTT port {port} (IOCHUB_MQTT__PORT) is taken: is a broker from an earlier demo "
+        "still running? Stop it, or choose another port."
+    )
+
+
+class DemoRefused(Exception):
+    """The demo cannot start as configured; the message says what to change."""
 
 
 async def prepare(settings: Settings) -> tuple[Settings, AsyncExitStack, LocalBroker | None]:
@@ -134,7 +185,15 @@ async def prepare(settings: Settings) -> tuple[Settings, AsyncExitStack, LocalBr
     mqtt = settings.mqtt
     private: LocalBroker | None = None
     if (reason := local_broker_unavailable()) is None:
-        private = stack.enter_context(local_broker(settings.data_dir / "mosquitto", mqtt.port))
+        # Only a port the operator chose must be kept; the default one may be taken by the
+        # machine's own broker, and then any free port does (the simulators are told it).
+        chosen = "port" in settings.mqtt.model_fields_set
+        try:
+            private = stack.enter_context(
+                local_broker(settings.data_dir / "mosquitto", mqtt.port if chosen else None)
+            )
+        except PortTaken as exc:
+            raise DemoRefused(mqtt_port_taken(exc.port)) from None
         mqtt = mqtt.model_copy(
             update={
                 "host": "127.0.0.1",
@@ -211,7 +270,7 @@ async def issue_fleet_credentials(settings: Settings) -> dict[str, str]:
             bar.advance(task)
 
         await asyncio.gather(*(provision(device) for device in devices))
-    console.print(f"issued broker credentials to {len(devices)} sensors and speakers")
+    console.print(f"broker: credentials issued to {len(devices)} sensors and speakers")
     return secrets_by_uid
 
 
@@ -244,24 +303,50 @@ def start_simulators(settings: Settings, credentials: Path | None) -> list[subpr
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                preexec_fn=die_with_parent,
             )
         )
-    console.print(f"simulated sensors and speakers started (logs in {logs})")
+    console.print(f"simulators: sensors and speakers on the wire (logs in {logs})")
     return processes
 
 
-def run_demo(port: int, simulate: bool = True) -> None:
+def stop_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds as SIGINT does, through every `finally`: the simulators and the private
+    broker are stopped, not left behind holding the port with stale credentials."""
+    raise KeyboardInterrupt
+
+
+def run_demo(port: int | None, simulate: bool = True) -> None:
     import uvicorn
 
     from hub.server.app import create_app
     from hub.storage import database
 
+    began = time.monotonic()
     base = Settings()
+    # The demo's screen is its phases and, last, how to log in; the hub's per-device
+    # chatter waits at INFO/DEBUG for whoever sets IOCHUB_LOG_LEVEL.
+    level = base.log_level if "log_level" in base.model_fields_set else "WARNING"
+    base = base.model_copy(update={"log_level": level})
     logging.basicConfig(
-        level=base.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        force=True,  # a library configured the root logger on import
     )
-    base = base.model_copy(update={"http": base.http.model_copy(update={"port": port})})
+    if port is not None:
+        base = base.model_copy(update={"http": base.http.model_copy(update={"port": port})})
+    if not port_free(base.http.port, base.http.host):
+        console.print(
+            f"[bold red]error:[/] HTTP port {base.http.port} on {base.http.host} is taken; "
+            "choose another with --port (or IOCHUB_HTTP__PORT, or make demo PORT=…)"
+        )
+        raise SystemExit(2)
+    mqtt_chosen = "port" in base.mqtt.model_fields_set
+    if local_broker_unavailable() is None and mqtt_chosen and not port_free(base.mqtt.port):
+        console.print(f"[bold red]error:[/] {mqtt_port_taken(base.mqtt.port)}", highlight=False)
+        raise SystemExit(2)
     base.data_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, stop_like_ctrl_c)
 
     async def main() -> None:
         settings, stack, private = await prepare(base)
@@ -270,12 +355,12 @@ def run_demo(port: int, simulate: bool = True) -> None:
             url = settings.database.url.get_secret_value()
             backend, applied = await database.run_migrations(url, settings.database.timescaledb)
             console.print(
-                f"schema current ({len(applied)} migrations applied); "
-                f"time-series backend: {backend}"
+                f"database: schema current ({len(applied)} migrations applied), "
+                f"time-series backend {backend}"
             )
             db = await database.connect(url, max_size=2)
             try:
-                password = await seed(settings)
+                users = await seed(settings)
                 credentials = None
                 if private is not None:
                     credentials = settings.data_dir / "demo-device-credentials.json"
@@ -291,23 +376,40 @@ def run_demo(port: int, simulate: bool = True) -> None:
                     lifespan="on",
                 )
             )
-            if simulate:
-                simulators = start_simulators(settings, credentials)
-            console.rule("[bold]iochub demo")
-            console.print(
-                f"Open  [bold]{settings.http.base_url}/[/]   (API docs: "
-                f"{settings.http.base_url}/api/docs)"
-            )
-            console.print(f"Login [bold]{DEMO_ADMIN}[/] / [bold]{password}[/]   (new each run)")
-            console.print("Stop with Ctrl-C.")
             try:
-                await server.serve()
+                if simulate:
+                    simulators = start_simulators(settings, credentials)
+                serving = asyncio.create_task(server.serve())
+                while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no started event)
+                    await asyncio.sleep(0.05)
+                if server.started:
+                    banner(settings, users, time.monotonic() - began)
+                await serving
             finally:
                 for process in simulators:
                     process.terminate()
                 for process in simulators:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
+                    try:
                         process.wait(10)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print("demo stopped: simulators and the private broker are down")
+    except DemoRefused as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+
+
+def banner(settings: Settings, users: dict[str, tuple[DemoUser, str]], took: float) -> None:
+    url = settings.http.base_url
+    console.rule(f"[bold]iochub demo[/] ready in {took:.0f} s")
+    console.print(f"Open  [bold]{url}/[/]   API docs: {url}/api/docs")
+    for demo_user, password in users.values():
+        console.print(
+            f"Login [bold]{demo_user.username}[/] / [bold]{password}[/]   ({demo_user.what})",
+            highlight=False,
+        )
+    console.print("Passwords are new each run. Stop with Ctrl-C (or SIGTERM).")

@@ -7,10 +7,12 @@ exactly as in production (deploy/mosquitto/); only the listener is loopback and 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -21,6 +23,7 @@ from pathlib import Path
 MOSQUITTO = Path(shutil.which("mosquitto") or "/usr/sbin/mosquitto")
 MOSQUITTO_CTRL = Path(shutil.which("mosquitto_ctrl") or "/usr/bin/mosquitto_ctrl")
 DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+PR_SET_PDEATHSIG = 1
 BROKER_USER = "mosquitto"  # mosquitto started as root drops to this user
 
 
@@ -31,6 +34,22 @@ class LocalBroker:
     admin_password: str
     hub_username: str
     hub_password: str
+
+
+class PortTaken(RuntimeError):
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} on 127.0.0.1 is taken")
+        self.port = port
+
+
+def die_with_parent() -> None:
+    """In the child before exec: the kernel sends it SIGTERM when its parent dies, however
+    the parent dies (prctl PR_SET_PDEATHSIG; Linux only, a no-op elsewhere). A process that
+    changes its user id (mosquitto dropping root) loses this, so the parent still stops
+    its children itself on SIGTERM and SIGINT."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def unavailable_reason() -> str | None:
@@ -44,10 +63,13 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def port_free(port: int) -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nobody listens there. SO_REUSEADDR, as mosquitto and uvicorn bind: connections of a
+    stopped server lingering in TIME_WAIT do not make its port taken."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
@@ -69,8 +91,12 @@ def _give_to_broker_user(*paths: Path) -> None:
 
 
 @contextlib.contextmanager
-def local_broker(folder: Path, preferred_port: int = 1883) -> Iterator[LocalBroker]:
-    """Start mosquitto with a fresh dynamic-security admin; stop it on exit."""
+def local_broker(folder: Path, port: int | None = None) -> Iterator[LocalBroker]:
+    """Start mosquitto with a fresh dynamic-security admin on `port` (a free one when None);
+    stop it on exit. A taken port is refused, never swapped for another: devices configured
+    for it would log in to whatever holds it."""
+    if port is not None and not port_free(port):
+        raise PortTaken(port)
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o750)
     dynsec = folder / "dynamic-security.json"
@@ -83,7 +109,7 @@ def local_broker(folder: Path, preferred_port: int = 1883) -> Iterator[LocalBrok
         check=True,
         timeout=15,
     )
-    port = preferred_port if port_free(preferred_port) else free_port()
+    port = port if port is not None else free_port()
     config = folder / "mosquitto.conf"
     config.write_text(
         f"listener {port} 127.0.0.1\n"
@@ -98,7 +124,10 @@ def local_broker(folder: Path, preferred_port: int = 1883) -> Iterator[LocalBrok
     _give_to_broker_user(folder, dynsec)
     log = (folder / "mosquitto.log").open("ab")
     process = subprocess.Popen(
-        [str(MOSQUITTO), "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+        [str(MOSQUITTO), "-c", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
     )
     try:
         deadline = time.monotonic() + 10

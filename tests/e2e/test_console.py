@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_login_list_filter_and_map(hub: RunningHub, clients: Clients, browser: Any) -> None:
-    password = await seed(hub.settings)
+    password = (await seed(hub.settings))[DEMO_ADMIN][1]
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     try:

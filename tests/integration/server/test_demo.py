@@ -1,0 +1,165 @@
+"""`iochub demo` as a visitor runs it: a real process with its private broker and simulators,
+on a fresh database; stopped with SIGTERM as a service manager stops it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from hub.server.local_broker import free_port, port_free, unavailable_reason
+from tests.support.hub import create_database, drop_database
+
+IOCHUB = [sys.executable, "-m", "hub.server"]
+
+
+@dataclass
+class Demo:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    mqtt_port: int
+    output: Path
+    passwords: dict[str, str]
+    started_in: float
+
+    def text(self) -> str:
+        return self.output.read_text()
+
+
+def demo_env(database_url: str, data_dir: Path, mqtt_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOCHUB_")}
+    return {
+        **env,
+        "IOCHUB_DATABASE__URL": database_url,
+        "IOCHUB_MQTT__PORT": str(mqtt_port),
+        "IOCHUB_DATA_DIR": str(data_dir),
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture(scope="module")
+async def demo_database() -> AsyncIterator[str]:
+    url = await create_database()
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def demo(demo_database: str) -> Iterator[Demo]:
+    if (reason := unavailable_reason()) is not None:
+        pytest.skip(reason)
+    # mosquitto drops root for its own user, who must reach its folder: not under pytest's
+    # private (0700) temporary root
+    data_dir = Path(tempfile.mkdtemp(prefix="iochub-demo-"))
+    data_dir.chmod(0o755)
+    http_port, mqtt_port = free_port(), free_port()
+    output = data_dir / "demo.out"
+    began = time.monotonic()
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [*IOCHUB, "demo", "--port", str(http_port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=demo_env(demo_database, data_dir, mqtt_port),
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while "Stop with Ctrl-C" not in output.read_text():
+            assert process.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.2)
+        passwords = dict(re.findall(r"^Login (\S+) / (\S+)", output.read_text(), re.M))
+        yield Demo(
+            process,
+            f"http://127.0.0.1:{http_port}",
+            mqtt_port,
+            output,
+            passwords,
+            time.monotonic() - began,
+        )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_start_is_quiet_and_ends_with_the_url_and_the_logins(demo: Demo) -> None:
+    lines = [line for line in demo.text().splitlines() if line.strip()]
+    # one line per phase, no per-device chatter, then the banner last
+    assert len(lines) < 20, "\n".join(lines)
+    assert not any("spk-" in line or "aq-" in line for line in lines), lines
+    assert lines[-1].startswith("Passwords are new each run")
+    assert any(line.startswith(f"Open  {demo.base_url}/") for line in lines)
+    assert set(demo.passwords) == {"admin", "technician", "ward-staff"}
+    assert f"127.0.0.1:{demo.mqtt_port}" in demo.text()  # the configured port, kept
+
+
+async def test_the_seeded_users_log_in_with_the_printed_passwords(demo: Demo) -> None:
+    async with httpx.AsyncClient(base_url=demo.base_url, timeout=30) as client:
+        for username, password in demo.passwords.items():
+            answer = await client.post(
+                "/api/v1/auth/login", json={"username": username, "password": password}
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["username"] == username
+        staff = answer.json()
+        assert staff["role"] == "ward_staff" and len(staff["wards"]) == 1
+
+
+def test_a_taken_mqtt_port_is_refused_not_moved(demo: Demo, tmp_path: Path) -> None:
+    # the running demo's broker holds its port: a second demo configured for it must say so
+    result = subprocess.run(
+        [*IOCHUB, "demo", "--port", str(free_port()), "--no-simulate"],
+        env=demo_env("postgresql://nobody@127.0.0.1:1/none", tmp_path, demo.mqtt_port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"MQTT port {demo.mqtt_port} (IOCHUB_MQTT__PORT) is taken" in result.stdout
+
+
+def test_a_taken_http_port_is_refused(demo: Demo, tmp_path: Path) -> None:
+    taken = int(demo.base_url.rsplit(":", 1)[1])
+    result = subprocess.run(
+        [*IOCHUB, "demo", "--no-simulate"],
+        env={
+            **demo_env("postgresql://nobody@127.0.0.1:1/none", tmp_path, free_port()),
+            "IOCHUB_HTTP__PORT": str(taken),  # honoured when --port is not given
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"HTTP port {taken}" in result.stdout and "is taken" in result.stdout
+
+
+def test_sigterm_stops_the_broker_and_every_child(demo: Demo) -> None:
+    """Runs last in this module: it stops the demo."""
+    parent = psutil.Process(demo.process.pid)
+    children = parent.children(recursive=True)
+    names = {child.name() for child in children}
+    assert "mosquitto" in names, names
+    assert len(children) >= 3, names  # the broker and the sensor and speaker simulators
+    demo.process.send_signal(signal.SIGTERM)
+    assert demo.process.wait(30) == 0, demo.text()
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [p.name() for p in alive]
+    assert port_free(demo.mqtt_port)  # nobody listens there any more
+    assert "demo stopped" in demo.text()
