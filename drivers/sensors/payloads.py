@@ -84,6 +84,7 @@ _SENML_LABELS: Final = frozenset(_CBOR_LABELS.values())
 _BASE_LABELS: Final = frozenset(("bver", "bn", "bt", "bu", "bv", "bs"))
 # RFC 8428 section 4.2: a record carries exactly one of these (or none, with a sum).
 _VALUE_LABELS: Final = ("v", "vs", "vb", "vd")
+_OTHER_VALUES: Final = frozenset(("vs", "vb", "vd"))
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 
 # RFC 8428 section 4.5.1: the characters a resolved SenML name may use.
@@ -354,23 +355,37 @@ def _resolve_pack(
                 base_unit = _string(record["bu"], _RECORD_FIELD, index, "bu")
             if "bv" in record:
                 base_value = _number(record["bv"], _RECORD_FIELD, index, "bv")
-        values = [label for label in _VALUE_LABELS if label in record]
-        only_base = not values and "n" not in record and "s" not in record
-        if only_base and not _BASE_LABELS.isdisjoint(record):
-            continue  # a record that only sets base fields yields no measurement
-        if "n" in record:
-            name = base_name + _string(record["n"], _RECORD_FIELD, index, "n")
+        name = (
+            base_name + _string(record["n"], _RECORD_FIELD, index, "n")
+            if "n" in record
+            else base_name
+        )
+        if "v" in record and _OTHER_VALUES.isdisjoint(record):
+            # The common record: one numeric value.
+            number = _number(record["v"], _RECORD_FIELD, index, "v")
+            if base_value:
+                number += base_value
+                if not math.isfinite(number):
+                    raise DecodeError(f"SenML record {index} ({name}): v + bv overflows")
+            value: float | str | bool | bytes = number
         else:
-            name = base_name
-        if len(values) > 1:
-            raise DecodeError(
-                f"SenML record {index} ({name}) carries {' and '.join(values)}; "
-                "a record has exactly one value field (RFC 8428 section 4.2)"
-            )
-        _check_name(name)
-        if not values:
-            _raise_missing_value(record, index, name)
-        value = _value(record, values[0], index, name, base_value, binary)
+            values = [label for label in _VALUE_LABELS if label in record]
+            only_base = not values and "n" not in record and "s" not in record
+            if only_base and not _BASE_LABELS.isdisjoint(record):
+                continue  # a record that only sets base fields yields no measurement
+            if len(values) > 1:
+                raise DecodeError(
+                    f"SenML record {index} ({name}) carries {' and '.join(values)}; "
+                    "a record has exactly one value field (RFC 8428 section 4.2)"
+                )
+            if not name:
+                raise DecodeError("SenML record has no name (neither bn nor n)")
+            if not values:
+                _raise_missing_value(record, index, name)
+            value = _other_value(record, values[0], index, binary)
+        if not name:
+            raise DecodeError("SenML record has no name (neither bn nor n)")
+        _check_senml_name(name)
         unit = _string(record["u"], _RECORD_FIELD, index, "u") if "u" in record else base_unit
         if "t" in record:
             resolved = base_time + _number(record["t"], _RECORD_FIELD, index, "t")
@@ -379,7 +394,7 @@ def _resolve_pack(
         time = times.get(resolved)
         if time is None:
             time = times[resolved] = _senml_time(resolved, now, limits, index)
-        decoded.append(Reading(device_uid, name, value, time, unit, senml=True))
+        decoded.append(Reading(device_uid, name, value, time, unit, True))  # senml
     if not decoded:
         raise DecodeError("SenML pack carries no measurement, only base fields")
     return decoded
@@ -419,22 +434,11 @@ def _raise_missing_value(record: Mapping[str, Any], index: int, name: str) -> No
     raise DecodeError(f"SenML record {index} ({name}) has no value")
 
 
-def _value(
-    record: Mapping[str, Any],
-    label: str,
-    index: int,
-    name: str,
-    base_value: float,
-    binary: bool,
-) -> float | str | bool | bytes:
+def _other_value(
+    record: Mapping[str, Any], label: str, index: int, binary: bool
+) -> str | bool | bytes:
+    """The string, boolean or data value of a record (RFC 8428 section 4.2)."""
     raw = record[label]
-    if label == "v":
-        value = _number(raw, _RECORD_FIELD, index, "v")
-        if base_value:
-            value += base_value
-            if not math.isfinite(value):
-                raise DecodeError(f"SenML record {index} ({name}): v + bv overflows")
-        return value
     if label == "vs":
         return _string(raw, _RECORD_FIELD, index, "vs")
     if label == "vb":
@@ -452,12 +456,6 @@ def _value(
     if _BASE64URL.fullmatch(text) is None:
         raise DecodeError(f"SenML record {index} vd is not base64url (RFC 4648 section 5)")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _check_name(name: str) -> None:
-    if not name:
-        raise DecodeError("SenML record has no name (neither bn nor n)")
-    _check_senml_name(name)
 
 
 @functools.lru_cache(maxsize=8192)
