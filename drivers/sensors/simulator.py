@@ -151,6 +151,8 @@ class SimulatedSensor:
     firmware_version: str = "1.9.2"
     firmware_faults: frozenset[FirmwareFault] = frozenset()
     """How its firmware updates go wrong (drivers.firmware.device); MQTT sensors only."""
+    pollution_source: float = 1.0
+    """Particulates from a source beside it (a building site, a burning field): PM times this."""
 
 
 @dataclass
@@ -230,7 +232,7 @@ class HaiPhongEnvironment:
         washout = 1 / (1 + rain / 4)
         swing = _diurnal(hour)
         fine = season * (16 + 32 * traffic) * site * washout + rng.gauss(0, 2.5)
-        fine = max(fine, 1.0)
+        fine = max(fine * sensor.pollution_source, 1.0)
         values: dict[str, float] = {}
         for metric in sensor.metrics:
             if metric == "pm2_5":

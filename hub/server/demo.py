@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import os
@@ -23,16 +24,20 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import asyncpg
+from aiohttp import web
 from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from hub.health.settings import HealthSettings
 from hub.server.local_broker import (
     LocalBroker,
     PortTaken,
     die_with_parent,
+    free_port,
     local_broker,
     port_free,
 )
@@ -292,8 +297,10 @@ def start_simulators(settings: Settings, credentials: Path | None) -> list[subpr
     }
     extra = ["--credentials", str(credentials)] if credentials else []
     processes = []
+    # a sensor reports several times within the hub's expected interval: never late
+    every = min(15.0, settings.health.sensor_interval_s / 3)
     for kind, options in (
-        ("sensors", ["--interval", "15", "--malformed", "0.01"]),
+        ("sensors", ["--interval", f"{every:g}", "--malformed", "0.01"]),
         ("speakers", ["--status-interval", "30"]),
     ):
         log = (logs / f"simulate-{kind}.log").open("ab")
@@ -308,6 +315,130 @@ def start_simulators(settings: Settings, credentials: Path | None) -> list[subpr
         )
     console.print(f"simulators: sensors and speakers on the wire (logs in {logs})")
     return processes
+
+
+def demo_rules(health: HealthSettings) -> list[Any]:
+    """A district's first alert rules. Thresholds: Decision 1459/QĐ-TCMT (PM2.5 above 50
+    µg/m³ puts VN_AQI in "Kém", above 80 "Xấu", above 150 "Rất xấu") and QCVN
+    26:2010/BTNMT (70 dBA by day in ordinary areas; rules have no time-of-day window yet, so
+    the night limit of 55 dBA is not one of them)."""
+    from hub.alerts.rules import Escalation, RuleIn, Scope
+
+    sensors = Scope(type="kind", value="sensor")
+    return [
+        RuleIn(
+            name="Bụi mịn PM2.5 ở mức Kém (VN_AQI > 100)",
+            kind="threshold",
+            severity="minor",
+            scope=sensors,
+            metric="pm2_5",
+            comparison=">",
+            threshold=50.0,
+            clear_threshold=45.0,  # hysteresis: a value hovering at 50 does not flap
+            escalations=[Escalation(80.0, "major"), Escalation(150.0, "critical")],
+            for_seconds=600,
+        ),
+        RuleIn(
+            name="Mực nước dâng cao",
+            kind="threshold",
+            severity="major",
+            scope=sensors,
+            metric="water_level",
+            comparison=">",
+            threshold=150.0,
+            clear_threshold=140.0,
+            escalations=[Escalation(200.0, "critical")],
+            for_seconds=300,
+        ),
+        RuleIn(
+            name="Tiếng ồn vượt 70 dBA (QCVN 26:2010/BTNMT)",
+            kind="threshold",
+            severity="warning",
+            scope=sensors,
+            metric="noise",
+            comparison=">",
+            threshold=70.0,
+            clear_threshold=67.0,
+            for_seconds=900,
+        ),
+        RuleIn(
+            name="Thiết bị mất kết nối",
+            kind="offline",
+            severity="major",
+            # offline already means three reports missed; one more interval before paging
+            for_seconds=health.sensor_interval_s,
+        ),
+    ]
+
+
+async def seed_alert_rules(settings: Settings, pool: asyncpg.Pool) -> int:
+    from hub.alerts.api import checked, save_rule
+
+    rules = demo_rules(settings.health)
+    known = {r["name"] for r in await pool.fetch("SELECT name FROM alert_rule")}
+    for rule in rules:
+        if rule.name not in known:
+            await save_rule(pool, await checked(rule))
+    return len(rules)
+
+
+DEMO_IOC = "IOC (demo receiver)"
+
+
+@dataclass
+class IocReceiver:
+    """The IOC's end of the webhooks, on loopback: checks each signature (Standard Webhooks)
+    and appends what arrived to a log, one JSON object per line."""
+
+    log_path: Path
+    secret: str = ""
+    received: int = 0
+    refused: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        from hub.integrations.signing import signature
+
+        body = await request.read()
+        webhook_id = request.headers.get("webhook-id", "")
+        timestamp = request.headers.get("webhook-timestamp", "0")
+        offered = request.headers.get("webhook-signature", "").split()
+        expected = signature(self.secret, webhook_id, int(timestamp), body) if self.secret else ""
+        if not any(hmac.compare_digest(expected, candidate) for candidate in offered):
+            self.refused += 1
+            return web.Response(status=401, text="bad signature")
+        self.received += 1
+        with self.log_path.open("a") as handle:
+            handle.write(json.dumps({"webhook_id": webhook_id, "event": json.loads(body)}) + "\n")
+        return web.Response(status=204)
+
+
+@asynccontextmanager
+async def ioc_receiver(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[IocReceiver]:
+    """Serve the receiver on a free port and subscribe it to every alert event."""
+    from hub.integrations import subscriptions
+    from hub.integrations.schemas import SubscriptionIn
+
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    receiver = IocReceiver(logs / "ioc-webhooks.jsonl")
+    app = web.Application()
+    app.router.add_post("/ioc/events", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        for existing in await subscriptions.list_all(pool):
+            if existing.name == DEMO_IOC:  # last run's receiver had another port
+                await subscriptions.delete(pool, existing.id)
+        _, receiver.secret = await subscriptions.create(
+            pool,
+            settings.secret_box(),
+            SubscriptionIn(name=DEMO_IOC, url=f"http://127.0.0.1:{port}/ioc/events"),
+        )
+        yield receiver
+    finally:
+        await runner.cleanup()
 
 
 def stop_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
@@ -361,6 +492,7 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
             db = await database.connect(url, max_size=2)
             try:
                 users = await seed(settings)
+                rules = await seed_alert_rules(settings, db.pool)
                 credentials = None
                 if private is not None:
                     credentials = settings.data_dir / "demo-device-credentials.json"
@@ -375,6 +507,13 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
                     log_level="warning",
                     lifespan="on",
                 )
+            )
+            db = await database.connect(url, max_size=2, orm=False)
+            stack.push_async_callback(db.close)
+            receiver = await stack.enter_async_context(ioc_receiver(settings, db.pool))
+            console.print(
+                f"alerts: {rules} rules; signed webhooks go to a demo IOC receiver "
+                f"(logged in {receiver.log_path})"
             )
             try:
                 if simulate:

@@ -3,6 +3,8 @@ on a fresh database; stopped with SIGTERM as a service manager stops it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
@@ -15,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
 import pytest
@@ -33,6 +36,8 @@ class Demo:
     output: Path
     passwords: dict[str, str]
     started_in: float
+    data_dir: Path
+    database_url: str
 
     def text(self) -> str:
         return self.output.read_text()
@@ -46,6 +51,10 @@ def demo_env(database_url: str, data_dir: Path, mqtt_port: int) -> dict[str, str
         "IOCHUB_MQTT__PORT": str(mqtt_port),
         "IOCHUB_DATA_DIR": str(data_dir),
         "COLUMNS": "200",
+        # sensors due every 6 s (the demo's simulators then report every 2 s): the hung
+        # noise meter is offline in 18 s, not 3 minutes
+        "IOCHUB_HEALTH__SENSOR_INTERVAL_S": "6",
+        "IOCHUB_HEALTH__CHECK_INTERVAL_S": "2",
     }
 
 
@@ -88,6 +97,8 @@ def demo(demo_database: str) -> Iterator[Demo]:
             output,
             passwords,
             time.monotonic() - began,
+            data_dir,
+            demo_database,
         )
     finally:
         if process.poll() is None:
@@ -117,6 +128,39 @@ async def test_the_seeded_users_log_in_with_the_printed_passwords(demo: Demo) ->
             assert answer.json()["username"] == username
         staff = answer.json()
         assert staff["role"] == "ward_staff" and len(staff["wards"]) == 1
+
+
+async def test_the_fleet_raises_an_alert_that_reaches_the_ioc_signed(demo: Demo) -> None:
+    conn = await asyncpg.connect(demo.database_url)
+    try:
+        rules = {r["name"]: r for r in await conn.fetch("SELECT * FROM alert_rule")}
+        pm = rules["Bụi mịn PM2.5 ở mức Kém (VN_AQI > 100)"]
+        assert (pm["threshold"], pm["clear_threshold"], pm["for_seconds"]) == (50, 45, 600)
+        assert {r["kind"] for r in rules.values()} == {"threshold", "offline"}
+        deadline = time.monotonic() + 120
+        delivered = None
+        while delivered is None:
+            assert time.monotonic() < deadline, await conn.fetch("SELECT * FROM alert")
+            delivered = await conn.fetchrow(
+                """
+                SELECT a.rule_name, dev.uid, d.webhook_id FROM alert a
+                JOIN device dev ON dev.id = a.device_id
+                JOIN outbox o ON o.subject = a.fingerprint
+                JOIN outbox_delivery d ON d.outbox_id = o.id
+                WHERE d.destination = 'webhook' AND d.status = 'delivered'
+                LIMIT 1
+                """
+            )
+            await asyncio.sleep(1)
+    finally:
+        await conn.close()
+    # the hung noise meter went offline and stayed so: the offline rule fired for it
+    assert (delivered["rule_name"], delivered["uid"]) == ("Thiết bị mất kết nối", "ns-may-to-01")
+    received = [
+        json.loads(line)
+        for line in (demo.data_dir / "logs" / "ioc-webhooks.jsonl").read_text().splitlines()
+    ]
+    assert delivered["webhook_id"] in {r["webhook_id"] for r in received}
 
 
 def test_a_taken_mqtt_port_is_refused_not_moved(demo: Demo, tmp_path: Path) -> None:
