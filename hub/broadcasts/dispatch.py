@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -84,6 +84,7 @@ class _Job:
     scheduled_at: datetime
     params: dict[str, Any]
     expires_at: datetime
+    play_end: datetime
     settle_by: datetime
     pending: dict[str, str] = field(default_factory=dict)
     """uid -> command id of speakers that have not answered yet."""
@@ -217,47 +218,51 @@ class Dispatcher:
         expires_at += PLAY_GRACE
         metrics.DRIFT_SECONDS.observe(max(0.0, (sending_at - send_due).total_seconds()))
         emergency = row["priority"] == "emergency"
-        async with self.pool.acquire() as conn, conn.transaction():
-            # One programme per ward: this decision and any other occurrence's on the
-            # same wards happen one after the other (see programme.py).
-            await programme.lock_wards(
-                conn, programme.PLAYING_LOCK_CLASS, {s.ward_id for s in playing.values()}
-            )
-            yielded, higher = await self._higher_first(conn, row, playing)
-            playing = {k: s for k, s in playing.items() if k not in yielded}
-            if not playing:
-                await occurrences.end_unsent(
+        wards = {s.ward_id for s in playing.values()}
+
+        async def decide() -> tuple[set[int], bool, list[programme.Taken]]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # One programme per ward: this decision and any other occurrence's on
+                # the same wards happen one after the other (see programme.py).
+                await programme.lock_wards(conn, programme.PLAYING_LOCK_CLASS, wards)
+                yielded, higher = await self._higher_first(conn, row, playing)
+                if len(yielded) == len(playing):
+                    await occurrences.end_unsent(
+                        conn,
+                        occurrence_id,
+                        Status.PREEMPTED,
+                        "gave way on every speaker to a higher priority broadcast: "
+                        + ", ".join(higher),
+                    )
+                    return yielded, False, []
+                # Cancelled while it waited to be sent: nothing goes out.
+                sending = await occurrences.begin_dispatch(
                     conn,
                     occurrence_id,
-                    Status.PREEMPTED,
-                    "gave way on every speaker to a higher priority broadcast: "
-                    + ", ".join(higher),
+                    send_due_at=send_due,
+                    send_started_at=sending_at,
+                    start_at=start_at,
+                    expires_at=expires_at,
+                    speaker_count=len(playing) - len(yielded),
                 )
-                return None
-            # Cancelled while it waited to be sent: nothing goes out.
-            sending = await occurrences.begin_dispatch(
-                conn,
-                occurrence_id,
-                send_due_at=send_due,
-                send_started_at=sending_at,
-                start_at=start_at,
-                expires_at=expires_at,
-                speaker_count=len(playing),
-            )
-            taken = (
-                await programme.take_from_lower(
+                if not sending:
+                    return yielded, False, []
+                taken = await programme.take_from_lower(
                     conn,
                     broadcast_id=row["broadcast_id"],
                     priority=row["priority"],
                     starts_at=start_at,
                     ends_at=start_at + timedelta(seconds=row["duration_s"]),
-                    speakers=playing.values(),
+                    speakers=[s for k, s in playing.items() if k not in yielded],
                     gap_s=self.settings.conflict_gap_s,
                     now=sending_at,
                 )
-                if sending
-                else []
-            )
+                return yielded, True, taken
+
+        yielded, sending, taken = await _again_after_deadlock(decide)
+        playing = {k: s for k, s in playing.items() if k not in yielded}
+        if not playing:
+            return None
         if not sending:
             await self._settle_cancelled(occurrence_id)
             return None
@@ -399,6 +404,7 @@ class Dispatcher:
             broadcast_id=row["broadcast_id"],
             scheduled_at=row["scheduled_at"],
             expires_at=expires_at,
+            play_end=start_at + timedelta(seconds=row["duration_s"]),
             settle_by=max(expires_at, start_at + timedelta(seconds=row["duration_s"]))
             + SETTLE_GRACE,
             params={
@@ -465,6 +471,23 @@ class Dispatcher:
     ) -> None:
         """Note who was sent the play (by speaker uid, as of when its publish began), and
         why the others were not."""
+        await _again_after_deadlock(lambda: self._write_sent(job, sent, failed, now))
+        for uid, failure in failed.items():
+            if not failure.retryable:
+                job.pending.pop(uid, None)
+        if failed:
+            uid, first = next(iter(failed.items()))
+            log.warning(
+                "occurrence %d: play not sent to %d speakers, e.g. to %s: %s",
+                job.occurrence_id,
+                len(failed),
+                uid,
+                first.reason,
+            )
+
+    async def _write_sent(
+        self, job: _Job, sent: list[str], failed: dict[str, SendFailure], now: datetime
+    ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE broadcast_delivery SET send_count = send_count + 1, "
@@ -490,17 +513,6 @@ class Dispatcher:
                 [f.reason[:500] for f in failed.values()],
                 [not f.retryable for f in failed.values()],
             )
-        for uid, failure in failed.items():
-            if not failure.retryable:
-                job.pending.pop(uid, None)
-        uid, first = next(iter(failed.items()))
-        log.warning(
-            "occurrence %d: play not sent to %d speakers, e.g. to %s: %s",
-            job.occurrence_id,
-            len(failed),
-            uid,
-            first.reason,
-        )
 
     async def _unanswered(self, job: _Job) -> dict[str, str] | None:
         """Speakers without any ack; None when the occurrence is no longer open (after
@@ -553,7 +565,12 @@ class Dispatcher:
                 if pending is None:
                     return
                 job.pending = pending
-                if not retrying or not pending:
+                if retrying and not pending:
+                    # Everyone answered: nobody to resend to, only their last words to
+                    # wait for, until the audio's end (and the grace) at the latest.
+                    retrying = False
+                    job.settle_by = min(job.settle_by, job.play_end + SETTLE_GRACE)
+                if not retrying:
                     continue
                 if woken:
                     if loop.time() - last_online_resend < ONLINE_RESEND_SPACING_S:
@@ -578,9 +595,13 @@ class Dispatcher:
         async with self.pool.acquire() as conn:
             await conn.execute(
                 f"UPDATE broadcast_delivery SET failed_at = $2, failure_reason = '{reason}' "
-                f"WHERE occurrence_id = $1 AND {which}",
+                f"WHERE occurrence_id = $1 AND {which} AND EXISTS (SELECT 1 FROM "
+                "broadcast_occurrence o WHERE o.id = $1 AND o.broadcast_id = $3 "
+                "AND o.scheduled_at = $4)",
                 job.occurrence_id,
                 self._clock(),
+                job.broadcast_id,
+                job.scheduled_at,
             )
             await occurrences.follow_facts(conn, [job.occurrence_id])
 
@@ -622,6 +643,23 @@ class Dispatcher:
             occurrence_id,
             self._clock(),
         )
+
+
+_T = TypeVar("_T")
+
+
+async def _again_after_deadlock(attempt: Callable[[], Awaitable[_T]], tries: int = 3) -> _T:
+    """Run a transaction again if PostgreSQL chose it to break a deadlock (a decision
+    locking other occurrences' deliveries can meet their own sends); it was rolled back."""
+    for n in range(tries):
+        try:
+            return await attempt()
+        except asyncpg.DeadlockDetectedError:
+            if n == tries - 1:
+                raise
+            log.info("a deadlock was broken; trying again")
+            await asyncio.sleep(0.01 * (n + 1))
+    raise AssertionError("unreachable")
 
 
 def _command_ids(occurrence_id: int, plan: SendPlan) -> dict[str, str]:
