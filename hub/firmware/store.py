@@ -625,18 +625,15 @@ async def claim_sends(
     """
     rows = await conn.fetch(
         """
-        WITH wave AS (
-            SELECT count(*) FILTER (WHERE state = 'failed') AS failed,
-                   count(*) FILTER (WHERE state <> 'refused') AS size
-            FROM firmware_campaign_device WHERE campaign_id = $1 AND wave = $6
-        )
         UPDATE firmware_campaign_device cd SET state = 'sent', command_id = n.command_id,
             attempts = cd.attempts + 1, sent_at = $3, deadline_at = $4, reason = NULL,
             updated_at = $3
-        FROM unnest($2::bigint[], $5::text[]) AS n(device_id, command_id), wave
+        FROM unnest($2::bigint[], $5::text[]) AS n(device_id, command_id)
         WHERE cd.campaign_id = $1 AND cd.device_id = n.device_id AND cd.state = 'pending'
           AND (SELECT state FROM firmware_campaign WHERE id = $1) = 'running'
-          AND wave.failed * 100 <= $7 * wave.size
+          AND (SELECT count(*) FILTER (WHERE w.state = 'failed') * 100
+                      <= $7 * count(*) FILTER (WHERE w.state <> 'refused')
+               FROM firmware_campaign_device w WHERE w.campaign_id = $1 AND w.wave = $6)
         RETURNING cd.device_id
         """,
         campaign.id,
