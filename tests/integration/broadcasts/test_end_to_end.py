@@ -53,7 +53,6 @@ async def acks_counted(client: httpx.AsyncClient, outcome: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-@pytest.mark.any_hour
 async def test_a_scheduled_broadcast_plays_on_every_speaker_together(
     clients: Clients, hub: RunningHub, speakers: Speakers, jingle: dict[str, Any]
 ) -> None:
