@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar
+from litestar.enums import ParamType
 from litestar.openapi.spec import (
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Parameter,
     Reference,
     Schema,
 )
@@ -85,7 +87,7 @@ def problem_response(status: int) -> OpenAPIResponse:
     )
 
 
-def error_statuses(path: str, method: str, is_open: bool) -> set[int]:
+def error_statuses(path: str, method: str, is_open: bool, query_names: set[str]) -> set[int]:
     statuses = {400, 503}
     if path.startswith("/api/v1/"):
         statuses |= {404, 422}
@@ -95,11 +97,19 @@ def error_statuses(path: str, method: str, is_open: bool) -> set[int]:
         statuses |= {409, 413}
     if path == "/api/v1/auth/login":
         statuses |= {401, 429}
-    if path.startswith("/api/v1/speaker-audio/"):
-        statuses.add(403)  # the signature is the authorisation
+    if is_open and "sig" in query_names:
+        statuses.add(403)  # a signed link (speaker audio, firmware): the signature authorises
     if path.startswith("/api/v1/cameras"):
         statuses |= {502, 504}
     return statuses
+
+
+def query_names(operation: Operation) -> set[str]:
+    return {
+        p.name
+        for p in operation.parameters or ()
+        if isinstance(p, Parameter) and p.param_in == ParamType.QUERY
+    }
 
 
 def open_operations(app: Litestar) -> set[tuple[str, str]]:
@@ -128,7 +138,9 @@ def document_problems(app: Litestar) -> None:
                 continue
             is_open = (path, method.upper()) in unauthenticated
             responses = dict(operation.responses or {})
-            for status in sorted(error_statuses(path, method.upper(), is_open)):
+            for status in sorted(
+                error_statuses(path, method.upper(), is_open, query_names(operation))
+            ):
                 # Litestar's own 400 says application/json; the hub answers problem+json.
                 responses[str(status)] = problem_response(status)
             operation.responses = responses
