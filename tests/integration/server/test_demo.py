@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -161,6 +162,49 @@ async def test_the_fleet_raises_an_alert_that_reaches_the_ioc_signed(demo: Demo)
         for line in (demo.data_dir / "logs" / "ioc-webhooks.jsonl").read_text().splitlines()
     ]
     assert delivered["webhook_id"] in {r["webhook_id"] for r in received}
+
+
+async def test_history_of_48_hours_gives_every_ward_its_aqi_at_once(demo: Demo) -> None:
+    conn = await asyncpg.connect(demo.database_url)
+    try:
+        span = await conn.fetchrow(
+            "SELECT min(time) AS first, count(DISTINCT date_trunc('hour', time)) AS hours "
+            "FROM reading"
+        )
+        hourly = await conn.fetchval("SELECT count(DISTINCT bucket) FROM reading_1h")
+    finally:
+        await conn.close()
+    assert span["first"] <= datetime.now(UTC) - timedelta(hours=47, minutes=50)
+    assert span["hours"] >= 48 and hourly >= 48
+    took = re.search(
+        r"history: ([\d,]+) sensor readings of the last 48 h written in ([\d.]+) s", demo.text()
+    )
+    assert took, demo.text()
+    token = subprocess.run(
+        [*IOCHUB, "users", "token", "issue", "admin"],
+        env=demo_env(demo.database_url, demo.data_dir, demo.mqtt_port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()[-1]
+    async with httpx.AsyncClient(
+        base_url=demo.base_url, headers={"authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
+        wards = (await client.get("/api/v1/telemetry/wards")).json()
+        assert len(wards) == 8
+        for ward in wards:
+            assert ward["aqi"] is not None, ward
+            assert ward["daily_aqi"] is not None, ward  # yesterday's, from the history
+        hours = await client.get(
+            "/api/v1/telemetry/aqi",
+            params={
+                "resolution": "hour",
+                "start": (datetime.now(UTC) - timedelta(hours=47)).isoformat(),
+                "end": datetime.now(UTC).isoformat(),
+            },
+        )
+        assert hours.status_code == 200, hours.text
 
 
 def test_a_taken_mqtt_port_is_refused_not_moved(demo: Demo, tmp_path: Path) -> None:
