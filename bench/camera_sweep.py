@@ -28,10 +28,10 @@ from drivers.onvif.simulator import CameraFault, CameraSimulator, fleet
 from hub.cameras.health import CameraHealthService
 from hub.cameras.settings import CameraSettings
 from hub.cameras.store import camera_context
+from hub.devices.directory import DeviceDirectory
 from hub.health.monitor import HealthMonitor
 from hub.storage.crypto import SecretBox
 from hub.storage.database import run_migrations
-from hub.telemetry.directory import DeviceDirectory
 
 GOAL_S = 10.0
 

@@ -87,3 +87,14 @@ class Unavailable(HubError):
     slug = "unavailable"
     title = "Service unavailable"
     retryable = True
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The hub's one retryable/terminal distinction.
+
+    An error is terminal when it says `retryable = False`: every HubError says so through
+    its class, and the driver and broker errors that cannot import the hub (drivers never
+    do) carry the same attribute. Anything else (a dropped connection, an OSError) is worth
+    another try.
+    """
+    return getattr(exc, "retryable", True) is not False

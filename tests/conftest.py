@@ -13,9 +13,14 @@ import httpx
 import pytest
 import time_machine
 
+from hub.alerts.engine import ALERT_ENGINE
 from hub.auth import service as auth
+from hub.auth.api import LOGINS
 from hub.auth.models import Role, User
+from hub.broadcasts.service import BROADCASTS
+from hub.devices import DIRECTORY
 from hub.devices.models import Ward
+from hub.health import HEALTH
 from hub.storage.database import run_migrations
 from tests.support.brokers import PrivateBroker, mosquitto_available, private_mosquitto
 from tests.support.clock import INSTANTS, clock_at
@@ -161,12 +166,12 @@ async def clients(
 ) -> AsyncIterator[Clients]:
     await reset_database(db)
     # Device ids restart with the tables: what the hub cached about them is void.
-    app_state = hub.server.config.app.state  # type: ignore[union-attr]
-    app_state.directory.forget_all()
-    app_state.health.forget_all()
-    app_state.broadcasts.forget_all()
-    app_state.login_throttle.attempts.clear()
-    await app_state.alert_engine.refresh()
+    runtime = hub.runtime
+    runtime.get(DIRECTORY).forget_all()
+    runtime.get(HEALTH).forget_all()
+    runtime.get(BROADCASTS).forget_all()
+    runtime.get(LOGINS).throttle.attempts.clear()
+    await runtime.get(ALERT_ENGINE).refresh()
     async with contextlib.AsyncExitStack() as stack:
         made = {}
         for name, token in tokens.items():

@@ -12,7 +12,7 @@ from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 
 from hub import merge_patch
 from hub.alerts import lifecycle
-from hub.alerts.engine import AlertEngine
+from hub.alerts.engine import ALERT_ENGINE, AlertEngine
 from hub.alerts.rules import Escalation, RuleIn, RulePatch, Scope, Severity, validate
 from hub.alerts.simulation import dry_run
 from hub.auth import audit
@@ -21,6 +21,7 @@ from hub.cameras import nearby
 from hub.cameras.schemas import NearbyCameraOut
 from hub.devices import service as registry
 from hub.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from hub.runtime import runtime_of
 
 
 class AlertOut(msgspec.Struct):
@@ -115,7 +116,7 @@ def alert_out(row: asyncpg.Record) -> AlertOut:
 
 
 def pool_of(request: Request[Any, Any, Any]) -> asyncpg.Pool:
-    return request.app.state.database.pool  # type: ignore[no-any-return]
+    return runtime_of(request).database.pool
 
 
 async def visible_alert(
@@ -488,4 +489,4 @@ class RuleController(Controller):
 
 
 def engine_of(request: Request[Any, Any, Any]) -> AlertEngine:
-    return request.app.state.alert_engine  # type: ignore[no-any-return]
+    return runtime_of(request).get(ALERT_ENGINE)

@@ -23,6 +23,7 @@ import asyncpg
 from hub.alerts import lifecycle
 from hub.alerts.rules import DEFAULT_MESSAGES, ThresholdRule, Track, render, step
 from hub.health.monitor import DeviceHealth, FlapChange
+from hub.runtime import RuntimeKey
 from hub.telemetry.catalog import METRICS
 from hub.telemetry.store import Row
 
@@ -417,3 +418,6 @@ async def group_device_ids(pool: asyncpg.Pool, group_id: int) -> list[int]:
         group["ward_id"],
     )
     return [r["id"] for r in rows]
+
+
+ALERT_ENGINE: RuntimeKey[AlertEngine] = RuntimeKey("the alert engine")

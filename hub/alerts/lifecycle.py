@@ -15,7 +15,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from hub.cameras import nearby
 from hub.errors import Conflict, NotFound
-from hub.integrations.outbox import enqueue
+from hub.integrations import enqueue
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 ALERT_COLUMNS = """

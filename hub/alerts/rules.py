@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from hub.errors import FieldProblem
-from hub.telemetry.catalog import METRICS
+from hub.telemetry import METRICS
 
 Severity = Literal["warning", "minor", "major", "critical"]
 SEVERITY_RANK = {"warning": 0, "minor": 1, "major": 2, "critical": 3}

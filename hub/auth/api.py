@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.params import FromPath, JSONBody, PathParameter
 
@@ -18,6 +20,7 @@ from hub.auth.models import ApiToken, Role, User
 from hub.auth.principal import CurrentUser, Permission, Principal
 from hub.auth.secrets import USERNAME_PATTERN
 from hub.errors import TooManyRequests
+from hub.runtime import RuntimeKey, runtime_of
 
 Username = Annotated[str, msgspec.Meta(pattern=USERNAME_PATTERN)]
 
@@ -97,6 +100,23 @@ class LoginThrottle:
         attempts.append(moment)
 
 
+@dataclass(frozen=True)
+class Logins:
+    """How people log in to this hub: the lockout policy, the per-address throttle and
+    whether the session cookie is for HTTPS only."""
+
+    policy: service.LoginPolicy
+    throttle: LoginThrottle
+    cookie_secure: bool
+
+
+LOGINS: RuntimeKey[Logins] = RuntimeKey("logins")
+
+
+def logins_of(request: ASGIConnection[Any, Any, Any, Any]) -> Logins:
+    return runtime_of(request).get(LOGINS)
+
+
 def token_out(token: ApiToken, secret: str | None = None) -> TokenOut:
     return TokenOut(
         token.id,
@@ -136,9 +156,9 @@ class AuthController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[LoginIn]
     ) -> Response[MeOut]:
         """Open a browser session (HttpOnly cookie); machines use API tokens instead."""
-        policy: service.LoginPolicy = request.app.state.login_policy
-        throttle: LoginThrottle = request.app.state.login_throttle
-        throttle.check(request.client.host if request.client else "unknown")
+        logins = logins_of(request)
+        policy = logins.policy
+        logins.throttle.check(request.client.host if request.client else "unknown")
         session = await service.login(data.username, data.password, policy)
         principal = session.principal
         body = MeOut(
@@ -149,7 +169,7 @@ class AuthController(Controller):
         )
         max_age = int(policy.session_ttl.total_seconds())
         return Response(
-            body, cookies=[session_cookie(session.token, max_age, request.app.state.cookie_secure)]
+            body, cookies=[session_cookie(session.token, max_age, logins.cookie_secure)]
         )
 
     @post("/logout", status_code=200)
@@ -159,7 +179,7 @@ class AuthController(Controller):
             await service.logout(cookie)
         return Response(
             {"status": "logged out"},
-            cookies=[session_cookie("", 0, request.app.state.cookie_secure)],
+            cookies=[session_cookie("", 0, logins_of(request).cookie_secure)],
         )
 
     @get("/me")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
 
-from hub.devices.models import Ward
+if TYPE_CHECKING:
+    # Wards belong to the registry (hub.devices); a user names them through the relation
+    # "hub.Ward" that tortoise resolves at start, so auth needs no import of the registry.
+    from hub.devices.models import Ward
 
 
 class Role(enum.StrEnum):
@@ -38,6 +41,13 @@ class User(Model):
 
     class Meta:
         table = "hub_user"
+
+    @classmethod
+    def ward_model(cls) -> type[Ward]:
+        """The registry's ward model, as tortoise resolved the relation."""
+        field: Any = cls._meta.fields_map["wards"]
+        model: type[Ward] = field.related_model
+        return model
 
 
 class LoginSession(Model):

@@ -21,7 +21,6 @@ from hub.auth.secrets import (
     username_problem,
     verify_password,
 )
-from hub.devices.models import Ward
 from hub.errors import Conflict, FieldProblem, NotAuthenticated, NotFound, ValidationFailed
 
 
@@ -72,7 +71,7 @@ async def create_user(
         problems.append(FieldProblem("password", reason))
     if role == Role.WARD_STAFF and not ward_codes:
         problems.append(FieldProblem("wards", "ward staff must serve at least one ward"))
-    wards = await Ward.filter(code__in=list(ward_codes))
+    wards = await User.ward_model().filter(code__in=list(ward_codes))
     missing = sorted(set(ward_codes) - {w.code for w in wards})
     if missing:
         problems.append(FieldProblem("wards", f"unknown ward codes: {', '.join(missing)}"))

@@ -19,6 +19,7 @@ from multipart import (  # type: ignore[import-untyped]
 from hub.auth.principal import CurrentUser
 from hub.broadcasts import controls, service
 from hub.broadcasts.controls import ControlIn, ControlOut
+from hub.broadcasts.dispatch import SPEAKERS
 from hub.broadcasts.schemas import (
     AssetOut,
     BroadcastIn,
@@ -33,10 +34,11 @@ from hub.broadcasts.schemas import (
     QuietHoursOut,
     TtsPreviewIn,
 )
-from hub.broadcasts.service import Broadcasts
+from hub.broadcasts.service import BROADCASTS, Broadcasts
 from hub.broadcasts.urls import SPEAKER_AUDIO_PATH
 from hub.devices.schemas import WardCode
 from hub.errors import BadRequest, FieldProblem, NotFound, PayloadTooLarge
+from hub.runtime import runtime_of
 
 # Multipart framing around the file: headers, boundaries, a name field.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -46,7 +48,7 @@ DRAIN_FACTOR = 4
 
 
 def runtime(request: Request[Any, Any, Any]) -> Broadcasts:
-    return request.app.state.broadcasts  # type: ignore[no-any-return]
+    return runtime_of(request).get(BROADCASTS)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -332,7 +334,7 @@ class SpeakerControlController(Controller):
         as a broadcast's, within your wards). Answers with what each speaker acknowledged
         within a few seconds; read the rest later by request id. Audited."""
         rt = runtime(request)
-        channel = getattr(request.app.state, "speaker_driver", None)
+        channel = runtime_of(request).find(SPEAKERS)
         return await controls.control(rt.pool, channel, principal, data)
 
     @get("/{request_id:str}")

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
-from drivers.contract import Command, CommandChannel
+from drivers.contract import Command, CommandChannel, DriverSink
 from hub.broadcasts import metrics, occurrences, planning, programme
 from hub.broadcasts.conflicts import ConflictFinder
 from hub.broadcasts.delivery import (
@@ -38,6 +38,7 @@ from hub.broadcasts.occurrences import QUIET_HOURS, Status
 from hub.broadcasts.settings import BroadcastSettings
 from hub.broadcasts.targets import Speaker, resolve_stored
 from hub.broadcasts.urls import AudioUrlSigner
+from hub.runtime import RuntimeKey
 
 log = logging.getLogger("hub.broadcasts")
 
@@ -677,3 +678,18 @@ class _NotSent:
     command: Command
     reason: str
     retryable: bool = True
+
+
+class SpeakerLink(SpeakerChannel, Protocol):
+    """The speakers' side of the hub: commands out, group assignments, news in."""
+
+    async def assign_groups(self, device_uid: str, groups: Sequence[str]) -> None: ...
+
+    async def run(self, sink: DriverSink) -> None: ...
+
+
+# Given the slice's settings, a link to the speakers (the root builds the MQTT driver).
+SPEAKER_LINKS: RuntimeKey[Callable[[BroadcastSettings], SpeakerLink]] = RuntimeKey(
+    "the speaker driver"
+)
+SPEAKERS: RuntimeKey[SpeakerLink] = RuntimeKey("the speaker link")

@@ -50,6 +50,7 @@ from hub.broadcasts.urls import AudioUrlSigner
 from hub.devices import service as registry
 from hub.errors import Conflict as ConflictError
 from hub.errors import FieldProblem, Forbidden, NotFound, ValidationFailed
+from hub.runtime import RuntimeKey
 
 log = logging.getLogger("hub.broadcasts")
 
@@ -974,3 +975,6 @@ async def set_quiet_hours(
         after={"starts": data.starts, "ends": data.ends},
     )
     return QuietHoursOut(ward=ward, starts=data.starts, ends=data.ends, default=False)
+
+
+BROADCASTS: RuntimeKey[Broadcasts] = RuntimeKey("broadcasts")

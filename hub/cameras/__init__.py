@@ -5,3 +5,7 @@ Entry points: `service.CameraService` (API operations), `health.CameraHealthServ
 (sweeps), `live.LiveViews` (streams), `nearby` (nearest cameras, used by alerts),
 `wiring` (the composition root's hooks), `settings.CameraSettings`.
 """
+
+from hub.cameras.settings import CameraSettings
+
+__all__ = ["CameraSettings"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeAlias
 
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.response import File, Stream
@@ -23,9 +22,9 @@ from hub.cameras.schemas import (
     HealthStateName,
     NearbyCamerasOut,
 )
-from hub.cameras.service import MAX_PAGE, MJPEG_BOUNDARY, CameraService
+from hub.cameras.service import CAMERAS, MAX_PAGE, MJPEG_BOUNDARY, CameraService
 from hub.devices.schemas import StatusName
-from hub.server.errors import problem
+from hub.runtime import problem, slice_object
 
 UidParam = Annotated[str, PathParameter(max_length=128, description="The camera's uid.")]
 StreamParam = Annotated[
@@ -35,11 +34,6 @@ StreamParam = Annotated[
 SegmentParam = Annotated[str, PathParameter(max_length=32, pattern=r"^seg[0-9]{5}\.ts$")]
 NO_STORE = {"cache-control": "no-store"}
 Cameras: TypeAlias = NamedDependency[CameraService]
-
-
-def camera_service(state: State) -> CameraService:
-    service: CameraService = state.cameras
-    return service
 
 
 def already_onboarded(
@@ -55,7 +49,7 @@ def already_onboarded(
 class CameraController(Controller):
     path = "/api/v1/cameras"
     tags = ["cameras"]
-    dependencies = {"cameras": Provide(camera_service, sync_to_thread=False)}
+    dependencies = {"cameras": Provide(slice_object(CAMERAS), sync_to_thread=False)}
     exception_handlers = {CameraAlreadyOnboarded: already_onboarded}
 
     @get("")

@@ -20,6 +20,7 @@ from drivers.onvif.client import CameraTarget
 from drivers.onvif.health import CameraHealth, CameraHealthDriver, HealthState
 from hub.cameras import store
 from hub.cameras.settings import CameraSettings
+from hub.runtime import RuntimeKey
 from hub.storage.crypto import SecretBox
 
 log = logging.getLogger("hub.cameras")
@@ -106,3 +107,6 @@ class CameraHealthService:
             await self.sink.event(DeviceEvent(uid, datetime.now(UTC), kind, active, data))
         except Exception:
             log.warning("the hub did not accept a %s event for %s", kind, uid, exc_info=True)
+
+
+CAMERA_HEALTH: RuntimeKey[CameraHealthService] = RuntimeKey("camera health sweeps")

@@ -71,6 +71,7 @@ from hub.errors import (
     Unavailable,
     ValidationFailed,
 )
+from hub.runtime import RuntimeKey
 from hub.storage.crypto import SecretBox
 
 log = logging.getLogger("hub.cameras")
@@ -950,3 +951,6 @@ class CameraService:
                 connection=conn,
             )
         return candidate_out(row)
+
+
+CAMERAS: RuntimeKey[CameraService] = RuntimeKey("the camera service")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from drivers.onvif.simulator import STREAMING_PROFILES, CameraSimulator, fleet
 from hub.auth.models import Role
@@ -12,10 +12,9 @@ from hub.auth.principal import Principal
 from hub.cameras.errors import CameraAlreadyOnboarded
 from hub.cameras.schemas import CameraIn
 from hub.cameras.service import CameraService
+from hub.cameras.settings import CameraSettings
+from hub.runtime import CoreSettings
 from hub.storage import database
-
-if TYPE_CHECKING:
-    from hub.server.settings import Settings
 
 SIMULATION = Principal(user_id=0, username="simulate", role=Role.ADMIN, ward_ids=None, via="token")
 
@@ -27,7 +26,7 @@ async def run_camera_simulation(
     username: str = "admin",
     password: str | None = None,
     register_ward: str | None = None,
-    settings: Settings | None = None,
+    settings: CoreSettings | None = None,
     rtsp: bool = False,
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
@@ -73,11 +72,11 @@ async def run_camera_simulation(
 
 
 async def _register(
-    simulator: CameraSimulator, ward: str, settings: Settings, username: str, password: str
+    simulator: CameraSimulator, ward: str, settings: CoreSettings, username: str, password: str
 ) -> dict[str, str]:
     db = await database.connect(settings.database.url.get_secret_value(), max_size=4)
     try:
-        service = CameraService(db.pool, settings.secret_box(), settings.cameras)
+        service = CameraService(db.pool, settings.secret_box(), settings.group(CameraSettings))
         uids = {}
         for camera in simulator.cameras.values():
             request = CameraIn(

@@ -1,23 +1,19 @@
-"""What the camera slice adds to the hub: its routes and background services.
-
-The composition root calls `routes()` when it builds the app and `add_services()` in
-the lifespan, after `state.sink` exists. The service objects land on the app state:
-`state.cameras` (CameraService) and `state.camera_health` (CameraHealthService).
-"""
+"""What the camera slice adds to the hub: its routes and background services (health
+sweeps and ONVIF events, both reporting to the hub's sink)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from drivers.contract import DriverSink
 from hub.cameras import nearby
 from hub.cameras.api import CameraController
 from hub.cameras.events import run_camera_events
-from hub.cameras.health import CameraHealthService
+from hub.cameras.health import CAMERA_HEALTH, CameraHealthService
 from hub.cameras.live import LiveViews
-from hub.cameras.service import CameraService
-from hub.server.context import HubContext
-from hub.server.services import BackgroundService, ServiceGroup
+from hub.cameras.service import CAMERAS, CameraService
+from hub.cameras.settings import CameraSettings
+from hub.health import HealthSettings
+from hub.runtime import BackgroundService, HubRuntime, Wiring
 from hub.storage.database import asyncpg_dsn
 from hub.storage.leadership import led
 
@@ -26,30 +22,36 @@ def routes() -> list[Any]:
     return [CameraController]
 
 
-async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
-    settings = ctx.settings.cameras
-    pool = ctx.database.pool
-    box = ctx.settings.secret_box()
-    sink: DriverSink = ctx.state.sink
-    cameras = CameraService(pool, box, settings, sink)
-    health = CameraHealthService(
-        pool, box, sink, settings, interval_s=ctx.settings.health.camera_interval_s
+async def start(hub: HubRuntime) -> None:
+    settings = hub.settings.group(CameraSettings)
+    pool = hub.database.pool
+    box = hub.settings.secret_box()
+    sink = hub.sink
+    cameras = hub.put(CAMERAS, CameraService(pool, box, settings, sink))
+    health = hub.put(
+        CAMERA_HEALTH,
+        CameraHealthService(
+            pool,
+            box,
+            sink,
+            settings,
+            interval_s=hub.settings.group(HealthSettings).camera_interval_s,
+        ),
     )
     cameras.assess = health.assess
     live = LiveViews(settings)
     live.on_view_ended = cameras.view_ended
     cameras.live = live
     nearby.DEFAULTS.radius_m = settings.near_radius_m
-    nearby.DEFAULTS.base_url = ctx.settings.http.base_url
-    services.add(BackgroundService("camera-live", live.run))
-    ctx.state.cameras, ctx.state.camera_health = cameras, health
+    nearby.DEFAULTS.base_url = hub.settings.http.base_url
+    hub.services.add(BackgroundService("camera-live", live.run))
     # Sweeps and event subscriptions run in one hub process at a time (a camera polled or
     # subscribed to by every replica would see N times the traffic and N event streams).
-    dsn = asyncpg_dsn(ctx.database.url)
+    dsn = asyncpg_dsn(hub.database.url)
     if settings.health_enabled:
-        services.add(BackgroundService("camera-health", led(dsn, "camera-health", health.run)))
+        hub.services.add(BackgroundService("camera-health", led(dsn, "camera-health", health.run)))
     if settings.events_enabled:
-        services.add(
+        hub.services.add(
             BackgroundService(
                 "camera-events",
                 led(
@@ -61,3 +63,6 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
                 ),
             )
         )
+
+
+wiring = Wiring("cameras", routes, start)

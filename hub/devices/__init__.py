@@ -1,10 +1,11 @@
-"""The device registry: wards, devices, groups, credentials, and device profiles.
+"""The device registry, the one owner of wards, devices, groups, credentials and device
+profiles: other slices resolve, list and register devices through what is named here;
+`wiring` (hub.devices.wiring) is the composition root's hook."""
 
-Other slices use device profiles (how a model names its SenML records) from here.
-"""
-
+from hub.devices.directory import DIRECTORY, DeviceDirectory, DeviceRef
 from hub.devices.profiles import (
     NATIVE,
+    PROFILES,
     DeviceIdentity,
     MetricMapping,
     Profile,
@@ -16,8 +17,12 @@ from hub.devices.profiles import (
 )
 
 __all__ = [
+    "DIRECTORY",
     "NATIVE",
+    "PROFILES",
+    "DeviceDirectory",
     "DeviceIdentity",
+    "DeviceRef",
     "MetricMapping",
     "Profile",
     "ProfileBook",

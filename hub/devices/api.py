@@ -14,7 +14,9 @@ from litestar.response import Stream
 from hub import merge_patch
 from hub.auth.principal import CurrentUser, Permission, Principal
 from hub.devices import service, transfer
-from hub.devices.credentials import CredentialsOut, DeviceCredentials
+from hub.devices.coap_keys import COAP_KEYS
+from hub.devices.credentials import CREDENTIALS, CredentialsOut, DeviceCredentials
+from hub.devices.directory import DIRECTORY
 from hub.devices.schemas import (
     DeviceIn,
     DeviceOut,
@@ -34,6 +36,7 @@ from hub.devices.schemas import (
     WardOut,
 )
 from hub.errors import BadRequest, Conflict, FieldProblem
+from hub.runtime import runtime_of
 
 UidParam = Annotated[str, PathParameter(max_length=128, description="The device's uid.")]
 
@@ -103,7 +106,7 @@ class DeviceController(Controller):
         """Change some fields; the lifecycle only moves forward."""
         updated = await service.update_device(principal, uid, data)
         # Ingest reads model, serial and backfill allowance from its cache: take the change now.
-        request.app.state.directory.forget(uid)
+        runtime_of(request).get(DIRECTORY).forget(uid)
         return updated
 
     @delete("/devices/{uid:str}", status_code=200)
@@ -116,8 +119,8 @@ class DeviceController(Controller):
         result = await service.remove_device(principal, uid)
         if result is not None:
             await credentials_of(request).revoke(principal, device)
-            await request.app.state.coap_keys.revoke_device(principal, device)
-        request.app.state.directory.forget(uid)
+            await runtime_of(request).get(COAP_KEYS).revoke_device(principal, device)
+        runtime_of(request).get(DIRECTORY).forget(uid)
         return result
 
     @post("/devices/{uid:str}/approve", status_code=200)
@@ -137,7 +140,7 @@ class DeviceController(Controller):
         updated = await service.update_device(
             principal, uid, msgspec.convert(patch_fields | {"lifecycle": "active"}, DevicePatch)
         )
-        request.app.state.directory.forget(uid)
+        runtime_of(request).get(DIRECTORY).forget(uid)
         issued = None
         if updated.kind in ("sensor", "speaker"):
             issued = await credentials_of(request).issue(principal, uid)
@@ -290,4 +293,4 @@ class ApprovalOut(msgspec.Struct):
 
 
 def credentials_of(request: Request[Any, Any, Any]) -> DeviceCredentials:
-    return request.app.state.credentials  # type: ignore[no-any-return]
+    return runtime_of(request).get(CREDENTIALS)

@@ -9,7 +9,8 @@ from litestar.datastructures import CacheControlHeader
 
 from hub.auth.principal import CurrentUser, Principal
 from hub.devices.api import UidParam
-from hub.devices.coap_keys import CoapCredentialsOut, CoapKeyring
+from hub.devices.coap_keys import COAP_KEYS, CoapCredentialsOut, CoapKeyring
+from hub.runtime import runtime_of
 
 
 class CoapCredentialController(Controller):
@@ -46,4 +47,4 @@ class CoapCredentialController(Controller):
 
 
 def keyring_of(request: Request[Any, Any, Any]) -> CoapKeyring:
-    return request.app.state.coap_keys  # type: ignore[no-any-return]
+    return runtime_of(request).get(COAP_KEYS)

@@ -36,6 +36,7 @@ from hub.auth.principal import Permission, Principal
 from hub.devices.models import Device, Lifecycle
 from hub.devices.service import get_scoped
 from hub.errors import Conflict, NotFound
+from hub.runtime.context import RuntimeKey
 from hub.storage.crypto import SecretBox, SecretBoxError
 
 __all__ = ["HUB_SENDER_ID", "SEQUENCE_RESERVATION", "CoapCredentialsOut", "CoapKeyring", "key_id"]
@@ -352,3 +353,6 @@ class CoapKeyring:
             row["algorithm"],
             row["hkdf"],
         )
+
+
+COAP_KEYS: RuntimeKey[CoapKeyring] = RuntimeKey("the CoAP keyring")

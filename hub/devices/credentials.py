@@ -25,6 +25,7 @@ from hub.devices.broker import (
 from hub.devices.models import Device, DeviceCredential, Lifecycle
 from hub.devices.service import get_scoped
 from hub.errors import Conflict, HubError, NotFound
+from hub.runtime.context import RuntimeKey
 
 log = logging.getLogger("hub.devices.credentials")
 
@@ -131,3 +132,6 @@ class DeviceCredentials:
         if credential is None:
             raise NotFound(f"device {uid!r} has no broker credentials")
         return out(credential, uid)
+
+
+CREDENTIALS: RuntimeKey[DeviceCredentials] = RuntimeKey("device broker credentials")

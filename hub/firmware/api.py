@@ -7,7 +7,6 @@ from datetime import UTC, datetime, time
 from typing import Annotated, Any, TypeAlias
 
 from litestar import Controller, Request, delete, get, post, put
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.response import File
@@ -15,8 +14,8 @@ from litestar.response import File
 from hub.auth.principal import CurrentUser, Permission
 from hub.errors import FieldProblem, NotFound, ValidationFailed
 from hub.firmware import store
-from hub.firmware.artifacts import ARTIFACT_PATH, ArtifactSigner
-from hub.firmware.campaigns import Campaigns
+from hub.firmware.artifacts import ARTIFACT_PATH, ARTIFACT_SIGNER
+from hub.firmware.campaigns import CAMPAIGNS, Campaigns
 from hub.firmware.compliance import CatalogRelease, Compliance, ComplianceState
 from hub.firmware.schemas import (
     CampaignCreated,
@@ -34,17 +33,13 @@ from hub.firmware.schemas import (
     WindowIn,
     WindowOut,
 )
-from hub.firmware.service import FirmwareService
+from hub.firmware.service import FIRMWARE, FirmwareService
 from hub.firmware.store import CampaignRow
+from hub.runtime import runtime_of, slice_object
 
 Firmware: TypeAlias = NamedDependency[FirmwareService]
 WardParam = Annotated[str, PathParameter(max_length=64, description="The ward's code.")]
 MAX_PAGE = 1000
-
-
-def firmware_service(state: State) -> FirmwareService:
-    service: FirmwareService = state.firmware
-    return service
 
 
 def cves_out(release: CatalogRelease | None) -> list[CveOut]:
@@ -104,7 +99,7 @@ def _hhmm(value: time) -> str:
 class FirmwareController(Controller):
     path = "/api/v1/firmware"
     tags = ["firmware"]
-    dependencies = {"firmware": Provide(firmware_service, sync_to_thread=False)}
+    dependencies = {"firmware": Provide(slice_object(FIRMWARE), sync_to_thread=False)}
 
     @get("/catalog")
     async def catalog(
@@ -215,11 +210,6 @@ class FirmwareController(Controller):
 # ---------------------------------------------------------------------------- campaigns
 
 
-def campaigns_service(state: State) -> Campaigns:
-    service: Campaigns = state.firmware_campaigns
-    return service
-
-
 CampaignsDep: TypeAlias = NamedDependency[Campaigns]
 CampaignParam = Annotated[int, PathParameter(ge=1, description="The campaign's id.")]
 
@@ -283,7 +273,7 @@ def device_out(row: Any) -> CampaignDeviceOut:
 class CampaignController(Controller):
     path = "/api/v1/firmware/campaigns"
     tags = ["firmware"]
-    dependencies = {"campaigns": Provide(campaigns_service, sync_to_thread=False)}
+    dependencies = {"campaigns": Provide(slice_object(CAMPAIGNS), sync_to_thread=False)}
 
     @post("", status_code=201)
     async def create(
@@ -396,10 +386,9 @@ async def firmware_artifact(
     sig: Annotated[str, QueryParameter(max_length=128)],
 ) -> File:
     """A firmware image, for devices: the signed link is the authorisation."""
-    state = request.app.state
-    signer: ArtifactSigner = state.firmware_signer
-    signer.verify(release_id, device, expires, sig)
-    campaigns: Campaigns = state.firmware_campaigns
+    hub = runtime_of(request)
+    hub.get(ARTIFACT_SIGNER).verify(release_id, device, expires, sig)
+    campaigns = hub.get(CAMPAIGNS)
     async with campaigns.pool.acquire() as conn:
         release = await store.release(conn, release_id)
     if release is None:

@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from firmware_meta import Manifest, SignatureRefused, sha256_file, verify
 from hub.errors import Conflict, Forbidden
 from hub.firmware.store import ReleaseRow
+from hub.runtime.context import RuntimeKey
 from hub.storage.crypto import local_key
 
 ARTIFACT_PATH = "/api/v1/firmware/artifacts"
@@ -100,3 +101,6 @@ class ArtifactStore:
             )
         self._checked[key] = (stat.st_mtime, stat.st_size)
         return path
+
+
+ARTIFACT_SIGNER: RuntimeKey[ArtifactSigner] = RuntimeKey("firmware link signer")

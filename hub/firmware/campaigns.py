@@ -23,6 +23,7 @@ from hub.firmware.artifacts import ArtifactStore
 from hub.firmware.schemas import CampaignIn
 from hub.firmware.settings import FirmwareSettings
 from hub.firmware.store import CampaignRow, DeviceFirmware, ReleaseRow
+from hub.runtime.context import RuntimeKey
 
 OPEN = ("running", "waiting_approval", "paused")
 
@@ -284,3 +285,6 @@ class Campaigns:
                 )
             await store.notify(conn, campaign_id)
         return await self.get(principal, campaign_id), count
+
+
+CAMPAIGNS: RuntimeKey[Campaigns] = RuntimeKey("firmware campaigns")

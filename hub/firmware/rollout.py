@@ -49,6 +49,7 @@ from hub.firmware.artifacts import ArtifactSigner
 from hub.firmware.campaigns import refusal
 from hub.firmware.settings import FirmwareSettings
 from hub.firmware.store import CampaignRow, Candidate, DeviceFirmware
+from hub.runtime.context import RuntimeKey
 
 log = logging.getLogger("hub.firmware")
 
@@ -513,3 +514,6 @@ def _as_device(c: Candidate) -> DeviceFirmware:
     return DeviceFirmware(
         c.device_id, c.uid, c.kind, c.ward_id, None, c.vendor, c.model, c.firmware_version, ""
     )
+
+
+ROLLOUTS: RuntimeKey[RolloutDriver] = RuntimeKey("firmware rollouts")

@@ -25,6 +25,7 @@ from hub.firmware.compliance import (
     summarise,
 )
 from hub.firmware.settings import FirmwareSettings
+from hub.runtime.context import RuntimeKey
 
 log = logging.getLogger("hub.firmware")
 FAULT_PREFIX = "firmware vulnerable"
@@ -199,3 +200,6 @@ class FirmwareService:
                 raise NotFound(f"no ward {ward!r}")
             principal.require_wards([found[ward]])
             await store.set_window(conn, found[ward], span, principal.username)
+
+
+FIRMWARE: RuntimeKey[FirmwareService] = RuntimeKey("firmware compliance")

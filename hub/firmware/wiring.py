@@ -1,8 +1,7 @@
 """What the firmware slice adds to the hub: its routes and background services.
 
-The composition root calls `routes()` when it builds the app and `add_services()` in the
-lifespan, after `state.sink` and `state.health` exist. `state.firmware` is the
-FirmwareService; the sink tells it which firmware each device reports in its status.
+The sink tells the FirmwareService (FIRMWARE in the runtime) which firmware each device
+reports in its status; the rollout driver runs where rollouts are enabled.
 """
 
 from __future__ import annotations
@@ -13,12 +12,13 @@ from typing import Any
 from drivers.contract import Heartbeat
 from drivers.firmware.link import FirmwareLinkSettings, FirmwareMqttLink
 from hub.firmware.api import CampaignController, FirmwareController, firmware_artifact
-from hub.firmware.artifacts import ArtifactSigner, url_key
-from hub.firmware.campaigns import Campaigns
-from hub.firmware.rollout import RolloutDriver
-from hub.firmware.service import FirmwareService
-from hub.server.context import HubContext
-from hub.server.services import BackgroundService, ServiceGroup
+from hub.firmware.artifacts import ARTIFACT_SIGNER, ArtifactSigner, url_key
+from hub.firmware.campaigns import CAMPAIGNS, Campaigns
+from hub.firmware.rollout import ROLLOUTS, RolloutDriver
+from hub.firmware.service import FIRMWARE, FirmwareService
+from hub.firmware.settings import FirmwareSettings
+from hub.health import HEALTH
+from hub.runtime import BackgroundService, HubRuntime, Wiring
 from hub.storage.database import asyncpg_dsn
 
 # Speakers say firmware_version in their status, sensors firmware (docs/device-protocol.md).
@@ -37,25 +37,28 @@ def reported_version(heartbeat: Heartbeat) -> str | None:
     return None
 
 
-async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
-    settings = ctx.settings.firmware
-    service = FirmwareService(ctx.database.pool, settings, health=ctx.state.health)
-    ctx.state.firmware = service
-    ctx.state.sink.on_heartbeat.append(
+async def start(hub: HubRuntime) -> None:
+    settings = hub.settings.group(FirmwareSettings)
+    pool = hub.database.pool
+    service = hub.put(FIRMWARE, FirmwareService(pool, settings, health=hub.get(HEALTH)))
+    hub.sink.listen_to_heartbeats(
         lambda heartbeat: service.version_reported(
             heartbeat.device_uid, reported_version(heartbeat)
         )
     )
-    ctx.state.firmware_campaigns = Campaigns(ctx.database.pool, settings)
-    signer = ArtifactSigner(
-        url_key(ctx.settings.secret_key, ctx.settings.data_dir), ctx.settings.http.base_url
+    hub.put(CAMPAIGNS, Campaigns(pool, settings))
+    signer = hub.put(
+        ARTIFACT_SIGNER,
+        ArtifactSigner(
+            url_key(hub.settings.secret_key, hub.settings.data_dir), hub.settings.http.base_url
+        ),
     )
-    ctx.state.firmware_signer = signer
-    services.add(BackgroundService("firmware-versions", service.run_versions))
-    services.add(BackgroundService("firmware-compliance", service.run_refresh))
+    hub.services.add(BackgroundService("firmware-versions", service.run_versions))
+    hub.services.add(BackgroundService("firmware-compliance", service.run_refresh))
     if not settings.rollouts:
         return
-    mqtt = ctx.settings.mqtt
+    mqtt = hub.settings.mqtt
+    # The one slice that still builds its own driver (the firmware MQTT link).
     link = FirmwareMqttLink(
         FirmwareLinkSettings(
             host=mqtt.host,
@@ -66,6 +69,10 @@ async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
             tls_context=ssl.create_default_context() if mqtt.tls else None,
         )
     )
-    driver = RolloutDriver(ctx.database.pool, asyncpg_dsn(ctx.database.url), settings, link, signer)
-    ctx.state.firmware_link, ctx.state.rollout_driver = link, driver
-    services.add(BackgroundService("firmware-rollouts", driver.run))
+    driver = hub.put(
+        ROLLOUTS, RolloutDriver(pool, asyncpg_dsn(hub.database.url), settings, link, signer)
+    )
+    hub.services.add(BackgroundService("firmware-rollouts", driver.run))
+
+
+wiring = Wiring("firmware", routes, start)

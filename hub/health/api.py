@@ -12,9 +12,10 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from hub.auth import audit
 from hub.auth.principal import CurrentUser, Permission
 from hub.devices import service as registry
-from hub.errors import FieldProblem, ValidationFailed
+from hub.errors import FieldProblem, NotFound, ValidationFailed
 from hub.health.availability import availability
-from hub.health.monitor import HealthMonitor
+from hub.health.monitor import HEALTH, HealthMonitor
+from hub.runtime import runtime_of
 
 
 class AvailabilityOut(msgspec.Struct):
@@ -62,7 +63,7 @@ class DeviceHealthOut(msgspec.Struct):
 
 
 def monitor_of(request: Request[Any, Any, Any]) -> HealthMonitor:
-    return request.app.state.health  # type: ignore[no-any-return]
+    return runtime_of(request).get(HEALTH)
 
 
 class HealthController(Controller):
@@ -81,7 +82,7 @@ class HealthController(Controller):
         end = datetime.now(UTC)
         wards = await registry.WardDirectory.load()
         rows = await availability(
-            request.app.state.database.pool, end - timedelta(hours=hours), end, principal.ward_ids
+            runtime_of(request).database.pool, end - timedelta(hours=hours), end, principal.ward_ids
         )
         return [AvailabilityOut(wards.code(r.ward_id), r.devices, r.percent) for r in rows]
 
@@ -91,8 +92,10 @@ class HealthController(Controller):
     ) -> DeviceHealthOut:
         """Why a device has its status: connectivity, last contact, faults, history."""
         device = await registry.get_scoped(principal, uid)
-        pool = request.app.state.database.pool
+        pool = runtime_of(request).database.pool
         row = await pool.fetchrow("SELECT * FROM device WHERE id = $1", device.id)
+        if row is None:
+            raise NotFound(f"no device {uid!r}")
         history = await pool.fetch(
             "SELECT * FROM health_event WHERE device_id = $1 ORDER BY at DESC LIMIT 100", device.id
         )
@@ -150,7 +153,8 @@ class HealthController(Controller):
             ward_id=device.ward_id,
             after={"until": data.until.isoformat(), "reason": data.reason},
         )
-        await request.app.state.alert_engine.refresh()
+        for hook in monitor_of(request).on_maintenance:
+            await hook()
         return await self.device_health.fn(self, request, principal, uid)  # type: ignore[no-any-return]
 
     @delete("/devices/{uid:str}/maintenance", status_code=200)
@@ -163,5 +167,6 @@ class HealthController(Controller):
         await audit.record(
             principal, "device.maintenance_end", "device", uid, ward_id=device.ward_id
         )
-        await request.app.state.alert_engine.refresh()
+        for hook in monitor_of(request).on_maintenance:
+            await hook()
         return await self.device_health.fn(self, request, principal, uid)  # type: ignore[no-any-return]

@@ -19,10 +19,11 @@ from typing import TypeVar
 import asyncpg
 
 from drivers.contract import DeviceEvent, Heartbeat, UnknownDevice
+from hub.devices import DeviceDirectory
 from hub.health.machine import Observed, Timing, assess, flap_reason, flaps
 from hub.health.settings import HealthSettings
-from hub.telemetry.directory import DeviceDirectory
-from hub.telemetry.store import Row
+from hub.runtime import RuntimeKey
+from hub.telemetry import Row
 
 log = logging.getLogger("hub.health")
 FAULT_EVENTS = frozenset(
@@ -89,6 +90,8 @@ class HealthMonitor:
     on_tick: list[TickHook] = field(default_factory=list)
     on_transition: list[TransitionHook] = field(default_factory=list)
     on_flapping: list[FlapHook] = field(default_factory=list)
+    # Called after a maintenance window is set or ended (the alert rules depend on it).
+    on_maintenance: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _touched: dict[int, float] = field(default_factory=dict)
     _battery_low: dict[int, bool] = field(default_factory=dict)
@@ -428,3 +431,6 @@ async def set_faults(
             list(changed),
             [",".join(faults) for faults in changed.values()],
         )
+
+
+HEALTH: RuntimeKey[HealthMonitor] = RuntimeKey("the health monitor")

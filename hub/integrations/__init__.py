@@ -1,4 +1,5 @@
-"""IOC webhooks and Grafana annotations, fed by the transactional outbox."""
+"""IOC webhooks and Grafana annotations, fed by the transactional outbox. Other slices use
+what is named here; `wiring` (hub.integrations.wiring) is the composition root's hook."""
 
 from hub.integrations.outbox import (
     ALERT_ACKNOWLEDGED,
@@ -12,6 +13,7 @@ from hub.integrations.outbox import (
     enqueue,
     notify_new,
 )
+from hub.integrations.settings import DeliverySettings
 
 __all__ = [
     "ALERT_ACKNOWLEDGED",
@@ -21,6 +23,7 @@ __all__ = [
     "ALERT_FIRING",
     "ALERT_RESOLVED",
     "ALERT_SEVERITY_RAISED",
+    "DeliverySettings",
     "OutboxMisuse",
     "enqueue",
     "notify_new",

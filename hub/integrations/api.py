@@ -8,7 +8,6 @@ from typing import Annotated, Any, TypeAlias
 import asyncpg
 from litestar import Controller, delete, get, patch, post
 from litestar.connection import ASGIConnection
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
@@ -18,7 +17,7 @@ from hub.auth import audit
 from hub.auth.principal import CurrentUser, Principal
 from hub.errors import Conflict, Forbidden, NotFound
 from hub.integrations import deliveries, subscriptions
-from hub.integrations.runtime import Integrations
+from hub.integrations.runtime import INTEGRATIONS, Integrations
 from hub.integrations.schemas import (
     AttemptOut,
     DeliveryDetail,
@@ -31,6 +30,7 @@ from hub.integrations.schemas import (
     SubscriptionOut,
     SubscriptionPatch,
 )
+from hub.runtime import slice_object
 
 MAX_PAGE = 500
 IntegrationsDep: TypeAlias = NamedDependency[Integrations]
@@ -49,10 +49,6 @@ def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
     user = connection.scope.get("user")
     if not (isinstance(user, Principal) and user.role.value == "admin"):
         raise Forbidden("only an admin may manage alert delivery")
-
-
-def integrations_of(state: State) -> Integrations:
-    return state.integrations  # type: ignore[no-any-return]
 
 
 def delivery_out(row: asyncpg.Record) -> DeliveryOut:
@@ -128,7 +124,7 @@ class WebhookController(Controller):
     path = "/api/v1/webhooks"
     tags = ["webhooks"]
     guards = [admins_only]
-    dependencies = {"integrations": Provide(integrations_of, sync_to_thread=False)}
+    dependencies = {"integrations": Provide(slice_object(INTEGRATIONS), sync_to_thread=False)}
 
     @post("/", status_code=201)
     async def create_subscription(
@@ -316,7 +312,7 @@ class GrafanaDeliveryController(Controller):
     path = "/api/v1/grafana/deliveries"
     tags = ["webhooks"]
     guards = [admins_only]
-    dependencies = {"integrations": Provide(integrations_of, sync_to_thread=False)}
+    dependencies = {"integrations": Provide(slice_object(INTEGRATIONS), sync_to_thread=False)}
 
     @get("/")
     async def list_annotation_deliveries(

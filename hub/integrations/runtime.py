@@ -8,6 +8,7 @@ import asyncpg
 
 from hub.integrations.engine import DeliveryEngine
 from hub.integrations.settings import DeliverySettings
+from hub.runtime import RuntimeKey
 from hub.storage.crypto import SecretBox
 
 
@@ -18,3 +19,6 @@ class Integrations:
     settings: DeliverySettings
     # None when this process runs no delivery workers (another hub process does).
     engine: DeliveryEngine | None
+
+
+INTEGRATIONS: RuntimeKey[Integrations] = RuntimeKey("alert delivery")

@@ -1,4 +1,4 @@
-"""What the integrations slice adds to the hub: its routes and background services."""
+"""What the integrations slice adds to the hub: its routes and the outbox workers."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from hub.integrations.api import GrafanaDeliveryController, WebhookController
 from hub.integrations.engine import DeliveryEngine
-from hub.integrations.runtime import Integrations
-from hub.server.context import HubContext
-from hub.server.services import BackgroundService, ServiceGroup
+from hub.integrations.runtime import INTEGRATIONS, Integrations
+from hub.integrations.settings import DeliverySettings
+from hub.runtime import BackgroundService, HubRuntime, Wiring
 from hub.storage.database import asyncpg_dsn
 
 
@@ -16,25 +16,31 @@ def routes() -> list[Any]:
     return [WebhookController, GrafanaDeliveryController]
 
 
-async def add_services(ctx: HubContext, services: ServiceGroup) -> None:
-    settings = ctx.settings
+async def start(hub: HubRuntime) -> None:
+    settings = hub.settings
+    delivery = settings.group(DeliverySettings)
     box = settings.secret_box()
-    pool = ctx.database.pool
     engine = None
-    if settings.delivery.enabled:
+    if delivery.enabled:
         engine = DeliveryEngine(
-            asyncpg_dsn(ctx.database.url),
-            settings=settings.delivery,
+            asyncpg_dsn(hub.database.url),
+            settings=delivery,
             box=box,
             statement_timeout_ms=settings.database.statement_timeout_ms,
         )
-        services.add(BackgroundService("alert-delivery", engine.run, stop=engine.stop))
-    grafana = settings.delivery.grafana
+        hub.services.add(BackgroundService("alert-delivery", engine.run, stop=engine.stop))
+    grafana = delivery.grafana
     if grafana.sync_on_start and grafana.url is not None and grafana.token is not None:
         from hub.integrations.grafana_sync import sync_at_start
 
-        url = ctx.database.url
-        services.add(BackgroundService("grafana-sync", lambda: sync_at_start(pool, grafana, url)))
-    ctx.state.integrations = Integrations(
-        pool=pool, box=box, settings=settings.delivery, engine=engine
+        pool, url = hub.database.pool, hub.database.url
+        hub.services.add(
+            BackgroundService("grafana-sync", lambda: sync_at_start(pool, grafana, url))
+        )
+    hub.put(
+        INTEGRATIONS,
+        Integrations(pool=hub.database.pool, box=box, settings=delivery, engine=engine),
     )
+
+
+wiring = Wiring("integrations", routes, start)

@@ -18,6 +18,7 @@ from rich.table import Table
 from hub.errors import HubError
 from hub.firmware import cli as firmware_cli
 from hub.server import log_format
+from hub.server.operator import system_principal, write_private
 from hub.server.settings import Settings, describe
 
 app = typer.Typer(
@@ -188,7 +189,7 @@ def devices_list(
     query = service.DeviceQuery(kind=kind, wards=tuple(ward or ()), status=status, tag=tag, q=q)
 
     async def work() -> list[Any]:
-        principal = await system_principal()
+        principal = system_principal()
         items: list[Any] = []
         async for device in await service.iter_devices(principal, query):
             items.append(device)
@@ -261,9 +262,9 @@ def profiles_list() -> None:
 
 def credential_service(settings: Settings) -> Any:
     from hub.devices.credentials import DeviceCredentials
-    from hub.server.app import broker_access
+    from hub.devices.wiring import broker_access
 
-    return DeviceCredentials(broker_access(settings))
+    return DeviceCredentials(broker_access(settings.mqtt))
 
 
 @credentials_app.command("issue")
@@ -278,7 +279,7 @@ def credentials_issue(
 
     async def work() -> dict[str, str]:
         service = credential_service(settings)
-        principal = await system_principal()
+        principal = system_principal()
         issued = {}
         with progress_bar() as bar:
             task = bar.add_task("issuing", total=len(uids))
@@ -289,8 +290,6 @@ def credentials_issue(
 
     issued = run(with_database(settings, work))
     if output is not None:
-        from hub.server.demo import write_private
-
         write_private(output, issued)
         console.print(f"wrote {len(issued)} secrets to {output} (readable by you only)")
     else:
@@ -307,7 +306,7 @@ def credentials_revoke(uids: Annotated[list[str], typer.Argument(help="device ui
 
     async def work() -> None:
         service = credential_service(settings)
-        principal = await system_principal()
+        principal = system_principal()
         for uid in uids:
             await service.revoke(principal, await get_scoped(principal, uid))
 
@@ -359,7 +358,7 @@ def devices_import(
                 return 0
             task = bar.add_task("importing", total=len(devices))
             return await service.bulk_create(
-                await system_principal(),
+                system_principal(),
                 devices,
                 progress=lambda n: bar.advance(task, n),
                 chunk=200,
@@ -388,7 +387,7 @@ def devices_export(
     query = service.DeviceQuery(kind=kind, wards=tuple(ward or ()))
 
     async def work() -> int:
-        principal = await system_principal()
+        principal = system_principal()
         count = 0
         with output.open("w", encoding="utf-8", newline="") as out:
             geo = output.suffix.lower() in (".geojson", ".json")
@@ -617,13 +616,6 @@ def simulate_cameras(
                 rtsp=rtsp and shutil.which("ffmpeg") is not None,
             )
         )
-
-
-async def system_principal() -> Any:
-    from hub.auth.models import Role
-    from hub.auth.principal import Principal
-
-    return Principal(user_id=0, username="cli", role=Role.ADMIN, ward_ids=None, via="token")
 
 
 def progress_bar() -> Progress:

@@ -44,6 +44,7 @@ from hub.server.local_broker import (
     port_free,
 )
 from hub.server.local_broker import unavailable_reason as local_broker_unavailable
+from hub.server.operator import system_principal, write_private
 from hub.server.settings import Settings, mask_url
 from hub.storage.database import asyncpg_dsn, database_name, with_database
 
@@ -131,7 +132,6 @@ async def seed(settings: Settings) -> dict[str, tuple[DemoUser, str]]:
     from hub.devices import service
     from hub.devices.fleet import demo_fleet
     from hub.devices.models import Device, Ward
-    from hub.server.cli import system_principal
 
     fleet = demo_fleet()
     async with in_transaction():
@@ -140,7 +140,7 @@ async def seed(settings: Settings) -> dict[str, tuple[DemoUser, str]]:
     existing: set[str] = set(await Device.all().values_list("uid", flat=True))  # type: ignore[arg-type]
     missing = [d for d in fleet.devices if d.uid not in existing]
     if missing:
-        await service.bulk_create(await system_principal(), missing)
+        await service.bulk_create(system_principal(), missing)
     kinds = Counter(d.kind for d in fleet.devices)
     console.print(
         f"fleet: {len(fleet.devices)} devices in {len(fleet.wards)} wards "
@@ -279,13 +279,6 @@ async def issue_fleet_credentials(settings: Settings) -> dict[str, str]:
         await asyncio.gather(*(provision(device) for device in devices))
     console.print(f"broker: credentials issued to {len(devices)} sensors and speakers")
     return secrets_by_uid
-
-
-def write_private(path: Path, data: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
 
 
 def start_simulators(settings: Settings, credentials: Path | None) -> list[subprocess.Popen[bytes]]:

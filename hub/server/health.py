@@ -9,9 +9,9 @@ from typing import Any
 import aiomqtt
 from litestar import Request, Response, get
 
-from hub.server.settings import MqttSettings
+from hub.runtime import MqttSettings, runtime_of
 from hub.storage import migrations
-from hub.telemetry import jobs
+from hub.telemetry import TelemetrySettings, jobs
 
 
 @get("/healthz", exclude_from_auth=True, include_in_schema=True, tags=["health"])
@@ -40,37 +40,41 @@ async def broker_reachable(mqtt: MqttSettings, limit_s: float = 3.0) -> str | No
 
 @get("/readyz", exclude_from_auth=True, tags=["health"])
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Database and broker reachable, schema current; 503 with the reasons otherwise.
-    Failing maintenance jobs (compression, retention, rollup refresh) make it "degraded":
-    still 200, since the hub serves and ingests, with each job's error shown."""
-    state = request.app.state
-    cached = state.get("readiness")
-    if cached and time.monotonic() - cached[0] < 2.0:
-        body = cached[1]
-    else:
-        checks: dict[str, Any] = {"backend": state.database.backend}
+    """Database and broker reachable, schema current, no background service stopped by a
+    terminal error; 503 with the reasons otherwise. Failing maintenance jobs (compression,
+    retention, rollup refresh) make it "degraded": still 200, since the hub serves and
+    ingests, with each job's error shown."""
+    hub = runtime_of(request)
+    body = hub.cached_readiness(2.0)
+    if body is None:
+        checks: dict[str, Any] = {"backend": hub.database.backend}
+        maintenance = None
         try:
-            async with state.database.pool.acquire(timeout=3) as conn:
+            async with hub.database.pool.acquire(timeout=3) as conn:
                 schema = await migrations.status(conn)
                 checks["database"] = "ok"
                 checks["migrations"] = schema.problem() or "current"
-                maintenance = None
                 if checks["migrations"] == "current":
-                    maintenance = await jobs.readiness(
-                        conn, jobs.utc_now(), 3 * state.settings.telemetry.jobs_check_interval_s
-                    )
+                    every_s = hub.settings.group(TelemetrySettings).jobs_check_interval_s
+                    maintenance = await jobs.readiness(conn, jobs.utc_now(), 3 * every_s)
                     checks["maintenance_jobs"] = maintenance.as_check()
         except Exception as exc:  # any failure here means not ready, with the reason shown
             checks["database"] = f"unreachable: {type(exc).__name__}"
             checks["migrations"] = "unknown"
             maintenance = None
-        broker_problem = await broker_reachable(state.settings.mqtt)
+        broker_problem = await broker_reachable(hub.settings.mqtt)
         checks["broker"] = broker_problem or "ok"
+        failed = dict(hub.services.failed)
+        if failed:
+            checks["services"] = {name: f"stopped: {why}" for name, why in failed.items()}
         ready = (
-            checks["database"] == "ok" and checks["migrations"] == "current" and not broker_problem
+            checks["database"] == "ok"
+            and checks["migrations"] == "current"
+            and not broker_problem
+            and not failed
         )
         degraded = maintenance is not None and maintenance.status != "ok"
         status = ("degraded" if degraded else "ready") if ready else "not ready"
         body = {"status": status, "checks": checks}
-        state.readiness = (time.monotonic(), body)
+        hub.readiness = (time.monotonic(), body)
     return Response(body, status_code=503 if body["status"] == "not ready" else 200)

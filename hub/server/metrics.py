@@ -32,7 +32,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr
 
+from drivers.sensors.mqtt import SensorMqttDriver
 from hub.auth.middleware import HubAuthentication
+from hub.broadcasts.dispatch import SPEAKERS
+from hub.runtime import HubRuntime, RuntimeKey
 
 # Request latencies of a console page or an API call: 5 ms to 10 s.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -204,15 +207,18 @@ def _forget(registry: dict[str, Any], name: str, source: object) -> None:
         del registry[name]
 
 
+# The sensors' MQTT link, when this process takes readings over MQTT.
+SENSORS: RuntimeKey[SensorMqttDriver] = RuntimeKey("the sensor MQTT driver")
+
+
 def _connected_of(driver: Any) -> Callable[[], bool]:
     return lambda: bool(driver.connected)
 
 
-def watch_running_hub(state: Any) -> Callable[[], None]:
+def watch_running_hub(hub: HubRuntime) -> Callable[[], None]:
     """Register a started hub's pool and broker links; the result unregisters them."""
-    stops = [watch_pool("hub", state.database.pool)]
-    for link, driver in (("sensors", "sensor_driver"), ("speakers", "speaker_driver")):
-        source = state.get(driver)
+    stops = [watch_pool("hub", hub.database.pool)]
+    for link, source in (("sensors", hub.find(SENSORS)), ("speakers", hub.find(SPEAKERS))):
         if source is not None:
             stops.append(watch_broker_link(link, _connected_of(source)))
 

@@ -1,0 +1,9 @@
+"""Telemetry: the ingest path (resolve, normalise, quarantine, bounded queue, COPY), the
+metric catalog, VN_AQI, time-series queries and retention. Other slices use what is
+named here; `wiring` (hub.telemetry.wiring) is the composition root's hook."""
+
+from hub.telemetry.catalog import METRICS, Metric
+from hub.telemetry.settings import TelemetrySettings
+from hub.telemetry.store import WRITER, ReadingWriter, Row
+
+__all__ = ["METRICS", "WRITER", "Metric", "ReadingWriter", "Row", "TelemetrySettings"]

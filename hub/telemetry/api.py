@@ -15,6 +15,7 @@ from litestar.response import Stream
 from hub.auth.principal import CurrentUser, Principal
 from hub.devices import service as registry
 from hub.errors import FieldProblem, NotFound, ValidationFailed
+from hub.runtime import runtime_of
 from hub.telemetry import aqi, aqi_history, jobs, queries
 from hub.telemetry.catalog import METRICS
 
@@ -318,7 +319,7 @@ class TelemetryController(Controller):
         for name in metric or ():
             check_metric(name)
         ids = await device_ids(principal, device, ward)
-        rows = await queries.latest(request.app.state.database.pool, list(ids), metric or ())
+        rows = await queries.latest(runtime_of(request).database.pool, list(ids), metric or ())
         return [LatestOut(r.device, r.metric, r.time, r.value, unit_of(r.metric)) for r in rows]
 
     @get("/series")
@@ -344,7 +345,7 @@ class TelemetryController(Controller):
         first, last = time_range(start, end, timedelta(hours=24))
         ids = await device_ids(principal, [device], None)
         (device_id,) = ids
-        db = request.app.state.database
+        db = runtime_of(request).database
         result = await queries.series(
             db.pool, db.backend, device_id, device, metric, first, last, bucket, aggregate, fill
         )
@@ -398,7 +399,7 @@ class TelemetryController(Controller):
                     )
                 ],
             )
-        db = request.app.state.database
+        db = runtime_of(request).database
         return await aqi_history_of(
             db.pool, db.backend, principal, resolution, first, last, device, ward, now
         )
@@ -409,7 +410,7 @@ class TelemetryController(Controller):
     ) -> list[WardSummaryOut]:
         """Per ward: latest averages, today's min/max (local day), the hourly VN_AQI and
         yesterday's daily VN_AQI, each with the reasons when it is missing."""
-        db = request.app.state.database
+        db = runtime_of(request).database
         pool = db.pool
         directory = await registry.WardDirectory.load()
         now = datetime.now(UTC)
@@ -480,7 +481,7 @@ class TelemetryController(Controller):
         first, last = time_range(start, end, timedelta(days=1))
         ids = await device_ids(principal, device, ward)
         rows = queries.export_rows(
-            request.app.state.database.pool, list(ids), metric or (), first, last
+            runtime_of(request).database.pool, list(ids), metric or (), first, last
         )
 
         async def lines() -> AsyncIterator[str]:
@@ -515,7 +516,7 @@ class QuarantineController(Controller):
         visible = await registry.scoped(principal).values_list("uid", flat=True)
         # Ward staff see what their devices sent; payloads of unknown origin are for technicians.
         allowed = None if principal.ward_ids is None else [str(u) for u in visible]
-        rows = await request.app.state.database.pool.fetch(
+        rows = await runtime_of(request).database.pool.fetch(
             "SELECT * FROM quarantine WHERE ($1::text IS NULL OR device_uid = $1) "
             "AND ($2::bigint IS NULL OR id < $2) "
             "AND ($3::text[] IS NULL OR device_uid = ANY($3)) ORDER BY id DESC LIMIT $4",
@@ -530,7 +531,7 @@ class QuarantineController(Controller):
     async def get_item(
         self, request: Request[Any, Any, Any], principal: CurrentUser, item_id: FromPath[int]
     ) -> QuarantineOut:
-        row = await request.app.state.database.pool.fetchrow(
+        row = await runtime_of(request).database.pool.fetchrow(
             "SELECT * FROM quarantine WHERE id = $1", item_id
         )
         if row is None or (

@@ -13,10 +13,10 @@ import asyncpg
 
 from drivers.contract import Reading, RefusedDevice, Rejected, StoreReport, UnknownDevice
 from hub.devices import DeviceIdentity, ProfileBook
+from hub.devices.directory import DeviceDirectory, DeviceRef
 from hub.storage.migrations import Connection
 from hub.telemetry import metrics
 from hub.telemetry.catalog import RAW_PREFIX, CatalogError, normalise
-from hub.telemetry.directory import DeviceDirectory, DeviceRef
 from hub.telemetry.names import NameRefused, SenmlNames
 from hub.telemetry.store import Conflict, ReadingWriter, Row
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import asyncpg
 from packaging.version import InvalidVersion, Version
 
+from hub.runtime.context import RuntimeKey
 from hub.storage.leadership import Leadership
 from hub.telemetry import metrics
 from hub.telemetry.policies import RetentionPolicy, expire_plain
@@ -442,3 +443,6 @@ async def readiness(conn: Any, now: datetime, stale_after_s: float) -> Maintenan
             "unknown", {name: "not checked recently" for name in stale}, run_by_hub
         )
     return MaintenanceReadiness("ok", {}, {})
+
+
+MAINTENANCE_JOBS: RuntimeKey[JobSupervisor] = RuntimeKey("the maintenance jobs")

@@ -18,6 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
+from hub.runtime.context import RuntimeKey
 from hub.storage.migrations import Connection
 from hub.telemetry import metrics
 
@@ -236,3 +237,6 @@ async def upsert_latest(conn: Connection, rows: Sequence[Row]) -> None:
         [r[0] for r in values],
         [r[3] for r in values],
     )
+
+
+WRITER: RuntimeKey[ReadingWriter] = RuntimeKey("the telemetry writer")

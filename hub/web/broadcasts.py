@@ -28,7 +28,7 @@ from hub.auth.principal import CurrentUser, Principal
 from hub.broadcasts import controls, occurrences, service
 from hub.broadcasts.api import MULTIPART_OVERHEAD
 from hub.broadcasts.schemas import AssetOut, BroadcastIn, PlanOut, SpeakerDelivery, TargetsIn
-from hub.broadcasts.service import Broadcasts
+from hub.broadcasts.service import BROADCASTS, Broadcasts
 from hub.devices import service as registry
 from hub.errors import (
     BadRequest,
@@ -38,6 +38,7 @@ from hub.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from hub.runtime import runtime_of
 
 PAGE_SIZE = 50
 FIRED_SHOWN = 100
@@ -99,7 +100,7 @@ _PRESET_LABELS = {r.rrule: r.label.lower() for r in REPEATS.values() if r.rrule}
 
 
 def runtime(connection: ASGIConnection[Any, Any, Any, Any]) -> Broadcasts:
-    return connection.app.state.broadcasts  # type: ignore[no-any-return]
+    return runtime_of(connection).get(BROADCASTS)
 
 
 def audio_form_size(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -17,15 +17,15 @@ from litestar.response import Template
 from hub.alerts.api import alert_out, visible_alert
 from hub.auth.principal import CurrentUser, Permission
 from hub.cameras import nearby
-from hub.cameras.service import CameraService
+from hub.cameras.service import CAMERAS, CameraService
+from hub.runtime import runtime_of
 
 LOCAL_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
 PLAYERS_PER_ALERT = 4  # side by side on one screen; the cap on streams may allow fewer
 
 
 def _cameras(request: Request[Any, Any, Any]) -> CameraService:
-    service: CameraService = request.app.state.cameras
-    return service
+    return runtime_of(request).get(CAMERAS)
 
 
 class CameraConsoleController(Controller):
@@ -60,7 +60,7 @@ class CameraConsoleController(Controller):
         principal.require(Permission.DEVICES_READ)
         row = await visible_alert(request, principal, alert_id)
         scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
-        async with request.app.state.database.pool.acquire() as conn:
+        async with runtime_of(request).database.pool.acquire() as conn:
             near = await nearby.near_device(conn, row["device_uid"], ward_ids=scope)
         players = [
             {

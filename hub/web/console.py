@@ -13,12 +13,13 @@ from litestar.response import Redirect, Template
 from msgspec import Struct
 
 from hub.auth import service as auth_service
-from hub.auth.api import session_cookie
+from hub.auth.api import logins_of, session_cookie
 from hub.auth.middleware import CSRF_FIELD
 from hub.auth.principal import CurrentUser, Principal
 from hub.broadcasts.service import may_schedule
 from hub.devices import service
 from hub.errors import HubError
+from hub.runtime import runtime_of
 
 STATUSES = ("online", "late", "offline", "degraded", "maintenance", "unknown")
 
@@ -48,15 +49,14 @@ class ConsoleController(Controller):
         data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Redirect:
         target = safe_next(data.next)
+        logins = logins_of(request)
         try:
-            request.app.state.login_throttle.check(request.client.host if request.client else "?")
-            session = await auth_service.login(
-                data.username, data.password, request.app.state.login_policy
-            )
+            logins.throttle.check(request.client.host if request.client else "?")
+            session = await auth_service.login(data.username, data.password, logins.policy)
         except HubError as exc:
             query = urlencode({"next": target, "error": exc.detail})
             return Redirect(f"/login?{query}", status_code=303)
-        policy = request.app.state.login_policy
+        policy = logins.policy
         return Redirect(
             target,
             status_code=303,
@@ -64,7 +64,7 @@ class ConsoleController(Controller):
                 session_cookie(
                     session.token,
                     int(policy.session_ttl.total_seconds()),
-                    request.app.state.cookie_secure,
+                    logins.cookie_secure,
                 )
             ],
         )
@@ -113,7 +113,7 @@ class ConsoleController(Controller):
         self, request: Request[Any, Any, Any], principal: CurrentUser, uid: FromPath[str]
     ) -> Template:
         device = await service.get_device(principal, uid)
-        flapping = await request.app.state.database.pool.fetchrow(
+        flapping = await runtime_of(request).database.pool.fetchrow(
             "SELECT flapping_since, flapping_reason FROM device "
             "WHERE uid = $1 AND flapping_since IS NOT NULL",
             uid,
@@ -154,7 +154,7 @@ class ConsoleController(Controller):
         return Redirect(
             "/login",
             status_code=303,
-            cookies=[session_cookie("", 0, request.app.state.cookie_secure)],
+            cookies=[session_cookie("", 0, logins_of(request).cookie_secure)],
         )
 
 

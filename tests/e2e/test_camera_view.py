@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from drivers.onvif.simulator import CameraSpec, SimulatedProfile
-from hub.cameras.service import CameraService
+from hub.cameras.service import CAMERAS, CameraService
 from tests.conftest import PASSWORD, Clients
 from tests.support.cameras import StartCameras, camera_starter
 from tests.support.hub import RunningHub
@@ -40,7 +40,7 @@ async def test_a_camera_opened_from_the_map_plays_live(
     start_cameras: StartCameras,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cameras: CameraService = hub.server.config.app.state.cameras
+    cameras: CameraService = hub.runtime.get(CAMERAS)
     assert cameras.live is not None
     monkeypatch.setattr(
         cameras.live, "settings", cameras.live.settings.model_copy(update={"live_segment_s": 1.0})

@@ -32,7 +32,7 @@ class FleetSpeaker:
 
 async def import_into(hub: RunningHub) -> dict[str, int]:
     """The shipped catalog in the hub's database; returns release ids by S30 version."""
-    pool = hub.server.config.app.state.database.pool  # type: ignore[union-attr]
+    pool = hub.runtime.database.pool
     await import_catalog(pool)
     rows = await pool.fetch("SELECT version, id FROM firmware_release WHERE model = $1", S30[1])
     return {row["version"]: row["id"] for row in rows}

@@ -15,8 +15,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 import uvicorn
+from litestar import Litestar
 from pydantic import SecretStr
 
+from hub.runtime import HubRuntime, runtime_of
 from hub.server.app import create_app
 from hub.server.settings import (
     AuthSettings,
@@ -56,6 +58,13 @@ class RunningHub:
     base_url: str
     settings: Settings
     server: uvicorn.Server
+
+    @property
+    def runtime(self) -> HubRuntime:
+        """The running hub's typed runtime data (what each slice started)."""
+        app = self.server.config.app
+        assert isinstance(app, Litestar)
+        return runtime_of(app)
 
 
 def hub_settings(database_url: str, broker_port: int, **overrides: object) -> Settings:

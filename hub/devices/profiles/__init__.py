@@ -27,6 +27,7 @@ import asyncpg
 import msgspec
 
 from hub.errors import FieldProblem, ValidationFailed
+from hub.runtime.context import RuntimeKey
 from hub.storage.migrations import Connection
 
 __all__ = [
@@ -200,3 +201,6 @@ async def save_profile(conn: Connection, profile: Profile) -> bool:
         msgspec.json.encode(profile).decode(),
     )
     return bool(status)
+
+
+PROFILES: RuntimeKey[ProfileBook] = RuntimeKey("device profiles")

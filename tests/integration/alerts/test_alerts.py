@@ -11,6 +11,8 @@ import asyncpg
 import pytest
 
 from drivers.contract import Heartbeat, Reading
+from hub.alerts.engine import ALERT_ENGINE
+from hub.health import HEALTH
 from tests.conftest import Clients
 from tests.integration.devices.test_registry_api import assert_problem
 
@@ -30,7 +32,7 @@ PM_RULE = {
 
 @pytest.fixture
 def state(hub: Any) -> Any:
-    return hub.server.config.app.state
+    return hub.runtime
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ async def fleet(clients: Clients, db: asyncpg.Connection, state: Any) -> None:
                 "/api/v1/devices", json={"uid": uid, "kind": "sensor", "ward": ward}
             )
         ).status_code == 201
-    await state.alert_engine.refresh()
+    await state.get(ALERT_ENGINE).refresh()
 
 
 async def outbox(db: asyncpg.Connection) -> list[tuple[str, dict[str, Any]]]:
@@ -210,8 +212,8 @@ async def test_pending_duration_survives_a_restart(
     start = datetime.now(UTC) - timedelta(minutes=10)
     await feed(state, "aq-1", [(0, 60)], start)
     assert await db.fetchval("SELECT count(*) FROM alert_rule_state") == 1
-    state.alert_engine.tracks.clear()  # what a restart loses from memory
-    await state.alert_engine.refresh()  # and reloads from the database
+    state.get(ALERT_ENGINE).tracks.clear()  # what a restart loses from memory
+    await state.get(ALERT_ENGINE).refresh()  # and reloads from the database
     await feed(state, "aq-1", [(70, 61)], start)
     assert await db.fetchval("SELECT count(*) FROM alert WHERE state = 'firing'") == 1
 
@@ -238,7 +240,7 @@ async def test_offline_rule_fires_once_for_a_flapping_device(
         "/api/v1/alert-rules",
         json={"name": "offline 2 min", "kind": "offline", "severity": "major", "for_seconds": 120},
     )
-    monitor, engine = state.health, state.alert_engine
+    monitor, engine = state.get(HEALTH), state.get(ALERT_ENGINE)
     real_clock = monitor.clock
     offset = timedelta(0)
     monitor.clock = lambda: real_clock() + offset

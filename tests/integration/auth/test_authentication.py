@@ -10,6 +10,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from hub.auth.api import LOGINS
 from hub.server.app import create_app
 from tests.conftest import PASSWORD, Clients
 from tests.integration.devices.test_registry_api import assert_problem
@@ -144,7 +145,7 @@ async def test_wrong_password_is_refused_and_repeated_failures_lock(
 
 
 async def test_login_attempts_per_address_are_throttled(clients: Clients, hub: RunningHub) -> None:
-    throttle = hub.server.config.app.state.login_throttle  # type: ignore[union-attr]
+    throttle = hub.runtime.get(LOGINS).throttle
     throttle.attempts.clear()
     async with httpx.AsyncClient(base_url=hub.base_url) as client:
         statuses = [

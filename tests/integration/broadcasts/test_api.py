@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from hub.broadcasts.service import BROADCASTS
 from tests.conftest import Clients
 from tests.support.broadcasts import (
     Speakers,
@@ -230,7 +231,7 @@ async def test_the_speaker_audio_link_is_its_own_authorisation(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    signer = hub.server.config.app.state.broadcasts.signer
+    signer = hub.runtime.get(BROADCASTS).signer
     url = signer.url(jingle["id"], datetime.now(UTC) + timedelta(minutes=5))
     good = await clients.anonymous.get(url)
     assert good.status_code == 200

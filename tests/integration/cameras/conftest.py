@@ -8,28 +8,25 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from litestar import Litestar
-from litestar.datastructures import State
 
 from drivers.onvif.simulator import SimulatedCamera
-from hub.cameras.health import CameraHealthService
-from hub.cameras.service import CameraService
+from hub.cameras.health import CAMERA_HEALTH, CameraHealthService
+from hub.cameras.service import CAMERAS, CameraService
+from hub.runtime import HubRuntime
 from tests.conftest import Clients
 from tests.support.cameras import StartCameras, camera_starter
 from tests.support.hub import RunningHub
 
 
-def app_state(hub: RunningHub) -> State:
-    app = hub.server.config.app
-    assert isinstance(app, Litestar)
-    return app.state
+def app_state(hub: RunningHub) -> HubRuntime:
+    return hub.runtime
 
 
 @pytest.fixture
 async def cameras(hub: RunningHub, clients: Clients, db: asyncpg.Connection) -> CameraService:
     """The hub's camera service, with no candidates left over (cameras go with devices)."""
     await db.execute("TRUNCATE camera_candidate RESTART IDENTITY")
-    service: CameraService = app_state(hub).cameras
+    service = app_state(hub).get(CAMERAS)
     return service
 
 
@@ -40,7 +37,7 @@ def tune(monkeypatch: pytest.MonkeyPatch, cameras: CameraService, **settings: ob
 
 @pytest.fixture
 def camera_health(hub: RunningHub, cameras: CameraService) -> CameraHealthService:
-    service: CameraHealthService = app_state(hub).camera_health
+    service = app_state(hub).get(CAMERA_HEALTH)
     return service
 
 

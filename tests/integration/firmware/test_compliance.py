@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from drivers.contract import Heartbeat
 from firmware_meta import Severity
 from hub.firmware.catalog import import_catalog
+from hub.firmware.service import FIRMWARE
 from tests.conftest import Clients
 from tests.support.broadcasts import eventually
 from tests.support.hub import RunningHub
@@ -32,7 +33,7 @@ FLEET = [
 
 
 async def seed(db: asyncpg.Connection, hub: RunningHub) -> None:
-    pool = hub.server.config.app.state.database.pool  # type: ignore[union-attr]
+    pool = hub.runtime.database.pool
     await import_catalog(pool)
     await db.executemany(
         "INSERT INTO device (uid, kind, ward_id, name, vendor, model, firmware_version) "
@@ -148,7 +149,7 @@ async def test_windows_are_set_and_refused_with_the_field(fleet: Clients) -> Non
 async def test_gauges_table_and_degraded_health_follow_the_refresh(
     fleet: Clients, hub: RunningHub, db: asyncpg.Connection
 ) -> None:
-    service = hub.server.config.app.state.firmware  # type: ignore[union-attr]
+    service = hub.runtime.get(FIRMWARE)
     await db.execute("UPDATE device SET last_seen = now(), connected = true")
     service.settings = service.settings.model_copy(update={"degrade_vulnerable": Severity.HIGH})
     try:
@@ -184,7 +185,7 @@ async def test_gauges_table_and_degraded_health_follow_the_refresh(
 
 
 async def test_a_reported_version_lands_on_the_device(fleet: Clients, hub: RunningHub) -> None:
-    sink = hub.server.config.app.state.sink  # type: ignore[union-attr]
+    sink = hub.runtime.sink
     await sink.heartbeat(
         Heartbeat("aq-a-outdated", datetime.now(UTC), True, "test", {"firmware": "1.10.0"})
     )

@@ -19,7 +19,7 @@ from tests.support.hub import RunningHub
 async def test_sensors_update_and_one_that_never_returns_fails(
     clients: Clients, hub: RunningHub, db: asyncpg.Connection
 ) -> None:
-    pool = hub.server.config.app.state.database.pool  # type: ignore[union-attr]
+    pool = hub.runtime.database.pool
     await import_catalog(pool)
     release = await db.fetchval(
         "SELECT id FROM firmware_release WHERE model = 'AQM-65' AND version = '1.10.0'"

@@ -9,13 +9,14 @@ import asyncpg
 import pytest
 
 from drivers.contract import DeviceEvent, Heartbeat, Reading, UnknownDevice
+from hub.health import HEALTH
 from tests.conftest import Clients
 from tests.integration.devices.test_registry_api import assert_problem
 
 
 @pytest.fixture
 def state(hub: Any) -> Any:
-    return hub.server.config.app.state
+    return hub.runtime
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ async def test_a_batch_of_events_is_kept_in_order_and_each_fault_takes_its_last_
 async def test_silence_makes_a_device_late_then_offline(
     state: Any, fleet: None, db: asyncpg.Connection
 ) -> None:
-    monitor = state.health
+    monitor = state.get(HEALTH)
     await state.sink.readings([Reading("aq-1", "pm10", 20.0, datetime.now(UTC))], "test")
     assert (await status_of(db, "aq-1"))[0] == "online"
     assert await db.fetchval("SELECT last_data_at IS NOT NULL FROM device WHERE uid='aq-1'")

@@ -6,15 +6,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from litestar import Litestar
 
 from hub.integrations import ALERT_FIRING, enqueue
-from hub.integrations.runtime import Integrations
+from hub.integrations.runtime import INTEGRATIONS, Integrations
 from tests.conftest import Clients
 from tests.integration.integrations.conftest import (
     DELIVERY_TABLES,
@@ -34,8 +33,7 @@ async def hub_delivery(
 ) -> AsyncIterator[Integrations]:
     """The running hub's delivery, on a clean slate and a retry schedule of milliseconds."""
     await db.execute(f"TRUNCATE {', '.join(DELIVERY_TABLES)} RESTART IDENTITY CASCADE")
-    app = cast(Litestar, hub.server.config.app)
-    integrations: Integrations = app.state.integrations
+    integrations = hub.runtime.get(INTEGRATIONS)
     assert integrations.engine is not None
     fast = fast_settings(give_up_after_s=0.4)
     monkeypatch.setattr(integrations, "settings", fast)

@@ -11,7 +11,7 @@ from tests.support.hub import RunningHub
 
 @pytest.fixture
 def state(hub: RunningHub) -> Any:
-    return hub.server.config.app.state  # type: ignore[union-attr]
+    return hub.runtime
 
 
 @pytest.fixture

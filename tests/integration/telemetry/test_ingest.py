@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from drivers.contract import Reading, RefusedDevice, Rejected, UnknownDevice
+from hub.devices import DIRECTORY
 from hub.storage.database import asyncpg_dsn
 from hub.telemetry.ingest import Quarantine, TelemetryIngest
 from hub.telemetry.store import ReadingWriter
@@ -120,7 +121,7 @@ async def test_database_outage_holds_readings_within_bounds_and_loses_none(
     proxied = database_url.replace(host_port, f"127.0.0.1:{proxy.port}")
     pool = await asyncpg.create_pool(asyncpg_dsn(proxied), min_size=1, max_size=2)
     writer = ReadingWriter(pool, batch_rows=100, batch_age_s=0.01, max_queued_rows=500, writers=1)
-    ingest = TelemetryIngest(state.directory, writer, Quarantine(state.database.pool))
+    ingest = TelemetryIngest(state.get(DIRECTORY), writer, Quarantine(state.database.pool))
     runner = asyncio.create_task(writer.run())
     try:
         await ingest.readings([reading("aq-1", "pm10", 1.0, 1000)], "test")

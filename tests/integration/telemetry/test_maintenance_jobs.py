@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from hub.telemetry import jobs
-from hub.telemetry.jobs import JobSettings, JobSupervisor, rollup_freshness
+from hub.telemetry.jobs import MAINTENANCE_JOBS, JobSettings, JobSupervisor, rollup_freshness
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb
 from tests.conftest import Clients
 from tests.support.hub import RunningHub, migrated_database
@@ -128,14 +128,13 @@ async def test_plain_retention_failures_are_counted_shown_and_recover(
 async def test_readyz_and_metrics_show_a_failing_job_of_the_running_hub(
     hub: RunningHub, clients: Clients, db: asyncpg.Connection
 ) -> None:
-    state: Any = hub.server.config.app.state  # type: ignore[union-attr]
-    supervisor: JobSupervisor = state.maintenance_jobs
+    supervisor: JobSupervisor = hub.runtime.get(MAINTENANCE_JOBS)
     if supervisor.backend != "postgres":
         pytest.skip("the hub's own retention runs on plain PostgreSQL only")
     anonymous = httpx.AsyncClient(base_url=hub.base_url)
 
     async def readiness() -> dict[str, Any]:
-        state.readiness = None  # past the 2 s cache
+        hub.runtime.readiness = None  # past the 2 s cache
         response = await anonymous.get("/readyz")
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]

@@ -334,7 +334,7 @@ async def test_an_imported_profile_maps_a_new_models_names(
         )
     )
     await save_profile(db, profile)
-    ingest = hub.server.config.app.state.sink.telemetry  # type: ignore[union-attr]
+    ingest = hub.runtime.sink.telemetry
     await ingest.profiles.refresh(db)
     try:
         response = await clients.admin.post(

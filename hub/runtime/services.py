@@ -1,4 +1,10 @@
-"""Long-lived background work owned by the lifespan: started in order, stopped in reverse."""
+"""Long-lived background work owned by the lifespan: started in order, stopped in reverse.
+
+A service that fails with a retryable error (hub.errors.is_retryable) restarts with
+back-off; one that fails with a terminal error (a refused broker login, a wrong
+configuration) would fail the same way forever, so it stays stopped and the hub reports
+itself not ready with that reason (/readyz) until an operator fixes the cause.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from hub.errors import is_retryable
 
 log = logging.getLogger("hub.services")
 
@@ -24,6 +32,10 @@ class ServiceGroup:
     stop_timeout_s: float = 10.0
     services: list[BackgroundService] = field(default_factory=list)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # Services stopped by a terminal error, with the reason.
+    failed: dict[str, str] = field(default_factory=dict)
+    first_delay_s: float = 1.0
+    max_delay_s: float = 60.0
 
     def add(self, service: BackgroundService) -> None:
         self.services.append(service)
@@ -37,17 +49,21 @@ class ServiceGroup:
 
     async def _supervise(self, service: BackgroundService) -> None:
         # A crashed service restarts with back-off instead of silently dying.
-        delay = 1.0
+        delay = self.first_delay_s
         while True:
             try:
                 await service.run()
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if not is_retryable(exc):
+                    self.failed[service.name] = f"{type(exc).__name__}: {exc}"
+                    log.error("%s stopped: %s (not retried)", service.name, exc)
+                    return
                 log.exception("%s failed; restarting in %.0f s", service.name, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+                delay = min(delay * 2, self.max_delay_s)
 
     async def stop(self) -> None:
         for service in reversed(self.services):
@@ -66,5 +82,10 @@ class ServiceGroup:
 
     def status(self) -> dict[str, str]:
         return {
-            name: "running" if not task.done() else "stopped" for name, task in self.tasks.items()
+            name: f"failed: {self.failed[name]}"
+            if name in self.failed
+            else "running"
+            if not task.done()
+            else "stopped"
+            for name, task in self.tasks.items()
         }

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from hub.runtime.context import RuntimeKey
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceRef:
@@ -69,3 +71,6 @@ class DeviceDirectory:
         )
         self.forget(uid)
         return status.endswith(" 1")
+
+
+DIRECTORY: RuntimeKey[DeviceDirectory] = RuntimeKey("the device directory")

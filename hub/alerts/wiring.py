@@ -1,0 +1,29 @@
+"""What the alerts slice adds to the hub: its routes and the alert engine, fed by each
+stored batch of readings, each health assessment and each change of maintenance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.alerts.api import AlertController, RuleController
+from hub.alerts.engine import ALERT_ENGINE, AlertEngine
+from hub.health import HEALTH
+from hub.runtime import HubRuntime, Wiring
+from hub.telemetry import WRITER
+
+
+def routes() -> list[Any]:
+    return [AlertController, RuleController]
+
+
+async def start(hub: HubRuntime) -> None:
+    engine = hub.put(ALERT_ENGINE, AlertEngine(hub.database.pool))
+    await engine.refresh()
+    health = hub.get(HEALTH)
+    # After the health monitor's own hook: rules see the health the batch just gave.
+    hub.get(WRITER).on_stored.append(engine.readings_stored)
+    health.on_tick.append(engine.health_tick)
+    health.on_maintenance.append(engine.refresh)
+
+
+wiring = Wiring("alerts", routes, start)
