@@ -381,7 +381,7 @@ async def test_an_offline_alert_resolved_by_hand_returns_after_the_rule_duration
         "/api/v1/alert-rules",
         json={"name": "offline 2 min", "kind": "offline", "severity": "major", "for_seconds": 120},
     )
-    monitor, engine = state.health, state.alert_engine
+    monitor, engine = state.get(HEALTH), state.get(ALERT_ENGINE)
     real_clock = monitor.clock
     # Offline since three minutes ago; the resolve happens now, on the database's clock.
     offset = -timedelta(minutes=3)
