@@ -15,11 +15,9 @@ from hub.alerts import lifecycle
 from hub.alerts.engine import ALERT_ENGINE, AlertEngine
 from hub.alerts.rules import Escalation, RuleIn, RulePatch, Scope, Severity, validate
 from hub.alerts.simulation import dry_run
-from hub.auth import audit
-from hub.auth.principal import CurrentUser, Permission, Principal
-from hub.cameras import nearby
-from hub.cameras.schemas import NearbyCameraOut
-from hub.devices import service as registry
+from hub.auth import CurrentUser, Permission, Principal, active_user_exists, audit
+from hub.cameras import NearbyCameraOut, near_device
+from hub.devices import registry
 from hub.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from hub.runtime import runtime_of
 
@@ -135,14 +133,14 @@ async def check_scope_target(rule: RuleIn) -> None:
     if kind == "ward":
         (await registry.WardDirectory.load()).ids([value], "scope.value")
     elif kind == "device":
-        from hub.devices.models import Device
+        from hub.devices import Device
 
         if not await Device.filter(uid=value).exists():
             raise ValidationFailed(
                 "unknown device", [FieldProblem("scope.value", f"no device {value!r}")]
             )
     elif kind == "group":
-        from hub.devices.models import DeviceGroup
+        from hub.devices import DeviceGroup
 
         if not value.isdigit() or not await DeviceGroup.filter(id=int(value)).exists():
             raise ValidationFailed(
@@ -294,7 +292,7 @@ class AlertController(Controller):
         alert = alert_out(row)
         scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
         async with pool_of(request).acquire() as conn:
-            alert.nearby_cameras = await nearby.near_device(conn, row["device_uid"], ward_ids=scope)
+            alert.nearby_cameras = await near_device(conn, row["device_uid"], ward_ids=scope)
         return alert
 
     @post("/{alert_id:int}/acknowledge", status_code=200)
@@ -333,13 +331,10 @@ class AlertController(Controller):
     ) -> AlertOut:
         principal.require(Permission.ALERTS_HANDLE)
         await visible_alert(request, principal, alert_id)
-        if data.assignee is not None:
-            from hub.auth.models import User
-
-            if not await User.filter(username=data.assignee, is_active=True).exists():
-                raise ValidationFailed(
-                    "unknown user", [FieldProblem("assignee", f"no user {data.assignee!r}")]
-                )
+        if data.assignee is not None and not await active_user_exists(data.assignee):
+            raise ValidationFailed(
+                "unknown user", [FieldProblem("assignee", f"no user {data.assignee!r}")]
+            )
         row = await lifecycle.assign(pool_of(request), alert_id, data.assignee, principal.username)
         await audit.record(
             principal,

@@ -22,10 +22,9 @@ import asyncpg
 
 from hub.alerts import lifecycle
 from hub.alerts.rules import DEFAULT_MESSAGES, ThresholdRule, Track, render, step
-from hub.health.monitor import DeviceHealth, FlapChange
+from hub.health import DeviceHealth, FlapChange
 from hub.runtime import RuntimeKey
-from hub.telemetry.catalog import METRICS
-from hub.telemetry.store import Row
+from hub.telemetry import METRICS, Row
 
 log = logging.getLogger("hub.alerts")
 

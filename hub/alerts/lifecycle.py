@@ -13,7 +13,7 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from hub.cameras import nearby
+from hub.cameras import webhook_nearby
 from hub.errors import Conflict, NotFound
 from hub.integrations import enqueue
 
@@ -72,7 +72,7 @@ async def publish(
 ) -> None:
     data = as_data(row) | (extra or {})
     # The IOC opens these links to see the place of the alert (issue: live camera view).
-    data["nearby_cameras"] = await nearby.webhook_nearby(conn, row["device_uid"])
+    data["nearby_cameras"] = await webhook_nearby(conn, row["device_uid"])
     await enqueue(
         conn,
         event_type=f"vn.iochub.alert.{change}",

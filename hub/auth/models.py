@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
-
-if TYPE_CHECKING:
-    # Wards belong to the registry (hub.devices); a user names them through the relation
-    # "hub.Ward" that tortoise resolves at start, so auth needs no import of the registry.
-    from hub.devices.models import Ward
 
 
 class Role(enum.StrEnum):
@@ -31,7 +26,9 @@ class User(Model):
     failed_logins = fields.IntField(default=0)
     locked_until = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
-    wards: fields.ManyToManyRelation[Ward] = fields.ManyToManyField(
+    # Wards belong to the registry (hub.devices), which sits above auth: a user names them
+    # through the relation "hub.Ward" that tortoise resolves at start, not by an import.
+    wards: fields.ManyToManyRelation[Any] = fields.ManyToManyField(
         "hub.Ward",
         related_name="users",
         through="hub_user_ward",
@@ -43,11 +40,10 @@ class User(Model):
         table = "hub_user"
 
     @classmethod
-    def ward_model(cls) -> type[Ward]:
+    def ward_model(cls) -> Any:
         """The registry's ward model, as tortoise resolved the relation."""
         field: Any = cls._meta.fields_map["wards"]
-        model: type[Ward] = field.related_model
-        return model
+        return field.related_model
 
 
 class LoginSession(Model):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
-from hub.auth import audit
+from hub.auth import audit_log as audit
 from hub.auth.models import ApiToken, LoginSession, Role, User
 from hub.auth.principal import Principal, scope_for
 from hub.auth.secrets import (
@@ -245,6 +245,10 @@ async def revoke_token(token_id: int, actor: Principal) -> ApiToken:
             await token.save(using_db=conn)
             await audit.record(actor, "token.revoke", "api_token", token.id, connection=conn)
     return token
+
+
+async def active_user_exists(username: str) -> bool:
+    return bool(await User.filter(username=username, is_active=True).exists())
 
 
 async def purge_expired_sessions() -> int:

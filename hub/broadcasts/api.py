@@ -16,7 +16,7 @@ from multipart import (  # type: ignore[import-untyped]
     parse_options_header,
 )
 
-from hub.auth.principal import CurrentUser
+from hub.auth import CurrentUser
 from hub.broadcasts import controls, service
 from hub.broadcasts.controls import ControlIn, ControlOut
 from hub.broadcasts.dispatch import SPEAKERS
@@ -36,7 +36,7 @@ from hub.broadcasts.schemas import (
 )
 from hub.broadcasts.service import BROADCASTS, Broadcasts
 from hub.broadcasts.urls import SPEAKER_AUDIO_PATH
-from hub.devices.schemas import WardCode
+from hub.devices import WardCode
 from hub.errors import BadRequest, FieldProblem, NotFound, PayloadTooLarge
 from hub.runtime import runtime_of
 

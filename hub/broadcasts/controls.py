@@ -23,12 +23,11 @@ import asyncpg
 import msgspec
 
 from drivers.contract import Ack, AckStage, Command
-from hub.auth import audit
-from hub.auth.principal import Permission, Principal
+from hub.auth import Permission, Principal, audit
 from hub.broadcasts.schemas import TargetsIn, Volume
 from hub.broadcasts.service import require_scheduling
 from hub.broadcasts.targets import check_targets
-from hub.devices import service as registry
+from hub.devices import registry
 from hub.errors import FieldProblem, HubError, NotFound, ValidationFailed
 
 log = logging.getLogger("hub.broadcasts")

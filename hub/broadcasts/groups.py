@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from hub.broadcasts.targets import Speaker
-from hub.devices.service import WardDirectory
+from hub.devices import WardDirectory
 
 log = logging.getLogger("hub.broadcasts")
 

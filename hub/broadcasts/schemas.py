@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from hub.devices.schemas import Uid, WardCode
+from hub.devices import Uid, WardCode
 
 Priority = Literal["normal", "priority", "emergency"]
 Volume = Annotated[int, msgspec.Meta(ge=0, le=100, description="Speaker volume, 0-100.")]

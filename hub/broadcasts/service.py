@@ -15,8 +15,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from hub.auth import audit
-from hub.auth.principal import Permission, Principal
+from hub.auth import Permission, Principal, audit
 from hub.broadcasts import occurrences, planning, programme
 from hub.broadcasts.audio import AudioStore, PreparedAudio, prepare_audio
 from hub.broadcasts.conflicts import Candidate, Conflict, ConflictFinder, Slot, settle
@@ -47,7 +46,7 @@ from hub.broadcasts.settings import BroadcastSettings
 from hub.broadcasts.targets import ResolvedTargets, check_targets
 from hub.broadcasts.tts import TtsEngine, checked_text
 from hub.broadcasts.urls import AudioUrlSigner
-from hub.devices import service as registry
+from hub.devices import registry
 from hub.errors import Conflict as ConflictError
 from hub.errors import FieldProblem, Forbidden, NotFound, ValidationFailed
 from hub.runtime import RuntimeKey

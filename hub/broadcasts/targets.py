@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 from tortoise.queryset import QuerySet
 
-from hub.auth.models import Role
-from hub.auth.principal import Principal
+from hub.auth import Principal, Role
 from hub.broadcasts.schemas import TargetsIn
-from hub.devices import service as registry
-from hub.devices.models import Device, DeviceGroup, Lifecycle
+from hub.devices import Device, DeviceGroup, Lifecycle, registry
 from hub.errors import FieldProblem, Forbidden, ValidationFailed
 
 SPEAKER = "speaker"

@@ -1,11 +1,42 @@
 """ONVIF cameras in the hub: onboarding, sealed credentials, discovery, health, events,
 snapshots, live views (HLS, MJPEG) and the cameras nearest a place.
 
-Entry points: `service.CameraService` (API operations), `health.CameraHealthService`
-(sweeps), `live.LiveViews` (streams), `nearby` (nearest cameras, used by alerts),
-`wiring` (the composition root's hooks), `settings.CameraSettings`.
+Other slices use what is named here and nothing else of the package (the layering
+contracts in pyproject.toml check it): the running `CameraService` (CAMERAS in the hub's
+runtime), the cameras nearest a device (`near_device`, and `webhook_nearby` for alert
+payloads) and the slice's settings. `wiring` (hub.cameras.wiring) is the composition
+root's hook. The names load on first use: the settings are read before any camera is.
 """
 
-from hub.cameras.settings import CameraSettings
+from __future__ import annotations
 
-__all__ = ["CameraSettings"]
+from typing import TYPE_CHECKING
+
+from hub.lazy import exports
+
+if TYPE_CHECKING:
+    from hub.cameras.nearby import near_device, webhook_nearby
+    from hub.cameras.schemas import NearbyCameraOut
+    from hub.cameras.service import CAMERAS, CameraService
+    from hub.cameras.settings import CameraSettings
+
+__all__ = [
+    "CAMERAS",
+    "CameraService",
+    "CameraSettings",
+    "NearbyCameraOut",
+    "near_device",
+    "webhook_nearby",
+]
+
+__getattr__ = exports(
+    __name__,
+    {
+        "CAMERAS": ("hub.cameras.service", "CAMERAS"),
+        "CameraService": ("hub.cameras.service", "CameraService"),
+        "CameraSettings": ("hub.cameras.settings", "CameraSettings"),
+        "NearbyCameraOut": ("hub.cameras.schemas", "NearbyCameraOut"),
+        "near_device": ("hub.cameras.nearby", "near_device"),
+        "webhook_nearby": ("hub.cameras.nearby", "webhook_nearby"),
+    },
+)

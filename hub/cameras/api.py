@@ -9,7 +9,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.response import File, Stream
 
-from hub.auth.principal import CurrentUser
+from hub.auth import CurrentUser
 from hub.cameras.errors import CameraAlreadyOnboarded
 from hub.cameras.schemas import (
     CameraDetail,
@@ -23,7 +23,7 @@ from hub.cameras.schemas import (
     NearbyCamerasOut,
 )
 from hub.cameras.service import CAMERAS, MAX_PAGE, MJPEG_BOUNDARY, CameraService
-from hub.devices.schemas import StatusName
+from hub.devices import StatusName
 from hub.runtime import problem, slice_object
 
 UidParam = Annotated[str, PathParameter(max_length=128, description="The camera's uid.")]

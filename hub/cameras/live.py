@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.onvif.hls import HlsOptions, HlsRemux
-from hub.auth.principal import Principal
+from hub.auth import Principal
 from hub.cameras.settings import CameraSettings
 from hub.errors import HubError
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from hub.devices.schemas import Latitude, Longitude, ShortText, Tags, Uid, WardCode
+from hub.devices import Latitude, Longitude, ShortText, Tags, Uid, WardCode
 
 HealthStateName = Literal["up_auth", "up_no_auth", "reachable", "unreachable"]
 Host = Annotated[

@@ -30,8 +30,7 @@ from drivers.onvif.discovery import discover, normalize_endpoint_ref, parse_targ
 from drivers.onvif.health import HEARTBEAT_SOURCE
 from drivers.onvif.hls import PLAYLIST, SEGMENT_NAME, with_credentials
 from drivers.onvif.snapshot import Snapshot, fetch_snapshot
-from hub.auth import audit
-from hub.auth.principal import Permission, Principal
+from hub.auth import Permission, Principal, audit
 from hub.cameras import store
 from hub.cameras.errors import (
     CameraAlreadyOnboarded,
@@ -61,8 +60,7 @@ from hub.cameras.schemas import (
     ProfileOut,
 )
 from hub.cameras.settings import CameraSettings
-from hub.devices import service as registry
-from hub.devices.models import Device, Lifecycle
+from hub.devices import Device, Lifecycle, registry
 from hub.errors import (
     Conflict,
     FieldProblem,

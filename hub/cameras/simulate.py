@@ -7,8 +7,7 @@ import sys
 from typing import TextIO
 
 from drivers.onvif.simulator import STREAMING_PROFILES, CameraSimulator, fleet
-from hub.auth.models import Role
-from hub.auth.principal import Principal
+from hub.auth import Principal, Role
 from hub.cameras.errors import CameraAlreadyOnboarded
 from hub.cameras.schemas import CameraIn
 from hub.cameras.service import CameraService

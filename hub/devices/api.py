@@ -12,7 +12,7 @@ from litestar.params import Body, FromPath, FromQuery, JSONBody, PathParameter, 
 from litestar.response import Stream
 
 from hub import merge_patch
-from hub.auth.principal import CurrentUser, Permission, Principal
+from hub.auth import CurrentUser, Permission, Principal
 from hub.devices import service, transfer
 from hub.devices.coap_keys import COAP_KEYS
 from hub.devices.credentials import CREDENTIALS, CredentialsOut, DeviceCredentials

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import CacheControlHeader
 
-from hub.auth.principal import CurrentUser, Principal
+from hub.auth import CurrentUser, Principal
 from hub.devices.api import UidParam
 from hub.devices.coap_keys import COAP_KEYS, CoapCredentialsOut, CoapKeyring
 from hub.runtime import runtime_of

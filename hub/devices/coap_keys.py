@@ -31,8 +31,7 @@ from drivers.sensors.oscore import (
     hub_context,
     new_key_material,
 )
-from hub.auth import audit
-from hub.auth.principal import Permission, Principal
+from hub.auth import Permission, Principal, audit
 from hub.devices.models import Device, Lifecycle
 from hub.devices.service import get_scoped
 from hub.errors import Conflict, NotFound

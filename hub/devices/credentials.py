@@ -14,8 +14,7 @@ import msgspec
 from tortoise.transactions import in_transaction
 
 from drivers.contract import DeviceKind
-from hub.auth import audit
-from hub.auth.principal import Permission, Principal
+from hub.auth import Permission, Principal, audit
 from hub.devices.broker import (
     BrokerAccess,
     BrokerAccessError,

@@ -15,8 +15,7 @@ from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from hub.auth import audit
-from hub.auth.principal import Permission, Principal
+from hub.auth import Permission, Principal, audit
 from hub.devices.models import Device, DeviceGroup, Lifecycle, Ward
 from hub.devices.schemas import (
     DeviceIn,

@@ -2,7 +2,7 @@
 windows, availability. Other slices use what is named here; `wiring`
 (hub.health.wiring) is the composition root's hook."""
 
-from hub.health.monitor import HEALTH, DeviceHealth, HealthMonitor, Transition
+from hub.health.monitor import HEALTH, DeviceHealth, FlapChange, HealthMonitor, Transition
 from hub.health.settings import HealthSettings
 
-__all__ = ["HEALTH", "DeviceHealth", "HealthMonitor", "HealthSettings", "Transition"]
+__all__ = ["HEALTH", "DeviceHealth", "FlapChange", "HealthMonitor", "HealthSettings", "Transition"]

@@ -9,9 +9,8 @@ import msgspec
 from litestar import Controller, Request, delete, get, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from hub.auth import audit
-from hub.auth.principal import CurrentUser, Permission
-from hub.devices import service as registry
+from hub.auth import CurrentUser, Permission, audit
+from hub.devices import registry
 from hub.errors import FieldProblem, NotFound, ValidationFailed
 from hub.health.availability import availability
 from hub.health.monitor import HEALTH, HealthMonitor

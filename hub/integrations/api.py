@@ -13,8 +13,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from hub import merge_patch
-from hub.auth import audit
-from hub.auth.principal import CurrentUser, Principal
+from hub.auth import CurrentUser, Principal, audit
 from hub.errors import Conflict, Forbidden, NotFound
 from hub.integrations import deliveries, subscriptions
 from hub.integrations.runtime import INTEGRATIONS, Integrations

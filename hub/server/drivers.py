@@ -9,8 +9,8 @@ from drivers.sensors.coap import SensorCoapDriver
 from drivers.sensors.mqtt import SensorMqttDriver
 from drivers.sensors.oscore import OscoreAuthoriser
 from drivers.speaker.driver import SpeakerMqttDriver, SpeakerMqttSettings
+from hub.broadcasts import BroadcastSettings
 from hub.broadcasts.dispatch import SPEAKER_LINKS, SpeakerLink
-from hub.broadcasts.settings import BroadcastSettings
 from hub.devices.coap_keys import COAP_KEYS
 from hub.runtime import BackgroundService, HubRuntime
 from hub.server.metrics import SENSORS

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from hub.auth import AuthSettings
-from hub.broadcasts.settings import BroadcastSettings
+from hub.broadcasts import BroadcastSettings
 from hub.cameras import CameraSettings
 from hub.firmware.settings import FirmwareSettings
 from hub.health import HealthSettings

@@ -12,8 +12,8 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
 
-from hub.auth.principal import CurrentUser, Principal
-from hub.devices import service as registry
+from hub.auth import CurrentUser, Principal
+from hub.devices import registry
 from hub.errors import FieldProblem, NotFound, ValidationFailed
 from hub.runtime import runtime_of
 from hub.telemetry import aqi, aqi_history, jobs, queries

@@ -12,8 +12,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from drivers.contract import Reading, RefusedDevice, Rejected, StoreReport, UnknownDevice
-from hub.devices import DeviceIdentity, ProfileBook
-from hub.devices.directory import DeviceDirectory, DeviceRef
+from hub.devices import DeviceDirectory, DeviceIdentity, DeviceRef, ProfileBook
 from hub.storage.migrations import Connection
 from hub.telemetry import metrics
 from hub.telemetry.catalog import RAW_PREFIX, CatalogError, normalise

@@ -23,13 +23,22 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
-from hub.auth.middleware import CSRF_FIELD, form_csrf
-from hub.auth.principal import CurrentUser, Principal
-from hub.broadcasts import controls, occurrences, service
-from hub.broadcasts.api import MULTIPART_OVERHEAD
-from hub.broadcasts.schemas import AssetOut, BroadcastIn, PlanOut, SpeakerDelivery, TargetsIn
-from hub.broadcasts.service import BROADCASTS, Broadcasts
-from hub.devices import service as registry
+from hub.auth import CSRF_FIELD, CurrentUser, Principal, form_csrf
+from hub.broadcasts import (
+    BROADCASTS,
+    MULTIPART_OVERHEAD,
+    OPEN_OCCURRENCES,
+    SPEAKERS,
+    AssetOut,
+    BroadcastIn,
+    Broadcasts,
+    PlanOut,
+    SpeakerDelivery,
+    TargetsIn,
+    operations,
+    speaker_controls,
+)
+from hub.devices import registry
 from hub.errors import (
     BadRequest,
     FieldProblem,
@@ -63,7 +72,7 @@ DELIVERY_STATES = (
     "finished",
 )
 # Occurrences still waiting for speakers' acknowledgements: their report page refreshes.
-OPEN_STATUSES = frozenset(occurrences.OPEN)
+OPEN_STATUSES = frozenset(OPEN_OCCURRENCES)
 FIELD_LABELS = {
     "form": "Form",
     "title": "Title",
@@ -286,7 +295,9 @@ class BroadcastConsoleController(Controller):
     ) -> Template:
         rt = runtime(request)
         state = lifecycle if lifecycle in ("active", "cancelled") else ""
-        items = await service.list_broadcasts(rt, principal, state or None, before, PAGE_SIZE + 1)
+        items = await operations.list_broadcasts(
+            rt, principal, state or None, before, PAGE_SIZE + 1
+        )
         next_link = None
         if len(items) > PAGE_SIZE:
             items = items[:PAGE_SIZE]
@@ -299,7 +310,7 @@ class BroadcastConsoleController(Controller):
                 "state": state,
                 "next_link": next_link,
                 "timezone": rt.settings.timezone,
-                "may_schedule": service.may_schedule(principal),
+                "may_schedule": operations.may_schedule(principal),
                 "local": _clock(rt),
                 "schedule_label": schedule_label,
             },
@@ -307,7 +318,7 @@ class BroadcastConsoleController(Controller):
 
     @get("/broadcasts/new")
     async def new_page(self, request: Request[Any, Any, Any], principal: CurrentUser) -> Template:
-        service.require_scheduling(principal)
+        operations.require_scheduling(principal)
         rt = runtime(request)
         form = BroadcastForm(
             retry_window_minutes=str(rt.settings.default_retry_window_minutes),
@@ -327,7 +338,7 @@ class BroadcastConsoleController(Controller):
     async def new_submit(
         self, request: Request[Any, Any, Any], principal: CurrentUser
     ) -> Template | Redirect:
-        service.require_scheduling(principal)
+        operations.require_scheduling(principal)
         rt = runtime(request)
         submitted = await request.form()
         form = BroadcastForm.read(submitted)
@@ -345,9 +356,9 @@ class BroadcastConsoleController(Controller):
                 notice = f"{asset.name} ({asset.duration_s:.0f} s) is now in the audio library."
             data = form.request()
             if submitted.get("action") == "save":
-                created = await service.create(rt, principal, data)
+                created = await operations.create(rt, principal, data)
                 return Redirect(f"/broadcasts/{created.broadcast.id}?saved=1", status_code=303)
-            plan = await service.preview(rt, principal, data)
+            plan = await operations.preview(rt, principal, data)
         except HubError as exc:
             return await _form_page(rt, principal, form, error=exc, notice=notice)
         return await _form_page(rt, principal, form, plan=plan, notice=notice)
@@ -362,11 +373,11 @@ class BroadcastConsoleController(Controller):
         cancelled: FromQuery[bool] = False,
     ) -> Template:
         rt = runtime(request)
-        broadcast = await service.get(rt, principal, broadcast_id)
-        fired = await service.occurrences_of(rt, principal, broadcast_id, FIRED_SHOWN)
-        upcoming = await service.upcoming(rt, principal, broadcast_id, UPCOMING_SHOWN)
+        broadcast = await operations.get(rt, principal, broadcast_id)
+        fired = await operations.occurrences_of(rt, principal, broadcast_id, FIRED_SHOWN)
+        upcoming = await operations.upcoming(rt, principal, broadcast_id, UPCOMING_SHOWN)
         try:
-            asset = await service.get_asset(rt, principal, broadcast.audio_asset_id)
+            asset = await operations.get_asset(rt, principal, broadcast.audio_asset_id)
         except NotFound:
             asset = None  # a recording of a ward outside the viewer's; the broadcast is not
         return Template(
@@ -380,7 +391,7 @@ class BroadcastConsoleController(Controller):
                 "upcoming_shown": UPCOMING_SHOWN,
                 "saved": saved,
                 "cancelled": cancelled,
-                "may_schedule": service.may_schedule(principal),
+                "may_schedule": operations.may_schedule(principal),
                 "local": _clock(rt),
                 "schedule_label": schedule_label,
                 "csrf_field": CSRF_FIELD,
@@ -391,7 +402,7 @@ class BroadcastConsoleController(Controller):
     async def cancel(
         self, request: Request[Any, Any, Any], principal: CurrentUser, broadcast_id: FromPath[int]
     ) -> Redirect:
-        await service.cancel(runtime(request), principal, broadcast_id)
+        await operations.cancel(runtime(request), principal, broadcast_id)
         return Redirect(f"/broadcasts/{broadcast_id}?cancelled=1", status_code=303)
 
     @get("/broadcasts/{broadcast_id:int}/occurrences/{occurrence_id:int}")
@@ -406,7 +417,7 @@ class BroadcastConsoleController(Controller):
         q: FromQuery[str] = "",
     ) -> Template:
         rt = runtime(request)
-        report = await service.occurrence_report(rt, principal, occurrence_id)
+        report = await operations.occurrence_report(rt, principal, occurrence_id)
         if report.broadcast_id != broadcast_id:
             raise NotFound(f"no occurrence {occurrence_id} of broadcast {broadcast_id}")
         states = Counter(s.state for s in report.speakers)
@@ -447,7 +458,7 @@ class BroadcastConsoleController(Controller):
     async def wards_control(
         self, request: Request[Any, Any, Any], principal: CurrentUser, broadcast_id: FromPath[int]
     ) -> Redirect:
-        broadcast = await service.get(runtime(request), principal, broadcast_id)
+        broadcast = await operations.get(runtime(request), principal, broadcast_id)
         return await _control_from_form(request, principal, TargetsIn(wards=broadcast.wards))
 
     @get("/speaker-controls/{request_id:str}")
@@ -455,7 +466,7 @@ class BroadcastConsoleController(Controller):
         self, request: Request[Any, Any, Any], principal: CurrentUser, request_id: FromPath[str]
     ) -> Template:
         rt = runtime(request)
-        answer = await controls.get_control(rt.pool, principal, request_id)
+        answer = await speaker_controls.get_control(rt.pool, principal, request_id)
         return Template(
             "speaker_control.html",
             context={"principal": principal, "c": answer, "local": _clock(rt)},
@@ -484,7 +495,9 @@ async def _upload(
             [FieldProblem("file", f"at most {limit // (1024 * 1024)} MiB")],
         )
     name = (upload.filename or form.title)[:200]
-    return await service.upload_audio(rt, principal, raw, name, upload_ward(principal, form.wards))
+    return await operations.upload_audio(
+        rt, principal, raw, name, upload_ward(principal, form.wards)
+    )
 
 
 async def _form_page(
@@ -516,7 +529,7 @@ async def _form_page(
             "plan": plan,
             "notice": notice,
             "wards": await registry.list_wards(principal),
-            "assets": await service.list_assets(rt, principal, LIBRARY_SHOWN),
+            "assets": await operations.list_assets(rt, principal, LIBRARY_SHOWN),
             "voices": s.tts_voices,
             "repeats": REPEATS,
             "slots_shown": PLAN_SLOTS_SHOWN,
@@ -550,11 +563,11 @@ async def _control_from_form(
             raise ValidationFailed(
                 "the volume is 0 to 100", [FieldProblem("volume", "give a volume from 0 to 100")]
             )
-    channel = getattr(request.app.state, "speaker_driver", None)
-    answer = await controls.control(
+    channel = runtime_of(request).find(SPEAKERS)
+    answer = await speaker_controls.control(
         runtime(request).pool,
         channel,
         principal,
-        controls.ControlIn(action=action, targets=targets, volume=volume),
+        speaker_controls.ControlIn(action=action, targets=targets, volume=volume),
     )
     return Redirect(f"/speaker-controls/{answer.request_id}", status_code=303)

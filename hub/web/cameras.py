@@ -14,10 +14,9 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath
 from litestar.response import Template
 
-from hub.alerts.api import alert_out, visible_alert
-from hub.auth.principal import CurrentUser, Permission
-from hub.cameras import nearby
-from hub.cameras.service import CAMERAS, CameraService
+from hub.alerts import alert_out, visible_alert
+from hub.auth import CurrentUser, Permission
+from hub.cameras import CAMERAS, CameraService, near_device
 from hub.runtime import runtime_of
 
 LOCAL_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -61,7 +60,7 @@ class CameraConsoleController(Controller):
         row = await visible_alert(request, principal, alert_id)
         scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
         async with runtime_of(request).database.pool.acquire() as conn:
-            near = await nearby.near_device(conn, row["device_uid"], ward_ids=scope)
+            near = await near_device(conn, row["device_uid"], ward_ids=scope)
         players = [
             {
                 "uid": camera.uid,

@@ -12,12 +12,17 @@ from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
-from hub.auth import service as auth_service
-from hub.auth.api import logins_of, session_cookie
-from hub.auth.middleware import CSRF_FIELD
-from hub.auth.principal import CurrentUser, Principal
-from hub.broadcasts.service import may_schedule
-from hub.devices import service
+from hub.auth import (
+    CSRF_FIELD,
+    CurrentUser,
+    Principal,
+    login,
+    logins_of,
+    logout,
+    session_cookie,
+)
+from hub.broadcasts import may_schedule
+from hub.devices import registry
 from hub.errors import HubError
 from hub.runtime import runtime_of
 
@@ -52,7 +57,7 @@ class ConsoleController(Controller):
         logins = logins_of(request)
         try:
             logins.throttle.check(request.client.host if request.client else "?")
-            session = await auth_service.login(data.username, data.password, logins.policy)
+            session = await login(data.username, data.password, logins.policy)
         except HubError as exc:
             query = urlencode({"next": target, "error": exc.detail})
             return Redirect(f"/login?{query}", status_code=303)
@@ -79,14 +84,14 @@ class ConsoleController(Controller):
         q: Annotated[str, QueryParameter(max_length=200)] = "",
         cursor: FromQuery[str] = "",
     ) -> Template:
-        query = service.DeviceQuery(
+        query = registry.DeviceQuery(
             kind=kind or None, wards=(ward,) if ward else (), status=status or None, q=q or None
         )
-        page = await service.list_devices(principal, query, 100, cursor or None)
-        wards = await service.list_wards(principal)
+        page = await registry.list_devices(principal, query, 100, cursor or None)
+        wards = await registry.list_wards(principal)
         counts: Counter[str] = Counter()
         kinds: Counter[str] = Counter()
-        for row_status, row_kind in await service.scoped(principal).values_list("status", "kind"):
+        for row_status, row_kind in await registry.scoped(principal).values_list("status", "kind"):
             counts[row_status] += 1
             kinds[row_kind] += 1
         filters = {"kind": kind, "ward": ward, "status": status, "q": q}
@@ -112,7 +117,7 @@ class ConsoleController(Controller):
     async def device_page(
         self, request: Request[Any, Any, Any], principal: CurrentUser, uid: FromPath[str]
     ) -> Template:
-        device = await service.get_device(principal, uid)
+        device = await registry.get_device(principal, uid)
         flapping = await runtime_of(request).database.pool.fetchrow(
             "SELECT flapping_since, flapping_reason FROM device "
             "WHERE uid = $1 AND flapping_since IS NOT NULL",
@@ -132,7 +137,7 @@ class ConsoleController(Controller):
 
     @get("/map")
     async def map_page(self, principal: CurrentUser, kind: FromQuery[str] = "") -> Template:
-        devices = service.scoped(principal).filter(latitude__isnull=False)
+        devices = registry.scoped(principal).filter(latitude__isnull=False)
         if kind:
             devices = devices.filter(kind=kind)
         points = await devices.values_list("uid", "kind", "status", "latitude", "longitude")
@@ -150,7 +155,7 @@ class ConsoleController(Controller):
     async def logout(self, request: Request[Principal, Any, Any]) -> Redirect:
         cookie = request.cookies.get("iochub_session")
         if cookie:
-            await auth_service.logout(cookie)
+            await logout(cookie)
         return Redirect(
             "/login",
             status_code=303,
