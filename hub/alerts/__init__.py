@@ -2,10 +2,12 @@
 written with an outbox row.
 
 Other slices use what is named here and nothing else of the package (the layering
-contracts in pyproject.toml check it). `wiring` (hub.alerts.wiring) is the composition
-root's hook.
+contracts in pyproject.toml check it): the running `Alerts` service (ALERTS in the hub's
+runtime) and what it answers. `wiring` (hub.alerts.wiring) is the composition root's
+hook.
 """
 
-from hub.alerts.api import alert_out, visible_alert
+from hub.alerts.schemas import AlertOut, AlertPage
+from hub.alerts.service import ALERTS, AlertQuery, Alerts
 
-__all__ = ["alert_out", "visible_alert"]
+__all__ = ["ALERTS", "AlertOut", "AlertPage", "AlertQuery", "Alerts"]

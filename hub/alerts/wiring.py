@@ -7,6 +7,7 @@ from typing import Any
 
 from hub.alerts.api import AlertController, RuleController
 from hub.alerts.engine import ALERT_ENGINE, AlertEngine
+from hub.alerts.service import ALERTS, Alerts
 from hub.health import HEALTH
 from hub.runtime import HubRuntime, Wiring
 from hub.telemetry import WRITER
@@ -19,6 +20,7 @@ def routes() -> list[Any]:
 async def start(hub: HubRuntime) -> None:
     engine = hub.put(ALERT_ENGINE, AlertEngine(hub.database.pool))
     await engine.refresh()
+    hub.put(ALERTS, Alerts(hub.database.pool, engine))
     health = hub.get(HEALTH)
     # After the health monitor's own hook: rules see the health the batch just gave.
     hub.get(WRITER).on_stored.append(engine.readings_stored)

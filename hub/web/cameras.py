@@ -14,9 +14,9 @@ from litestar import Controller, Request, get
 from litestar.params import FromPath
 from litestar.response import Template
 
-from hub.alerts import alert_out, visible_alert
+from hub.alerts import ALERTS
 from hub.auth import CurrentUser, Permission
-from hub.cameras import CAMERAS, CameraService, near_device
+from hub.cameras import CAMERAS, CameraService
 from hub.runtime import runtime_of
 
 LOCAL_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -57,10 +57,9 @@ class CameraConsoleController(Controller):
         self, request: Request[Any, Any, Any], principal: CurrentUser, alert_id: FromPath[int]
     ) -> Template:
         principal.require(Permission.DEVICES_READ)
-        row = await visible_alert(request, principal, alert_id)
-        scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
-        async with runtime_of(request).database.pool.acquire() as conn:
-            near = await near_device(conn, row["device_uid"], ward_ids=scope)
+        # The alert as the API gives it, with the cameras nearest its device.
+        alert = await runtime_of(request).get(ALERTS).get(principal, alert_id)
+        near = alert.nearby_cameras
         players = [
             {
                 "uid": camera.uid,
@@ -74,7 +73,7 @@ class CameraConsoleController(Controller):
             "alert.html",
             context={
                 "principal": principal,
-                "alert": alert_out(row),
+                "alert": alert,
                 "players": players,
                 "tz": LOCAL_TIME,
             },
