@@ -185,8 +185,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             directory=Path(str(web_dir.joinpath("templates"))), engine=JinjaTemplateEngine
         ),
         request_max_body_size=settings.http.max_request_bytes,
-        # The typed runtime (hub.runtime.HubRuntime) lands under "runtime" in the lifespan.
-        state=State({"settings": settings}),
+        # The typed runtime (hub.runtime.HubRuntime) lands under "runtime" in the lifespan;
+        # nothing else is kept in the state.
+        state=State(),
         logging_config=LoggingConfig(
             formatters=log_format.litestar_formatters(settings.log_format),
             root={"level": settings.log_level, "handlers": ["queue_listener"]},

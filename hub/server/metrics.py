@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr
 from drivers.sensors.mqtt import SensorMqttDriver
 from hub.auth.middleware import HubAuthentication
 from hub.broadcasts.dispatch import SPEAKERS
-from hub.runtime import HubRuntime, RuntimeKey
+from hub.runtime import HubRuntime, RuntimeKey, runtime_of
 
 # Request latencies of a console page or an API call: 5 ms to 10 s.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -127,7 +127,7 @@ async def scraper_or_person(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
     """Guard of /metrics: Prometheus' own credentials, else a person's token or session."""
-    settings: MetricsSettings = connection.app.state.settings.metrics
+    settings = runtime_of(connection).settings.group(MetricsSettings)
     client = connection.client.host if connection.client else None
     if scrape_allowed(settings, connection.headers.get("authorization", ""), client):
         return
