@@ -24,7 +24,7 @@ from hub.devices.broker import (
     new_device_secret,
 )
 from hub.devices.broker.mosquitto_dynsec import HUB_ACLS, device_acls
-from hub.server.app import broker_access
+from hub.devices.wiring import broker_access
 from hub.server.settings import MqttSettings, Settings
 from tests.conftest import reset_database
 from tests.support.hub import RunningHub, migrated_database
@@ -212,5 +212,5 @@ async def test_devices_listed_as_the_broker_sees_them(
 
 def test_the_hub_picks_database_identities_when_told() -> None:
     settings = Settings(mqtt=MqttSettings(identities="database", admin_username="x"))
-    assert isinstance(broker_access(settings), DatabaseIdentities)
-    assert isinstance(broker_access(Settings(mqtt=MqttSettings())), NoBrokerAccess)
+    assert isinstance(broker_access(settings.mqtt), DatabaseIdentities)
+    assert isinstance(broker_access(Settings(mqtt=MqttSettings()).mqtt), NoBrokerAccess)
