@@ -412,7 +412,7 @@ async def test_a_flapping_device_raises_one_flapping_alert_instead_of_one_per_tr
         "/api/v1/alert-rules",
         json={"name": "offline now", "kind": "offline", "severity": "major", "for_seconds": 0},
     )
-    monitor, engine = state.health, state.alert_engine
+    monitor, engine = state.get(HEALTH), state.get(ALERT_ENGINE)
     real_clock, real_settings, real_hold = (
         monitor.clock,
         monitor.settings,
