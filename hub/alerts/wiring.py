@@ -25,6 +25,7 @@ async def start(hub: HubRuntime) -> None:
     # After the health monitor's own hook: rules see the health the batch just gave.
     hub.get(WRITER).on_stored.append(engine.readings_stored)
     health.on_tick.append(engine.health_tick)
+    health.on_flapping.append(engine.flapping_changed)
     health.on_maintenance.append(engine.refresh)
 
 

@@ -8,6 +8,7 @@ import ssl
 from drivers.sensors.coap import SensorCoapDriver
 from drivers.sensors.mqtt import SensorMqttDriver
 from drivers.sensors.oscore import OscoreAuthoriser
+from drivers.sensors.payloads import PayloadLimits
 from drivers.speaker.driver import SpeakerMqttDriver, SpeakerMqttSettings
 from hub.broadcasts import BroadcastSettings
 from hub.broadcasts.dispatch import SPEAKER_LINKS, SpeakerLink
@@ -15,6 +16,7 @@ from hub.devices.coap_keys import COAP_KEYS
 from hub.runtime import BackgroundService, HubRuntime
 from hub.server.metrics import SENSORS
 from hub.server.settings import Settings
+from hub.telemetry.ingest import BACKFILL_LIMIT
 
 
 def provide(hub: HubRuntime, settings: Settings) -> None:
@@ -44,6 +46,8 @@ def add_sensor_drivers(hub: HubRuntime, settings: Settings) -> None:
     mqtt = settings.mqtt
     t = settings.telemetry
     sink = hub.sink
+    # Drivers let through what some device may backfill; telemetry applies each device's limit.
+    device_limits = PayloadLimits(max_age=BACKFILL_LIMIT)
     if t.mqtt_ingest:
         sensors = SensorMqttDriver(
             mqtt.host,
@@ -54,6 +58,7 @@ def add_sensor_drivers(hub: HubRuntime, settings: Settings) -> None:
             shared_group=mqtt.shared_group,
             batch_size=t.mqtt_batch_messages,
             max_batches=t.mqtt_batches_in_flight,
+            limits=device_limits,
         )
         hub.services.add(BackgroundService("sensor-mqtt", lambda: sensors.run(sink)))
         hub.put(SENSORS, sensors)
@@ -62,6 +67,7 @@ def add_sensor_drivers(hub: HubRuntime, settings: Settings) -> None:
         coap = SensorCoapDriver(
             settings.coap.host,
             settings.coap.port,
+            limits=device_limits,
             authorise=OscoreAuthoriser(required=settings.coap.require_oscore),
             security_contexts=coap_keys.registry,
         )

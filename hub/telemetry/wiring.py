@@ -3,13 +3,14 @@ the ingest path that takes every driver's readings from the sink."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from hub.devices import DIRECTORY
+from hub.devices import DIRECTORY, PROFILES
 from hub.runtime import BackgroundService, HubRuntime, Wiring
 from hub.storage.database import asyncpg_dsn
 from hub.telemetry.api import QuarantineController, TelemetryController
-from hub.telemetry.ingest import Quarantine, TelemetryIngest
+from hub.telemetry.ingest import AgeLimit, Quarantine, TelemetryIngest
 from hub.telemetry.jobs import MAINTENANCE_JOBS, JobSettings, JobSupervisor
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb
 from hub.telemetry.settings import TelemetrySettings
@@ -61,7 +62,15 @@ async def start(hub: HubRuntime) -> None:
             writers=t.writers,
         ),
     )
-    hub.sink.take_readings(TelemetryIngest(hub.get(DIRECTORY), writer, Quarantine(db.pool)))
+    hub.sink.take_readings(
+        TelemetryIngest(
+            hub.get(DIRECTORY),
+            writer,
+            Quarantine(db.pool),
+            profiles=hub.get(PROFILES),
+            age=AgeLimit(timedelta(days=t.max_age_days)),
+        )
+    )
     hub.services.add(BackgroundService("telemetry-writer", writer.run, stop=writer.drain))
 
 
