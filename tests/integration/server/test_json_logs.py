@@ -25,7 +25,7 @@ from tests.support.hub import RunningHub
 async def test_an_unknown_device_is_logged_with_its_uid(
     hub: RunningHub, clients: Clients, caplog: pytest.LogCaptureFixture
 ) -> None:
-    state = hub.server.config.app.state  # type: ignore[union-attr]
+    state = hub.runtime
     reading = Reading("stranger-7", "pm2_5", 12.0, datetime.now(UTC))
     with caplog.at_level(logging.INFO, logger="hub.telemetry"), pytest.raises(UnknownDevice):
         await state.sink.readings([reading], "mqtt")
