@@ -11,7 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.response import File
 
-from hub.auth.principal import CurrentUser, Permission
+from hub.auth import CurrentUser, Permission
 from hub.errors import FieldProblem, NotFound, ValidationFailed
 from hub.firmware import store
 from hub.firmware.artifacts import ARTIFACT_PATH, ARTIFACT_SIGNER

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from firmware_meta import InvalidFirmwareVersion, parse_version, slug
-from hub.auth.principal import Permission, Principal
+from hub.auth import Permission, Principal
 from hub.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from hub.firmware import store
 from hub.firmware.artifacts import ArtifactStore

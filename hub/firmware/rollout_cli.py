@@ -13,8 +13,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from hub.auth.models import Role
-from hub.auth.principal import Principal
+from hub.auth import Principal, Role
 from hub.errors import NotFound
 from hub.firmware import store
 from hub.firmware.campaigns import Campaigns

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from firmware_meta import Severity
-from hub.auth.principal import Principal
+from hub.auth import Principal
 from hub.errors import NotFound
 from hub.firmware import metrics, store
 from hub.firmware.compliance import (
