@@ -15,6 +15,9 @@ import asyncpg
 import httpx
 import pytest
 
+from hub.broadcasts import BROADCASTS
+from hub.devices import DIRECTORY
+from hub.health import HEALTH
 from hub.server.app import create_app
 from tests.conftest import Clients, reset_database
 from tests.support.broadcasts import tomorrow_local, tone, upload
@@ -290,10 +293,10 @@ async def foreign(hub: RunningHub, scope_clients: Clients, database_url: str) ->
     db = await asyncpg.connect(database_url)
     try:
         await reset_database(db)
-        state = hub.server.config.app.state  # type: ignore[union-attr]
-        state.directory.forget_all()
-        state.health.forget_all()
-        state.broadcasts.forget_all()
+        runtime = hub.runtime
+        runtime.get(DIRECTORY).forget_all()
+        runtime.get(HEALTH).forget_all()
+        runtime.get(BROADCASTS).forget_all()
         return await make_foreign(scope_clients, db)
     finally:
         await db.close()
