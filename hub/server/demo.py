@@ -367,7 +367,8 @@ def demo_rules(health: HealthSettings) -> list[Any]:
 
 
 async def seed_alert_rules(settings: Settings, pool: asyncpg.Pool) -> int:
-    from hub.alerts.api import checked, save_rule
+    from hub.alerts.service import checked
+    from hub.alerts.store import save_rule
 
     rules = demo_rules(settings.health)
     known = {r["name"] for r in await pool.fetch("SELECT name FROM alert_rule")}
