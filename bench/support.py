@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +99,10 @@ async def start_hub(
     client_id: str,
     log_dir: Path,
     extra_env: dict[str, str] | None = None,
+    on_spawn: Callable[[int], None] = lambda _pid: None,
 ) -> HubProcess:
+    """A hub in its own process, once ready; `on_spawn` gets its pid as soon as it exists
+    (a hub with a backlog waiting starts on it before it answers /readyz)."""
     port = free_port()
     env = {
         **os.environ,
@@ -120,6 +123,7 @@ async def start_hub(
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
+    on_spawn(process.pid)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient() as client:
