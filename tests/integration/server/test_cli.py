@@ -123,6 +123,18 @@ async def test_a_refused_username_is_a_clear_error_without_row_contents(
     for leak in ("Traceback", "argon2", "Failing row", "IntegrityError"):
         assert leak not in made.stderr + made.stdout
     assert not await db.fetchval("SELECT count(*) FROM hub_user WHERE username ILIKE 'wsb'")
+    # A refusal the command does not check itself (a token name the table's CHECK refuses)
+    # names the constraint, never the row (which would hold the token's hash).
+    await db.execute("DELETE FROM hub_user WHERE username = 'cli-row'")
+    await db.execute(
+        "INSERT INTO hub_user (username, password_hash, role) VALUES ('cli-row', 'x', 'viewer')"
+    )
+    unnamed = iochub(database_url, "users", "token", "issue", "cli-row", "--name", "")
+    assert unnamed.returncode == 1, unnamed.stderr
+    assert "constraint api_token_name_check" in unnamed.stderr
+    for leak in ("Traceback", "Failing row", "ioc_t_", "\\x"):
+        assert leak not in unnamed.stderr + unnamed.stdout
+    await db.execute("DELETE FROM hub_user WHERE username = 'cli-row'")
 
 
 async def test_device_import_list_and_export(
