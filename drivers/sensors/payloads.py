@@ -24,6 +24,7 @@ from typing import Any, Final, NoReturn, Protocol
 import cbor2
 
 from drivers.contract import DecodeError, Reading
+from drivers.json_fields import json_type, repeated_key
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -166,7 +167,7 @@ def decode_json(
     _check_size(payload, limits)
     document = _load_json(payload)
     if type(document) is not dict:
-        raise DecodeError(f"JSON payload must be an object, not {_json_type(document)}")
+        raise DecodeError(f"JSON payload must be an object, not {json_type(document)}")
     if not _JSON_TOP_LEVEL.issuperset(document):
         unknown = document.keys() - _JSON_TOP_LEVEL
         raise DecodeError(f"unknown field(s) {_listing(unknown)}; allowed: ts, uid, readings")
@@ -179,7 +180,7 @@ def decode_json(
     if type(readings) is not dict:
         if readings is None:
             raise DecodeError('"readings" is missing')
-        raise DecodeError(f'"readings" must be an object, not {_json_type(readings)}')
+        raise DecodeError(f'"readings" must be an object, not {json_type(readings)}')
     if not readings:
         raise DecodeError('"readings" is empty')
     if len(readings) > limits.max_records:
@@ -216,10 +217,10 @@ def decode_senml_json(
     _check_size(payload, limits)
     pack = _load_json(payload, senml=True)
     if not isinstance(pack, list):
-        raise DecodeError(f"SenML JSON must be an array of records, not {_json_type(pack)}")
+        raise DecodeError(f"SenML JSON must be an array of records, not {json_type(pack)}")
     for index, record in enumerate(pack):
         if type(record) is not dict:
-            raise DecodeError(f"SenML record {index} must be an object, not {_json_type(record)}")
+            raise DecodeError(f"SenML record {index} must be an object, not {json_type(record)}")
     return _resolve_pack(pack, device_uid, _utc_now(now), limits, binary=False)
 
 
@@ -443,7 +444,7 @@ def _other_value(
         return _string(raw, _RECORD_FIELD, index, "vs")
     if label == "vb":
         if type(raw) is not bool:
-            raise DecodeError(f"SenML record {index} vb must be a boolean, not {_json_type(raw)}")
+            raise DecodeError(f"SenML record {index} vb must be a boolean, not {json_type(raw)}")
         return raw
     # vd: a CBOR byte string, or in JSON base64url without padding (RFC 8428 section 5).
     if binary:
@@ -556,7 +557,7 @@ def _number(raw: object, what: str, *context: object) -> float:
         except OverflowError:
             raise DecodeError(f"{what.format(*context)} {raw} is too large") from None
     else:
-        raise DecodeError(f"{what.format(*context)} must be a number, not {_json_type(raw)}")
+        raise DecodeError(f"{what.format(*context)} must be a number, not {json_type(raw)}")
     if value - value != 0.0:  # NaN or infinite
         raise DecodeError(f"{what.format(*context)} is {raw}, not a finite number")
     return value
@@ -564,7 +565,7 @@ def _number(raw: object, what: str, *context: object) -> float:
 
 def _string(raw: object, what: str, *context: object) -> str:
     if type(raw) is not str:
-        raise DecodeError(f"{what.format(*context)} must be a string, not {_json_type(raw)}")
+        raise DecodeError(f"{what.format(*context)} must be a string, not {json_type(raw)}")
     return raw
 
 
@@ -601,12 +602,7 @@ def _reject_constant(name: str) -> object:
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     document = dict(pairs)
     if len(document) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                # RFC 8259 section 4: with repeated names, receivers disagree on the value.
-                raise DecodeError(f"invalid JSON: duplicate key {key!r}")
-            seen.add(key)
+        raise DecodeError(f"invalid JSON: duplicate key {repeated_key(pairs)!r}")
     return document
 
 
@@ -633,22 +629,6 @@ def _check_size(payload: bytes, limits: PayloadLimits) -> None:
 
 def _utc_now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int | float | Decimal):
-        return "a number"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _listing(names: Iterable[object]) -> str:

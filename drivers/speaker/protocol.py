@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 from drivers.contract import Ack, AckStage, Command, DecodeError, DeviceEvent
+from drivers.json_fields import json_type, repeated_key
 
 PROTOCOL_VERSION = 1
 
@@ -200,12 +201,9 @@ def _fail(reason: str) -> NoReturn:
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            _fail(f"duplicate key {key!r}")
-        result[key] = value
-    return result
+    if (key := repeated_key(pairs)) is not None:
+        _fail(f"duplicate key {key!r}")
+    return dict(pairs)
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -230,22 +228,8 @@ def _load_object(payload: bytes, max_bytes: int, what: str) -> dict[str, Any]:
     except RecursionError:
         _fail(f"{what} nests too deeply")
     if not isinstance(document, dict):
-        _fail(f"{what} must be a JSON object, not {_json_type(document)}")
+        _fail(f"{what} must be a JSON object, not {json_type(document)}")
     return document
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _check_keys(
@@ -266,7 +250,7 @@ def _check_keys(
 def _string(document: Mapping[str, Any], key: str, max_length: int) -> str:
     value = document[key]
     if not isinstance(value, str):
-        _fail(f"{key} must be a string, not {_json_type(value)}")
+        _fail(f"{key} must be a string, not {json_type(value)}")
     if not value:
         _fail(f"{key} must not be empty")
     if len(value) > max_length:
@@ -284,14 +268,14 @@ def _identifier(document: Mapping[str, Any], key: str) -> str:
 def _boolean(document: Mapping[str, Any], key: str) -> bool:
     value = document[key]
     if not isinstance(value, bool):
-        _fail(f"{key} must be a boolean, not {_json_type(value)}")
+        _fail(f"{key} must be a boolean, not {json_type(value)}")
     return value
 
 
 def _integer(document: Mapping[str, Any], key: str, low: int, high: int) -> int:
     value = document[key]
     if isinstance(value, bool) or not isinstance(value, int):
-        _fail(f"{key} must be an integer, not {_json_type(value)}")
+        _fail(f"{key} must be an integer, not {json_type(value)}")
     if not low <= value <= high:
         _fail(f"{key} {value} is outside {low}..{high}")
     return value
@@ -300,7 +284,7 @@ def _integer(document: Mapping[str, Any], key: str, low: int, high: int) -> int:
 def _number(document: Mapping[str, Any], key: str, low: float, high: float) -> float:
     value = document[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        _fail(f"{key} must be a number, not {_json_type(value)}")
+        _fail(f"{key} must be a number, not {json_type(value)}")
     if not math.isfinite(value) or not low <= value <= high:
         _fail(f"{key} {value} is outside {low:g}..{high:g}")
     return float(value)
@@ -309,7 +293,7 @@ def _number(document: Mapping[str, Any], key: str, low: float, high: float) -> f
 def _timestamp(document: Mapping[str, Any], key: str) -> datetime:
     value = document[key]
     if not isinstance(value, str):
-        _fail(f"{key} must be an RFC 3339 string, not {_json_type(value)}")
+        _fail(f"{key} must be an RFC 3339 string, not {json_type(value)}")
     return parse_time(value, key)
 
 
@@ -330,7 +314,7 @@ def _present(document: Mapping[str, Any], key: str) -> bool:
 def _enum_value(document: Mapping[str, Any], key: str, kind: type[_E]) -> _E:
     value = document[key]
     if not isinstance(value, str):
-        _fail(f"{key} must be a string, not {_json_type(value)}")
+        _fail(f"{key} must be a string, not {json_type(value)}")
     try:
         return kind(value)
     except ValueError:
@@ -684,7 +668,7 @@ def decode_status(payload: bytes) -> SpeakerStatus:
 def _groups(document: Mapping[str, Any]) -> tuple[str, ...]:
     value = document["groups"]
     if not isinstance(value, list):
-        _fail(f"groups must be an array, not {_json_type(value)}")
+        _fail(f"groups must be an array, not {json_type(value)}")
     if len(value) > MAX_GROUPS:
         _fail(f"groups has {len(value)} entries, more than the {MAX_GROUPS} allowed")
     names: list[str] = []
@@ -744,7 +728,7 @@ def decode_event(payload: bytes, device_uid: str) -> DeviceEvent:
     if data is None:
         data = {}
     elif not isinstance(data, dict):
-        _fail(f"data must be an object, not {_json_type(data)}")
+        _fail(f"data must be an object, not {json_type(data)}")
     return DeviceEvent(
         device_uid=device_uid,
         time=_timestamp(document, "at"),
