@@ -24,7 +24,10 @@ Printed per fleet size, over the rounds (p50 / p99 / max):
     the hub serving the audio to that many downloads (what new audio costs a fleet whose
     speakers each fetch it: the simulator fetches it once for all).
 
-    .venv/bin/python -m bench.fanout [--sizes 272 10000] [--rounds 3]
+    .venv/bin/python -m bench.fanout [--quick] [--sizes 272 10000] [--rounds 3]
+
+Every wait is bounded; a speaker count short at a bound ends the run with a non-zero exit,
+and so does the whole run outlasting its budget. --quick: 272 speakers, one round.
 """
 
 from __future__ import annotations
@@ -549,10 +552,28 @@ async def main(sizes: list[int], rounds: int) -> None:
             report(size, await measure(size, rounds, broker, Path(workdir)))
 
 
+def budget_s(sizes: list[int], rounds: int) -> float:
+    """The whole run's bound: hub and fleet starts, then each round's broadcasts (several
+    times the slowest run seen on this machine)."""
+    return sum(120 + size / 50 + rounds * (60 + size / 100) for size in sizes)
+
+
+async def bounded(sizes: list[int], rounds: int) -> None:
+    limit = budget_s(sizes, rounds)
+    try:
+        async with asyncio.timeout(limit):
+            await main(sizes, rounds)
+    except TimeoutError as error:
+        raise SystemExit(f"fan-out benchmark FAILED: {error or f'over {limit:.0f} s'}") from None
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[272, 10_000])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="272 speakers, one round")
+    parser.add_argument("--sizes", type=int, nargs="+")
+    parser.add_argument("--rounds", type=int)
     arguments = parser.parse_args()
+    sizes = arguments.sizes or ([272] if arguments.quick else [272, 10_000])
+    rounds = arguments.rounds or (1 if arguments.quick else 3)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(main(arguments.sizes, arguments.rounds))
+    asyncio.run(bounded(sizes, rounds))
