@@ -390,6 +390,11 @@ class Profiler:
         result = [f"{samples} samples; self %, total %, function (file:line)"]
         for frame, n in own.most_common(lines):
             result.append(f"{100 * n / samples:5.1f} {100 * total[frame] / samples:5.1f}  {frame}")
+        # Beneath the event loop (frames in nearly every sample): where the work goes.
+        result.append("by total, beneath the event loop:")
+        inner = [(f, n) for f, n in total.most_common() if n < 0.9 * samples]
+        for frame, n in inner[:lines]:
+            result.append(f"      {100 * n / samples:5.1f}  {frame}")
         return result
 
 
