@@ -200,6 +200,7 @@ async def rollout(size: int, broker: PrivateBroker, logs: Path) -> Measured:
                 "IOCHUB_DATABASE__POOL_MAX_SIZE": "20",
                 "IOCHUB_FIRMWARE__COMPLIANCE_REFRESH_S": "3600",
                 "IOCHUB_FIRMWARE__LEADER_RETRY_S": "0.5",
+                "IOCHUB_LOG_LEVEL": "INFO",  # the driver says when publishing is slow
             },
         )  # fmt: skip
         try:

@@ -433,10 +433,19 @@ class RolloutDriver:
             for c in chosen
             if c.device_id in claimed
         ]
+        began = asyncio.get_running_loop().time()
         try:
             failures = await self.link.send_many(commands, now)
         except FirmwareLinkDown as exc:
             failures = [(uid, str(exc)) for uid, _ in commands]
+        took = asyncio.get_running_loop().time() - began
+        if took > 1.0:
+            log.info(
+                "campaign %d: %d update commands took %.1f s to publish",
+                campaign.id,
+                len(commands),
+                took,
+            )
         metrics.COMMANDS.labels(action="update").inc(len(commands) - len(failures))
         if failures:
             by_uid = {c.uid: c.device_id for c in chosen}
