@@ -1,0 +1,271 @@
+"""Three real hub processes on one database and one broker; the broadcast scheduler's leader
+is killed with kill -9 in the middle of an occurrence and of ingest. The occurrence is played
+and reported once, no reading acknowledged at QoS 1 is lost or stored twice, and every
+singleton has a new leader within the stated bound (docs/operations.md, "Takeover bound")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import asyncpg
+import httpx
+import pytest
+
+from drivers.contract import Topics
+from drivers.speaker.simulator import Latency, SimulatorConfig, SpeakerSimulator, SpeakerSpec
+from hub.auth.secrets import new_token, token_digest
+from hub.storage.database import asyncpg_dsn, run_migrations
+from tests.support.broadcasts import eventually, local_in, upload
+from tests.support.brokers import PrivateBroker, mosquitto_available, private_mosquitto
+from tests.support.hub import create_database, drop_database
+from tests.support.hub_processes import SINGLETONS, HubProcess, hub_env, lock_holders
+from tests.unit.broadcasts.sounds import tone
+
+SPEAKERS = [f"spk-scale-{n}" for n in range(3)]
+SENSORS = [f"aq-scale-{n}" for n in range(3)]
+READINGS_PER_S = 40.0
+# The stated takeover bound: a follower retries every 5 s (led(); the broadcast scheduler
+# every 1 s) once PostgreSQL has released a killed leader's lock, plus one connect and this
+# test's polling: 2 s.
+TAKEOVER_BOUND_S = 5.0 + 2.0
+
+pytestmark = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed")
+
+
+@pytest.fixture
+async def fresh_database() -> AsyncIterator[str]:
+    url = await create_database()
+    try:
+        await run_migrations(url)
+        yield url
+    finally:
+        await drop_database(url)
+
+
+@pytest.fixture
+def own_broker() -> Any:
+    # Its own broker: the suite's in-process hub shares telemetry in the same default group.
+    with private_mosquitto() as broker:
+        yield broker
+
+
+async def seed(db: asyncpg.Connection) -> str:
+    """A ward without quiet hours, its speakers and sensors, and an admin's API token."""
+    ward = await db.fetchval("INSERT INTO ward (code, name) VALUES ('ward-a', 'A') RETURNING id")
+    await db.execute(
+        "INSERT INTO ward_quiet_hours (ward_id, starts, ends, updated_by) "
+        "VALUES ($1, '00:00', '00:00', 'tests')",
+        ward,
+    )
+    await db.executemany(
+        "INSERT INTO device (uid, kind, ward_id, name, lifecycle) VALUES ($1, $2, $3, $1, $4)",
+        [(uid, "speaker", ward, "active") for uid in SPEAKERS]
+        + [(uid, "sensor", ward, "active") for uid in SENSORS],
+    )
+    user = await db.fetchval(
+        "INSERT INTO hub_user (username, password_hash, role) "
+        "VALUES ('admin', 'not-a-login', 'admin') RETURNING id"
+    )
+    token = new_token("t_")
+    await db.execute(
+        "INSERT INTO api_token (name, token_hash, prefix, user_id) VALUES ('tests', $1, $2, $3)",
+        token_digest(token),
+        token[:8],
+        user,
+    )
+    return token
+
+
+class Publisher:
+    """Sensors publishing one reading per message at QoS 1; a reading counts as published
+    once the broker has acknowledged it (PUBACK)."""
+
+    def __init__(self, broker: PrivateBroker) -> None:
+        self.broker = broker
+        self.acknowledged: set[tuple[str, datetime]] = set()
+        self.stop = asyncio.Event()
+
+    async def run(self) -> None:
+        base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+        n = 0
+        async with aiomqtt.Client("127.0.0.1", self.broker.port, identifier="scale-sensors") as c:
+            started = time.monotonic()
+            while not self.stop.is_set():
+                uid = SENSORS[n % len(SENSORS)]
+                at = base + timedelta(milliseconds=10 * n)
+                body = json.dumps({"ts": at.isoformat(), "readings": {"pm2_5": n % 90}})
+                await c.publish(Topics.for_device(uid, Topics.TELEMETRY), body, qos=1)
+                self.acknowledged.add((uid, at))
+                n += 1
+                await asyncio.sleep(max(0.0, started + n / READINGS_PER_S - time.monotonic()))
+
+
+async def count_acks(broker: PrivateBroker, stages: Counter[tuple[str, str]]) -> None:
+    """Every speaker ack on the broker, counted by (speaker, stage)."""
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="scale-acks") as client:
+        await client.subscribe(Topics.all_devices(Topics.ACK), qos=1)
+        async for message in client.messages:
+            uid = str(message.topic).split("/")[-2]
+            stages[(uid, json.loads(bytes(message.payload))["stage"])] += 1  # type: ignore[arg-type]
+
+
+async def scheduler_leaders(hubs: list[HubProcess]) -> list[HubProcess]:
+    values = [await hub.metric("iochub_broadcast_scheduler_leader") for hub in hubs]
+    return [hub for hub, value in zip(hubs, values, strict=True) if value == 1.0]
+
+
+async def test_killing_the_leader_mid_broadcast_and_mid_ingest_loses_and_repeats_nothing(
+    fresh_database: str, own_broker: PrivateBroker
+) -> None:
+    db = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    token = await seed(db)
+    logs = Path(tempfile.mkdtemp(prefix="iochub-scale-out-"))
+    env = hub_env(fresh_database, own_broker.port, logs / "data")
+    env["IOCHUB_HTTP__HOST"] = "127.0.0.1"
+    hubs = [HubProcess(f"iochub-{n}", env, logs / f"iochub-{n}.log") for n in range(3)]
+    stages: Counter[tuple[str, str]] = Counter()
+    publisher = Publisher(own_broker)
+    tasks: list[asyncio.Task[None]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(db.close)
+        for hub in hubs:
+            stack.push_async_callback(hub.stop)
+        await asyncio.gather(*(hub.start() for hub in hubs))
+        keys = list(SINGLETONS.values())
+        await eventually(lambda: _all_held(db), within_s=30)
+        [leader] = await eventually(lambda: scheduler_leaders(hubs), within_s=30)
+        followers = [hub for hub in hubs if hub is not leader]
+
+        tasks.append(asyncio.create_task(count_acks(own_broker, stages)))
+        config = SimulatorConfig(
+            host="127.0.0.1",
+            port=own_broker.port,
+            speed=4.0,
+            latency=Latency(median_s=0.003, max_s=0.02),
+            status_interval_s=3600,
+        )
+        fleet = await stack.enter_async_context(
+            SpeakerSimulator([SpeakerSpec(uid, "ward-a") for uid in SPEAKERS], config)
+        )
+        await eventually(lambda: all(s.online for s in fleet.speakers.values()), within_s=20)
+        tasks.append(asyncio.create_task(publisher.run()))
+        await eventually(lambda: len(publisher.acknowledged) > 40, within_s=20)
+
+        api = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=followers[0].base_url,
+                headers={"authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+        )
+        # 24 s of audio, played 4 times faster: about 6 s on the speakers.
+        audio = await upload(api, tone(24.0, rate=8_000), name="dài")
+        assert audio.status_code == 201, audio.text
+        created = await api.post(
+            "/api/v1/broadcasts",
+            json={
+                "title": "Bản tin",
+                "targets": {"wards": ["ward-a"]},
+                "starts_at": local_in(4.0),
+                "audio_asset_id": audio.json()["id"],
+                "volume": 70,
+            },
+        )
+        assert created.status_code == 201, created.text
+        broadcast_id = created.json()["broadcast"]["id"]
+
+        async def occurrence() -> int | None:
+            items = (await api.get(f"/api/v1/broadcasts/{broadcast_id}/occurrences")).json()
+            return items[-1]["id"] if items else None
+
+        occurrence_id = await eventually(occurrence, within_s=30)
+
+        async def report() -> dict[str, Any]:
+            got = await api.get(f"/api/v1/broadcasts/occurrences/{occurrence_id}")
+            assert got.status_code == 200, got.text
+            return got.json()  # type: ignore[no-any-return]
+
+        async def playing() -> bool:
+            return (await report())["status"] == "playing"
+
+        await eventually(playing, within_s=30)
+
+        # In the middle of the occurrence and of ingest: kill -9 the scheduler's leader.
+        before = await lock_holders(db, keys)
+        leader.kill_9()
+        killed_at = time.monotonic()
+        assert leader.process is not None
+        await leader.process.wait()
+        alive = {
+            r["pid"] for r in await db.fetch("SELECT pid FROM pg_stat_activity")
+        }  # the killed process's backends end with its connections
+        orphaned = {key for key, pid in before.items() if pid not in alive}
+        assert LEADER_KEY in orphaned
+
+        async def taken_over() -> dict[int, float] | None:
+            holders = await lock_holders(db, orphaned)
+            if all(key in holders and holders[key] != before[key] for key in orphaned):
+                return {key: time.monotonic() - killed_at for key in orphaned}
+            return None
+
+        takeovers = await eventually(taken_over, within_s=60, every_s=0.1)
+        took = {name: takeovers[key] for name, key in SINGLETONS.items() if key in takeovers}
+        assert all(seconds <= TAKEOVER_BOUND_S for seconds in took.values()), took
+        [new_leader] = await eventually(lambda: scheduler_leaders(followers), within_s=10)
+        assert new_leader in followers
+
+        # The killed process comes back under its client id and drains its broker session
+        # (its share of the telemetry and of the acks queued while it was down).
+        await leader.start()
+
+        async def completed() -> dict[str, Any] | None:
+            got = await report()
+            return got if got["status"] not in ("planned", "dispatching", "playing") else None
+
+        final = await eventually(completed, within_s=60, every_s=0.2)
+        publisher.stop.set()
+        await tasks[1]
+        published = publisher.acknowledged
+
+        async def stored_all() -> bool:
+            return await db.fetchval("SELECT count(*) FROM reading") >= len(published)
+
+        with contextlib.suppress(AssertionError):
+            await eventually(stored_all, within_s=60, every_s=0.2)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+        rows = await db.fetch(
+            "SELECT d.uid, r.time FROM reading r JOIN device d ON d.id = r.device_id"
+        )
+        stored = Counter((r["uid"], r["time"]) for r in rows)
+        assert not [k for k, n in stored.items() if n > 1], "a reading stored twice"
+        assert published - set(stored) == set(), f"{len(published - set(stored))} lost"
+        assert set(stored) == published  # and nothing that was not published
+
+        assert final["status"] == "completed", final
+        assert final["summary"]["finished"] == 3, final
+        assert sorted(row["speaker"] for row in final["speakers"]) == SPEAKERS
+        # Played once: each speaker started and finished it exactly once on the wire.
+        for uid in SPEAKERS:
+            assert stages[(uid, "started")] == 1, stages
+            assert stages[(uid, "finished")] == 1, stages
+
+
+LEADER_KEY = SINGLETONS["broadcast-scheduler"]
+
+
+async def _all_held(db: asyncpg.Connection) -> bool:
+    held = await lock_holders(db, SINGLETONS.values())
+    return len(held) == len(SINGLETONS)
