@@ -216,6 +216,9 @@ class HaiPhongEnvironment:
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
+        # A water level integrates the rain of many earlier moments, which the gauges of a
+        # ward and the next samples ask for again: computed once (the model is pure).
+        self._rain_rate = functools.lru_cache(maxsize=16_384)(self._rain_rate_at)
 
     def sample(
         self, sensor: SimulatedSensor, at: datetime, since: datetime, rng: random.Random
@@ -271,6 +274,9 @@ class HaiPhongEnvironment:
 
     def rain_rate(self, ward: str, at: datetime) -> float:
         """Rain intensity in mm/h over ``ward`` at ``at``."""
+        return self._rain_rate(ward, at)
+
+    def _rain_rate_at(self, ward: str, at: datetime) -> float:
         day = at.astimezone(LOCAL_TIME).date()
         events = _rain_events(self.seed, ward, day) + _rain_events(
             self.seed, ward, day - timedelta(days=1)

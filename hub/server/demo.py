@@ -459,15 +459,17 @@ async def backfill_readings(
     written = 0
     pending: list[asyncio.Future[Any]] = []
     try:
-        steps = int(hours * 3600 // step_s)
         for sensor in sensor_fleet({}):
             if sensor.silent or sensor.uid not in ids:
                 continue
+            # gauges report every 15 minutes, as hydrological stations commonly do (and
+            # their runoff model is the costly one)
+            every = 900.0 if "water_level" in sensor.metrics else step_s
             rng = random.Random(f"backfill:{sensor.uid}")
             rows: list[Row] = []
-            for n in range(steps):
-                at = start + timedelta(seconds=n * step_s)
-                since = at - timedelta(seconds=step_s)
+            for n in range(int(hours * 3600 // every)):
+                at = start + timedelta(seconds=n * every)
+                since = at - timedelta(seconds=every)
                 for metric, value in environment.sample(sensor, at, since, rng).items():
                     rows.append((at, ids[sensor.uid], metric, value))
             pending.append(asyncio.ensure_future(writer.write(rows)))
@@ -487,6 +489,46 @@ async def backfill_readings(
     else:
         await refresh_hourly(pool, start, now)
     return written
+
+
+DEMO_CAMERA_WARD = "may-chai"
+
+
+@asynccontextmanager
+async def demo_cameras(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[list[str]]:
+    """Eight simulated ONVIF cameras on loopback (real SOAP, WS-Security), onboarded as a
+    technician onboards a camera (CameraService.onboard probes each one); then three of them
+    misbehave, so camera health has something to tell: one hangs (accepts TCP, never
+    answers), one's clock is three hours off (WS-Security refuses its tokens), one's
+    password was changed on the camera. Yields the onboarded uids."""
+    from drivers.onvif.simulator import CameraFault, CameraSimulator, fleet
+    from hub.cameras.errors import CameraAlreadyOnboarded
+    from hub.cameras.schemas import CameraIn
+    from hub.cameras.service import CameraService
+    from hub.cameras.simulate import SIMULATION
+
+    specs = fleet(8, prefix=f"cam-sim-{DEMO_CAMERA_WARD}")
+    async with CameraSimulator(specs) as simulator:
+        service = CameraService(pool, settings.secret_box(), settings.cameras)
+        uids = []
+        for camera in simulator.cameras.values():
+            request = CameraIn(
+                username=camera.spec.username,
+                password=camera.spec.password,
+                ward=DEMO_CAMERA_WARD,
+                host=camera.host,
+                port=camera.port,
+                name=f"Camera mô phỏng {camera.name[-3:]}",
+            )
+            try:
+                uids.append((await service.onboard(SIMULATION, request))[0].uid)
+            except CameraAlreadyOnboarded as known:  # an earlier run: moved to its new port
+                uids.append(known.errors[0].message.removeprefix("the camera is "))
+        hung, skewed, locked = specs[-3:]
+        hung.fault = CameraFault.HUNG
+        skewed.clock_offset_s = 3 * 3600
+        locked.password = secrets.token_urlsafe(12)  # changed on the camera, not in the hub
+        yield uids
 
 
 def settings_backfill_hours() -> float:
@@ -546,6 +588,13 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
             try:
                 users = await seed(settings)
                 rules = await seed_alert_rules(settings, db.pool)
+                # the registry (tortoise) is open here; the cameras outlive this connection
+                cameras = await stack.enter_async_context(demo_cameras(settings, db.pool))
+                console.print(
+                    f"cameras: {len(cameras)} simulated ONVIF cameras onboarded in "
+                    f"{DEMO_CAMERA_WARD} (one hung, one with a wrong clock, one with a changed "
+                    "password)"
+                )
                 credentials = None
                 if private is not None:
                     credentials = settings.data_dir / "demo-device-credentials.json"

@@ -56,6 +56,7 @@ def demo_env(database_url: str, data_dir: Path, mqtt_port: int) -> dict[str, str
         # noise meter is offline in 18 s, not 3 minutes
         "IOCHUB_HEALTH__SENSOR_INTERVAL_S": "6",
         "IOCHUB_HEALTH__CHECK_INTERVAL_S": "2",
+        "IOCHUB_HEALTH__CAMERA_INTERVAL_S": "10",
     }
 
 
@@ -155,8 +156,9 @@ async def test_the_fleet_raises_an_alert_that_reaches_the_ioc_signed(demo: Demo)
             await asyncio.sleep(1)
     finally:
         await conn.close()
-    # the hung noise meter went offline and stayed so: the offline rule fired for it
-    assert (delivered["rule_name"], delivered["uid"]) == ("Thiết bị mất kết nối", "ns-may-to-01")
+    # the hung noise meter (or the hung camera) went offline and stayed so
+    assert delivered["rule_name"] == "Thiết bị mất kết nối"
+    assert delivered["uid"] == "ns-may-to-01" or delivered["uid"].startswith("cam-sn")
     received = [
         json.loads(line)
         for line in (demo.data_dir / "logs" / "ioc-webhooks.jsonl").read_text().splitlines()
@@ -205,6 +207,28 @@ async def test_history_of_48_hours_gives_every_ward_its_aqi_at_once(demo: Demo) 
             },
         )
         assert hours.status_code == 200, hours.text
+
+
+async def test_simulated_cameras_are_onboarded_and_their_health_is_real(demo: Demo) -> None:
+    conn = await asyncpg.connect(demo.database_url)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            rows = await conn.fetch(
+                "SELECT d.name, d.status, d.status_reason FROM device d "
+                "JOIN camera c ON c.device_id = d.id ORDER BY d.name"
+            )
+            statuses = [r["status"] for r in rows]
+            if len(rows) == 8 and statuses[:5] == ["online"] * 5 and "unknown" not in statuses:
+                break
+            assert time.monotonic() < deadline, [tuple(r) for r in rows]
+            await asyncio.sleep(1)
+    finally:
+        await conn.close()
+    hung, skewed, locked = rows[5:]
+    for camera in (hung, skewed, locked):
+        assert camera["status"] in ("degraded", "offline", "late"), tuple(camera)
+        assert camera["status_reason"], tuple(camera)
 
 
 def test_a_taken_mqtt_port_is_refused_not_moved(demo: Demo, tmp_path: Path) -> None:
