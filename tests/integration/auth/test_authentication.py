@@ -86,6 +86,7 @@ async def test_health_checks_are_open(clients: Clients) -> None:
         "backend": checks["backend"],
         "database": "ok",
         "migrations": "current",
+        "maintenance_jobs": "ok",
         "broker": "ok",
         "maintenance_jobs": "ok",
     }
