@@ -150,6 +150,7 @@ async def test_the_next_wave_waits_for_approval(
         assert done["counts"] == {"updated": 4}
 
 
+@pytest.mark.usefixtures("awake_wards")  # a broadcast due in minutes, whatever the hour
 async def test_no_ward_goes_silent_and_a_due_broadcast_holds_its_speakers(
     clients: Clients,
     hub: RunningHub,

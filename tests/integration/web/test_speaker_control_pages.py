@@ -3,13 +3,11 @@ speaker's answer on a page of its own, the session's CSRF token required."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 import asyncpg
 
 from tests.conftest import Clients
 from tests.integration.web.conftest import Session
-from tests.support.broadcasts import Speakers, simulated, upload_jingle
+from tests.support.broadcasts import Speakers, simulated, tomorrow_local, upload_jingle
 from tests.support.hub import RunningHub
 
 HTML = {"accept": "text/html"}
@@ -50,7 +48,7 @@ async def test_a_broadcast_page_stops_the_speakers_of_its_wards(
         json={
             "title": "Ngày mai",
             "targets": {"wards": ["ward-a"]},
-            "starts_at": (datetime.now().astimezone() + timedelta(days=1)).isoformat(),
+            "starts_at": tomorrow_local(10),
             "audio_asset_id": audio["id"],
             "on_conflict": "reject",
         },
