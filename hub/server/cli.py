@@ -175,17 +175,28 @@ def demo(
 
 @devices_app.command("list")
 def devices_list(
-    kind: Annotated[str | None, typer.Option(help="camera, speaker or sensor")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="camera, speaker or sensor (plurals too)")
+    ] = None,
     ward: Annotated[list[str] | None, typer.Option(help="ward code (repeatable)")] = None,
     status: Annotated[str | None, typer.Option()] = None,
     tag: Annotated[str | None, typer.Option()] = None,
     q: Annotated[str | None, typer.Option(help="text in uid, name, model, vendor, serial")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    output: Annotated[
+        str | None,
+        typer.Option(help="table, json or csv (default: a table on a terminal, else csv)"),
+    ] = None,
 ) -> None:
-    """List devices as a table."""
+    """List devices: a table for people, JSON or CSV with full values for scripts."""
     from hub.devices import service
 
     settings = Settings()
+    chosen = output or ("table" if sys.stdout.isatty() else "csv")
+    if chosen not in ("table", "json", "csv"):
+        err.print(f"[bold red]error:[/] --output must be table, json or csv, not {chosen!r}")
+        raise typer.Exit(2)
+    kind = device_kind(kind)
     query = service.DeviceQuery(kind=kind, wards=tuple(ward or ()), status=status, tag=tag, q=q)
 
     async def work() -> list[Any]:
@@ -198,6 +209,30 @@ def devices_list(
         return items
 
     items = run(with_database(settings, work))
+    columns = ("uid", "kind", "ward", "status", "vendor", "model", "firmware_version", "last_seen")
+    records = [
+        {
+            "uid": d.uid,
+            "kind": d.kind,
+            "ward": d.ward,
+            "status": d.status,
+            "vendor": d.vendor,
+            "model": d.model,
+            "firmware_version": d.firmware_version,
+            "last_seen": d.last_seen.isoformat() if d.last_seen else None,
+        }
+        for d in items
+    ]
+    if chosen == "json":
+        print(json.dumps(records, ensure_ascii=False, indent=2))
+        return
+    if chosen == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return
     table = Table("uid", "kind", "ward", "status", "model", "firmware", "last seen")
     for d in items:
         table.add_row(
@@ -211,6 +246,20 @@ def devices_list(
         )
     console.print(table)
     console.print(f"{len(items)} shown")
+
+
+DEVICE_KINDS = ("camera", "speaker", "sensor")
+
+
+def device_kind(name: str | None) -> str | None:
+    """A device kind as a person types it: 'cameras' is 'camera'; anything else is refused."""
+    if name is None:
+        return None
+    singular = name.strip().lower().removesuffix("s")
+    if singular not in DEVICE_KINDS:
+        err.print(f"[bold red]error:[/] unknown kind {name!r}; use {', '.join(DEVICE_KINDS)}")
+        raise typer.Exit(2)
+    return singular
 
 
 @profiles_app.command("import")
@@ -384,7 +433,7 @@ def devices_export(
     from hub.devices import service, transfer
 
     settings = Settings()
-    query = service.DeviceQuery(kind=kind, wards=tuple(ward or ()))
+    query = service.DeviceQuery(kind=device_kind(kind), wards=tuple(ward or ()))
 
     async def work() -> int:
         principal = system_principal()
@@ -412,7 +461,10 @@ def users_create(
     ward: Annotated[
         list[str] | None, typer.Option(help="ward code, for ward_staff (repeatable)")
     ] = None,
-    password: Annotated[str | None, typer.Option(help="omit to be asked")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="IOCHUB_NEW_PASSWORD", help="omit to be asked (on a terminal)"),
+    ] = None,
 ) -> None:
     """Create a user."""
     from hub.auth import service
@@ -423,6 +475,12 @@ def users_create(
     except ValueError:
         err.print(f"[bold red]error:[/] role must be one of {', '.join(r.value for r in Role)}")
         raise typer.Exit(2) from None
+    if password is None and not sys.stdin.isatty():
+        err.print(
+            "[bold red]error:[/] no terminal to ask for the password on: give --password "
+            "(or IOCHUB_NEW_PASSWORD)"
+        )
+        raise typer.Exit(2)
     secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
     run(
         with_database(

@@ -155,12 +155,29 @@ async def test_device_import_list_and_export(
     assert failed.returncode == 1 and "row 2 ward" in failed.stderr
     assert await db.fetchval("SELECT count(*) FROM device") == 5
 
-    listed = iochub(database_url, "devices", "list", "--ward", "ward-a")
+    listed = iochub(database_url, "devices", "list", "--ward", "ward-a", "--output", "table")
     assert listed.returncode == 0 and "cli-4" in listed.stdout and "5 shown" in listed.stdout
+    # piped: CSV with full values, as scripts read it
+    piped = iochub(database_url, "devices", "list", "--kind", "sensors")
+    assert piped.returncode == 0, piped.stderr
+    lines = piped.stdout.splitlines()
+    assert lines[0].startswith("uid,kind,ward,status")
+    assert sorted(line.split(",")[0] for line in lines[1:]) == [f"cli-{n}" for n in range(5)]
+    as_json = iochub(database_url, "devices", "list", "--output", "json", "--kind", "sensor")
+    assert [d["uid"] for d in json.loads(as_json.stdout)] == [f"cli-{n}" for n in range(5)]
+    unknown = iochub(database_url, "devices", "list", "--kind", "lamps")
+    assert unknown.returncode == 2 and "unknown kind 'lamps'" in unknown.stderr
     target = tmp_path / "out.geojson"
     exported = iochub(database_url, "devices", "export", str(target))
     assert exported.returncode == 0, exported.stderr
     assert len(json.loads(target.read_text())["features"]) == 5
+
+
+def test_users_create_asks_for_a_password_only_on_a_terminal(database_url: str) -> None:
+    result = iochub(database_url, "users", "create", "no-tty", "--role", "viewer", input="")
+    assert result.returncode == 2
+    assert "no terminal to ask for the password on" in result.stderr
+    assert "Aborted" not in result.stderr + result.stdout
 
 
 async def test_migrate_reports_and_serve_refuses_an_unreachable_database() -> None:
