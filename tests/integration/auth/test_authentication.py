@@ -88,7 +88,6 @@ async def test_health_checks_are_open(clients: Clients) -> None:
         "migrations": "current",
         "maintenance_jobs": "ok",
         "broker": "ok",
-        "maintenance_jobs": "ok",
     }
 
 
