@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -46,6 +47,8 @@ class FirmwareLinkSettings:
     batch_window_s: float = 0.02
     """Reports arriving this close together are handed over as one batch."""
     fan_out_window: int = 100
+    publish_timeout_s: float = 30.0
+    """Longest a round waits for the broker to acknowledge its commands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,23 +151,33 @@ class FirmwareMqttLink:
         if client is None:
             raise FirmwareLinkDown("not connected to the broker")
         moment = now or datetime.now(UTC)
-        window = asyncio.Semaphore(self.settings.fan_out_window)
-
-        async def publish(uid: str, command: FirmwareCommand) -> tuple[str, str] | None:
+        # Straight to paho, then one wait for every PUBACK: awaiting each publish through
+        # aiomqtt caps a round at about 150 commands a second here, and every command is
+        # its own (it carries that device's signed link); paho keeps QoS 1's in-flight
+        # window itself.
+        sent: list[tuple[str, Any]] = []
+        failed: list[tuple[str, str]] = []
+        for uid, command in commands:
             properties = _new_properties(PacketTypes.PUBLISH)
-            expiry = max(1, math.ceil((command.expires_at - moment).total_seconds()))
-            properties.MessageExpiryInterval = expiry
-            async with window:
-                try:
-                    await client.publish(
-                        Topics.for_device(uid, Topics.FIRMWARE),
-                        encode_command(command),
-                        qos=1,
-                        properties=properties,
-                    )
-                except aiomqtt.MqttError as exc:
-                    return uid, f"not sent: {exc}"
-            return None
-
-        results = await asyncio.gather(*(publish(uid, c) for uid, c in commands))
-        return [r for r in results if r is not None]
+            properties.MessageExpiryInterval = max(
+                1, math.ceil((command.expires_at - moment).total_seconds())
+            )
+            info = client._client.publish(
+                Topics.for_device(uid, Topics.FIRMWARE),
+                encode_command(command),
+                qos=1,
+                properties=properties,
+            )
+            if info.rc != 0:
+                failed.append((uid, f"not sent: publish refused (rc {info.rc})"))
+            else:
+                sent.append((uid, info))
+        deadline = asyncio.get_running_loop().time() + self.settings.publish_timeout_s
+        while any(not info.is_published() for _, info in sent):
+            if asyncio.get_running_loop().time() > deadline or self._client is not client:
+                break
+            await asyncio.sleep(0.01)
+        failed += [
+            (uid, "not sent: no PUBACK in time") for uid, info in sent if not info.is_published()
+        ]
+        return failed
