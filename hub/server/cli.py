@@ -323,8 +323,22 @@ def credentials_issue(
         Path | None, typer.Option(help="write {uid: secret} here (mode 0600) instead of printing")
     ] = None,
 ) -> None:
-    """Issue (or rotate) credentials; each secret is shown once."""
+    """Issue (or rotate) credentials; each secret is shown once. Refused when the hub cannot
+    tell its broker (no broker admin configured): the device could not log in with them."""
+    from hub.devices.broker.access import NoBrokerAccess
+    from hub.devices.wiring import broker_access
+
     settings = Settings()
+    if settings.mqtt.identities != "database" and isinstance(
+        access := broker_access(settings.mqtt), NoBrokerAccess
+    ):
+        err.print(
+            f"[bold red]error:[/] the broker at {settings.mqtt.host}:{settings.mqtt.port} would "
+            f"not know these credentials: {access.reason}. Against `iochub demo`, load the "
+            "settings it writes first: set -a; . .iochub-data/demo.env; set +a",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
     async def work() -> dict[str, str]:
         service = credential_service(settings)

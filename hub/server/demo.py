@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -531,6 +532,27 @@ async def demo_cameras(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[
         yield uids
 
 
+def write_cli_env(settings: Settings) -> Path:
+    """The demo's database and broker admin as IOCHUB_ settings (mode 0600), so `iochub`
+    commands run beside the demo reach the same hub and broker (the admin is new each run)."""
+    mqtt = settings.mqtt
+    values = {
+        "IOCHUB_DATABASE__URL": settings.database.url.get_secret_value(),
+        "IOCHUB_DATA_DIR": str(settings.data_dir),
+        "IOCHUB_MQTT__HOST": mqtt.host,
+        "IOCHUB_MQTT__PORT": str(mqtt.port),
+        "IOCHUB_MQTT__ADMIN_USERNAME": mqtt.admin_username or "",
+        "IOCHUB_MQTT__ADMIN_PASSWORD": (
+            mqtt.admin_password.get_secret_value() if mqtt.admin_password else ""
+        ),
+    }
+    path = settings.data_dir / "demo.env"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.writelines(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
+    return path
+
+
 def settings_backfill_hours() -> float:
     """IOCHUB_DEMO_BACKFILL_HOURS: how much sensor history the demo writes at first start."""
     return float(os.environ.get("IOCHUB_DEMO_BACKFILL_HOURS", "48"))
@@ -622,6 +644,9 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
                     f"{settings_backfill_hours():g} h written in {time.monotonic() - took:.1f} s"
                 )
             receiver = await stack.enter_async_context(ioc_receiver(settings, db.pool))
+            if private is not None:
+                env_file = write_cli_env(settings)
+                console.print(f"CLI beside the demo: set -a; . {env_file}; set +a")
             console.print(
                 f"alerts: {rules} rules; signed webhooks go to a demo IOC receiver "
                 f"(logged in {receiver.log_path})"

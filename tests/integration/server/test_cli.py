@@ -19,10 +19,11 @@ IOCHUB = [sys.executable, "-m", "hub.server"]
 
 
 def iochub(
-    database_url: str, *args: str, input: str | None = None
+    database_url: str, *args: str, input: str | None = None, **settings: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
+        **{f"IOCHUB_{name.upper()}": value for name, value in settings.items()},
         "IOCHUB_DATABASE__URL": database_url,
         "COLUMNS": "200",
         "IOCHUB_LOG_LEVEL": "WARNING",
@@ -200,15 +201,29 @@ async def test_device_credentials_from_the_command_line(
         "/api/v1/devices", json={"uid": "cred-1", "kind": "sensor", "ward": "ward-a"}
     )
     target = tmp_path / "secrets.json"
+    # no broker admin and no database identities: nothing would tell the broker, so refused
+    untold = iochub(database_url, "devices", "credentials", "issue", "cred-1")
+    assert untold.returncode == 1 and "IOCHUB_MQTT__ADMIN_USERNAME" in untold.stderr
+    assert not await db.fetchval("SELECT count(*) FROM device_credential")
+    # a broker that reads identities from this database (EMQX's views): live at once
     issued = iochub(
-        database_url, "devices", "credentials", "issue", "cred-1", "--output", str(target)
+        database_url,
+        "devices",
+        "credentials",
+        "issue",
+        "cred-1",
+        "--output",
+        str(target),
+        mqtt__identities="database",
     )
     assert issued.returncode == 0, issued.stderr
     secret = json.loads(target.read_text())["cred-1"]
     assert oct(target.stat().st_mode & 0o777) == "0o600"
     stored = await db.fetchval("SELECT secret_hash FROM device_credential")
     assert secret not in stored and verify_device_secret(secret, stored)
-    missing = iochub(database_url, "devices", "credentials", "issue", "nope")
+    missing = iochub(
+        database_url, "devices", "credentials", "issue", "nope", mqtt__identities="database"
+    )
     assert missing.returncode == 1 and "no device" in missing.stderr
     revoked = iochub(database_url, "devices", "credentials", "revoke", "cred-1")
     assert revoked.returncode == 0, revoked.stderr

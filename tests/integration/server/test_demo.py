@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import httpx
 import psutil
 import pytest
 
+from drivers.contract import Topics
 from hub.server.local_broker import free_port, port_free, unavailable_reason
 from tests.support.hub import create_database, drop_database
 
@@ -229,6 +231,41 @@ async def test_simulated_cameras_are_onboarded_and_their_health_is_real(demo: De
     for camera in (hung, skewed, locked):
         assert camera["status"] in ("degraded", "offline", "late"), tuple(camera)
         assert camera["status_reason"], tuple(camera)
+
+
+async def test_a_credential_issued_from_the_cli_is_live_in_the_demo_broker(demo: Demo) -> None:
+    import aiomqtt
+
+    uid = "aq-may-chai-02"
+    plain = demo_env(demo.database_url, demo.data_dir, demo.mqtt_port)
+    refused = subprocess.run(
+        [*IOCHUB, "devices", "credentials", "issue", uid],
+        env=plain,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "would not know these credentials" in refused.stderr  # and says why, and how
+    written = dict(
+        line.split("=", 1) for line in shlex.split((demo.data_dir / "demo.env").read_text())
+    )
+    issued = subprocess.run(
+        [*IOCHUB, "devices", "credentials", "issue", uid],
+        env={**plain, **written},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert issued.returncode == 0, issued.stdout + issued.stderr
+    assert "authentication is OFF" not in issued.stderr + issued.stdout
+    secret = dict(line.split("\t") for line in issued.stdout.splitlines() if "\t" in line)[uid]
+    async with aiomqtt.Client(
+        "127.0.0.1", demo.mqtt_port, username=uid, password=secret, identifier=uid
+    ) as client:
+        await client.publish(Topics.for_device(uid, Topics.TELEMETRY), b'{"pm2_5": 12.5}', qos=1)
 
 
 def test_a_taken_mqtt_port_is_refused_not_moved(demo: Demo, tmp_path: Path) -> None:
