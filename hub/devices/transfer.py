@@ -31,7 +31,9 @@ CSV_COLUMNS = (
     "tags",
     "lifecycle",
 )
-EXPORT_COLUMNS = (*CSV_COLUMNS, "status", "status_reason", "last_seen")
+READ_ONLY_COLUMNS = ("status", "status_reason", "last_seen")
+"""What an export carries that only the hub sets: an import of that export skips them."""
+EXPORT_COLUMNS = (*CSV_COLUMNS, *READ_ONLY_COLUMNS)
 MAX_IMPORT_ROWS = 20_000
 _FIELD_IN_MESSAGE = re.compile(r"at `\$(?:\[\d+\])?\.?(?P<field>[A-Za-z_]+)")
 
@@ -47,7 +49,7 @@ def parse_csv(data: bytes) -> list[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
         header = reader.fieldnames or []
-        unknown = sorted(set(header) - set(CSV_COLUMNS))
+        unknown = sorted(set(header) - set(EXPORT_COLUMNS))
         if not header or unknown or "uid" not in header or "kind" not in header:
             raise BadRequest(
                 "the CSV header is not the device import header",
@@ -70,7 +72,7 @@ def parse_csv(data: bytes) -> list[dict[str, Any]]:
                         )
                     ],
                 )
-            rows.append(csv_row(line))
+            rows.append(csv_row({k: v for k, v in line.items() if k not in READ_ONLY_COLUMNS}))
             if len(rows) > MAX_IMPORT_ROWS:
                 raise too_many_rows()
     except csv.Error as exc:
@@ -109,7 +111,13 @@ def parse_json(data: bytes) -> list[dict[str, Any]]:
         )
     if len(document) > MAX_IMPORT_ROWS:
         raise too_many_rows()
-    return document
+    return [{k: v for k, v in row.items() if k not in READ_ONLY_COLUMNS} for row in document]
+
+
+def json_record(device: DeviceOut) -> dict[str, Any]:
+    """A device as the JSON export writes it and the JSON import reads it back."""
+    data = msgspec.to_builtins(device)
+    return {column: data.get(column) for column in EXPORT_COLUMNS}
 
 
 def too_many_rows() -> PayloadTooLarge:

@@ -403,6 +403,14 @@ def devices_import(
 
     settings = Settings()
     data = file.read_bytes()
+    if file.suffix.lower() not in (".csv", ".json"):
+        err.print(
+            f"[bold red]error:[/] import a .csv or .json file, not {file.name!r} "
+            "(GeoJSON is an export for maps: export .csv or .json to import again)"
+        )
+        raise typer.Exit(2)
+    if read_only := [c for c in transfer.READ_ONLY_COLUMNS if c.encode() in data]:
+        console.print(f"note: {', '.join(read_only)} are set by the hub; ignored")
 
     async def work() -> int:
         rows = (
@@ -435,10 +443,13 @@ def devices_import(
     )
 
 
+GEOJSON_OPEN = '{"type":"FeatureCollection","features":['
+
+
 @devices_app.command("export")
 def devices_export(
     output: Annotated[
-        Path, typer.Argument(dir_okay=False, help="file to write (.csv or .geojson)")
+        Path, typer.Argument(dir_okay=False, help="file to write (.csv, .json or .geojson)")
     ],
     kind: Annotated[str | None, typer.Option()] = None,
     ward: Annotated[list[str] | None, typer.Option()] = None,
@@ -448,21 +459,28 @@ def devices_export(
 
     settings = Settings()
     query = service.DeviceQuery(kind=device_kind(kind), wards=tuple(ward or ()))
+    form = output.suffix.lower()
+    if form not in (".csv", ".json", ".geojson"):
+        err.print(f"[bold red]error:[/] write a .csv, .json or .geojson file, not {output.name!r}")
+        raise typer.Exit(2)
 
     async def work() -> int:
         principal = system_principal()
         count = 0
         with output.open("w", encoding="utf-8", newline="") as out:
-            geo = output.suffix.lower() in (".geojson", ".json")
-            out.write('{"type":"FeatureCollection","features":[' if geo else transfer.csv_header())
+            out.write({".csv": transfer.csv_header(), ".json": "[", ".geojson": GEOJSON_OPEN}[form])
             async for device in await service.iter_devices(principal, query):
-                if geo:
-                    out.write(("," if count else "") + json.dumps(transfer.geojson_feature(device)))
-                else:
+                if form == ".csv":
                     out.write(transfer.csv_record(device))
+                else:
+                    record = (
+                        transfer.json_record(device)
+                        if form == ".json"
+                        else transfer.geojson_feature(device)
+                    )
+                    out.write(("," if count else "") + json.dumps(record, ensure_ascii=False))
                 count += 1
-            if geo:
-                out.write("]}")
+            out.write({".csv": "", ".json": "]", ".geojson": "]}"}[form])
         return count
 
     console.print(f"wrote {run(with_database(settings, work))} devices to {output}")

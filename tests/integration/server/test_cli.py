@@ -172,6 +172,18 @@ async def test_device_import_list_and_export(
     exported = iochub(database_url, "devices", "export", str(target))
     assert exported.returncode == 0, exported.stderr
     assert len(json.loads(target.read_text())["features"]) == 5
+    for form in ("csv", "json"):
+        back = tmp_path / f"devices.{form}"
+        assert iochub(database_url, "devices", "export", str(back)).returncode == 0
+        if form == "json":
+            assert [d["uid"] for d in json.loads(back.read_text())][:1] == ["cli-0"]
+        await db.execute("TRUNCATE device RESTART IDENTITY CASCADE")
+        again = iochub(database_url, "devices", "import", str(back))
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "imported 5 devices" in again.stdout and "ignored" in again.stdout
+        assert await db.fetchval("SELECT count(*) FROM device WHERE ward_id IS NOT NULL") == 5
+    refused = iochub(database_url, "devices", "import", str(target))
+    assert refused.returncode == 2 and "GeoJSON is an export" in refused.stderr
 
 
 def test_users_create_asks_for_a_password_only_on_a_terminal(database_url: str) -> None:
