@@ -28,6 +28,7 @@ import asyncpg
 from hub.broadcasts import metrics, occurrences, planning
 from hub.broadcasts.dispatch import PLAY_GRACE
 from hub.broadcasts.settings import BroadcastSettings
+from hub.storage.database import connect_writable
 
 log = logging.getLogger("hub.broadcasts")
 
@@ -122,7 +123,7 @@ class BroadcastScheduler:
         """Compete for leadership until cancelled; lead while holding the lock."""
         while True:
             try:
-                conn = await asyncpg.connect(
+                conn = await connect_writable(
                     self._dsn, server_settings={"application_name": "iochub-broadcast-scheduler"}
                 )
             except (OSError, asyncpg.PostgresError) as exc:

@@ -50,6 +50,7 @@ from hub.firmware.campaigns import refusal
 from hub.firmware.settings import FirmwareSettings
 from hub.firmware.store import CampaignRow, Candidate, DeviceFirmware
 from hub.runtime.context import RuntimeKey
+from hub.storage.database import connect_writable
 
 log = logging.getLogger("hub.firmware")
 
@@ -131,7 +132,7 @@ class RolloutDriver:
     async def run(self) -> None:
         while True:
             try:
-                conn = await asyncpg.connect(
+                conn = await connect_writable(
                     self._dsn, server_settings={"application_name": "iochub-rollout-driver"}
                 )
             except (OSError, asyncpg.PostgresError) as exc:

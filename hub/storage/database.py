@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 from tortoise import Tortoise
@@ -31,11 +31,29 @@ def database_name(url: str) -> str:
 
 
 def asyncpg_dsn(url: str) -> str:
-    return "postgresql://" + url.split("://", 1)[1] if "://" in url else url
+    """The URL as asyncpg takes it. One listing several hosts (`db1:5432,db2:5432`) reaches
+    the writable one: asyncpg tries them in order (libpq's multi-host connection strings),
+    and target_session_attrs defaults to read-write where the URL says nothing."""
+    dsn = "postgresql://" + url.split("://", 1)[1] if "://" in url else url
+    parts = urlsplit(dsn)
+    if "," in parts.netloc and "target_session_attrs" not in parse_qs(parts.query):
+        query = parts.query + ("&" if parts.query else "") + "target_session_attrs=read-write"
+        dsn = urlunsplit(parts._replace(query=query))
+    return dsn
 
 
-def tortoise_dsn(url: str) -> str:
-    return "postgres://" + url.split("://", 1)[1] if "://" in url else url
+class NoWritableServer(ConnectionRefusedError):
+    """None of the URL's hosts takes writes just now (a failover under way): an OSError, so
+    whatever retries an unreachable database retries this too."""
+
+
+async def connect_writable(dsn: str, **options: Any) -> asyncpg.Connection[asyncpg.Record]:
+    """asyncpg.connect, with "no host matches target_session_attrs" as NoWritableServer."""
+    try:
+        conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(dsn, **options)
+        return conn
+    except asyncpg.exceptions.TargetServerAttributeNotMatched as exc:
+        raise NoWritableServer(str(exc)) from exc
 
 
 @dataclass
@@ -66,6 +84,7 @@ async def connect(
     try:
         pool = await asyncpg.create_pool(
             asyncpg_dsn(url),
+            connect=connect_writable,  # type: ignore[call-overload]  # stubs: one signature
             min_size=min_size,
             max_size=max_size,
             server_settings={
@@ -96,7 +115,10 @@ async def connect(
 async def init_orm(url: str, *, max_size: int = 10) -> None:
     config: dict[str, Any] = {
         "connections": {
-            "default": tortoise_dsn(url) + ("&" if "?" in url else "?") + f"maxsize={max_size}"
+            "default": {
+                "engine": "hub.storage.orm_backend",
+                "credentials": {"dsn": asyncpg_dsn(url), "minsize": 1, "maxsize": max_size},
+            }
         },
         "apps": {"hub": {"models": MODEL_MODULES, "default_connection": "default"}},
         "use_tz": True,
@@ -108,7 +130,7 @@ async def init_orm(url: str, *, max_size: int = 10) -> None:
 
 async def run_migrations(url: str, timescaledb: str = "auto") -> tuple[Backend, list[str]]:
     try:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
+        conn = await connect_writable(asyncpg_dsn(url))
     except (OSError, asyncpg.PostgresError) as exc:
         raise Unavailable(f"cannot reach the database: {exc}") from exc
     try:
@@ -120,4 +142,11 @@ async def run_migrations(url: str, timescaledb: str = "auto") -> tuple[Backend, 
     return state.backend, [f"{m.version:04d}_{m.name}" for m in applied]
 
 
-__all__ = ["Database", "SchemaError", "connect", "run_migrations"]
+__all__ = [
+    "Database",
+    "NoWritableServer",
+    "SchemaError",
+    "connect",
+    "connect_writable",
+    "run_migrations",
+]

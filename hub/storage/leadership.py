@@ -21,6 +21,8 @@ from typing import Any
 
 import asyncpg
 
+from hub.storage.database import connect_writable
+
 log = logging.getLogger("hub.storage.leadership")
 
 # The work uses its own connections (a pool): the lock connection is only watched.
@@ -61,7 +63,7 @@ class Leadership:
         returns ends the leadership term (the lock is released and competed for again)."""
         while True:
             try:
-                conn = await asyncpg.connect(
+                conn = await connect_writable(
                     self._dsn, server_settings={"application_name": f"iochub-{self.name}"}
                 )
             except (OSError, asyncpg.PostgresError) as exc:
