@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -124,8 +124,13 @@ def demo_users(first_ward: str) -> tuple[DemoUser, ...]:
     )
 
 
-async def seed(settings: Settings) -> dict[str, tuple[DemoUser, str]]:
-    """Wards, the demo fleet and the demo users, whose new passwords are returned."""
+async def seed(
+    settings: Settings, only_users: Sequence[str] | None = None
+) -> dict[str, tuple[DemoUser, str]]:
+    """Wards, the demo fleet and the demo users, whose new passwords are returned.
+
+    `only_users` limits which demo users are created or given a new password (a hub that
+    already has its own technician keeps that one's password)."""
     from tortoise.transactions import in_transaction
 
     from hub.auth import service as auth
@@ -149,6 +154,8 @@ async def seed(settings: Settings) -> dict[str, tuple[DemoUser, str]]:
     )
     issued: dict[str, tuple[DemoUser, str]] = {}
     for demo_user in demo_users(fleet.wards[0][0]):
+        if only_users is not None and demo_user.username not in only_users:
+            continue
         password = secrets.token_urlsafe(12)
         user = await User.get_or_none(username=demo_user.username)
         if user is None:
