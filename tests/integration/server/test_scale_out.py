@@ -11,7 +11,7 @@ import json
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,10 @@ async def scheduler_leaders(hubs: list[HubProcess]) -> list[HubProcess]:
     return [hub for hub, value in zip(hubs, values, strict=True) if value == 1.0]
 
 
+async def _holds(keys: Callable[[], Awaitable[set[int]]], key: int) -> bool:
+    return key in await keys()
+
+
 async def test_killing_the_leader_mid_broadcast_and_mid_ingest_loses_and_repeats_nothing(
     fresh_database: str, own_broker: PrivateBroker
 ) -> None:
@@ -206,11 +210,15 @@ async def test_killing_the_leader_mid_broadcast_and_mid_ingest_loses_and_repeats
         killed_at = time.monotonic()
         assert leader.process is not None
         await leader.process.wait()
-        alive = {
-            r["pid"] for r in await db.fetch("SELECT pid FROM pg_stat_activity")
-        }  # the killed process's backends end with its connections
-        orphaned = {key for key, pid in before.items() if pid not in alive}
-        assert LEADER_KEY in orphaned
+
+        async def gone() -> set[int]:
+            # The killed process's backends end once PostgreSQL reads its closed sockets.
+            alive = {r["pid"] for r in await db.fetch("SELECT pid FROM pg_stat_activity")}
+            return {key for key, pid in before.items() if pid not in alive}
+
+        await eventually(lambda: _holds(gone, LEADER_KEY), within_s=10, every_s=0.05)
+        await asyncio.sleep(0.5)  # its other backends end at the same moment
+        orphaned = await gone()
 
         async def taken_over() -> dict[int, float] | None:
             holders = await lock_holders(db, orphaned)

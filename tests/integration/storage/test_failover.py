@@ -28,7 +28,7 @@ from drivers.contract import Topics
 from hub.storage.database import asyncpg_dsn, run_migrations
 from tests.support.broadcasts import eventually
 from tests.support.brokers import PrivateBroker, free_port, mosquitto_available, private_mosquitto
-from tests.support.hub import hub_settings, running_hub
+from tests.support.hub_processes import HubProcess, hub_env
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 SENSORS = [f"aq-failover-{n}" for n in range(3)]
@@ -139,8 +139,14 @@ async def test_the_hub_carries_on_on_the_promoted_standby_with_nothing_acknowled
             await conn.close()
         return {(r["uid"], r["time"]) for r in rows}
 
-    settings = hub_settings(url, own_broker.port)
-    async with running_hub(settings):
+    # Its own OS process, as deployed (and the test session's hub holds the ORM's one
+    # global context in this one).
+    logs = Path(tempfile.mkdtemp(prefix="iochub-failover-hub-"))
+    hub = HubProcess(
+        "iochub-failover", hub_env(url, own_broker.port, logs / "data"), logs / "hub.log"
+    )
+    await hub.start()
+    try:
         publisher = asyncio.create_task(publish())
         await eventually(lambda: len(acknowledged) > 60, within_s=30)
 
@@ -177,3 +183,5 @@ async def test_the_hub_carries_on_on_the_promoted_standby_with_nothing_acknowled
         finally:
             await conn.close()
         assert recovered_s < 120
+    finally:
+        await hub.stop()
