@@ -34,7 +34,7 @@ class HealthSettings(BaseModel):
         # A check slower than the lateness threshold would notice silence late.
         if self.check_interval_s > shortest * (self.late_factor - 1):
             raise ValueError(
-                f"check_interval_s must be at most {shortest * (self.late_factor - 1):.0f} s, "
+                f"check_interval_s must be at most {shortest * (self.late_factor - 1):g} s, "
                 "well below the shortest lateness threshold"
             )
         if self.offline_factor <= self.late_factor:

@@ -55,6 +55,11 @@ class Leadership:
         self._leading = asyncio.Event()
 
     @property
+    def application_name(self) -> str:
+        """The lock connection's name in pg_stat_activity: which process leads what."""
+        return f"iochub-{self.name} pid {os.getpid()}"[:63]
+
+    @property
     def is_leader(self) -> bool:
         return self._leading.is_set()
 
@@ -64,7 +69,7 @@ class Leadership:
         while True:
             try:
                 conn = await connect_writable(
-                    self._dsn, server_settings={"application_name": f"iochub-{self.name}"}
+                    self._dsn, server_settings={"application_name": self.application_name}
                 )
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("%s cannot reach the database (%s); retrying", self.name, exc)
