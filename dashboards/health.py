@@ -57,6 +57,29 @@ def status_texts() -> dict[str, str]:
     }
 
 
+COMPLIANCE_COLOURS = {
+    "current": "green",
+    "outdated": "yellow",
+    "vulnerable": "red",
+    "end_of_support": "orange",
+    "unknown_model": "#8e8e8e",
+    "unknown_version": "#8e8e8e",
+    "not_assessed": "#8e8e8e",
+}
+
+
+def compliance_texts() -> dict[str, str]:
+    return {
+        "current": t("hiện hành", "current"),
+        "outdated": t("lỗi thời", "outdated"),
+        "vulnerable": t("có lỗ hổng", "vulnerable"),
+        "end_of_support": t("hết hỗ trợ", "end of support"),
+        "unknown_model": t("model lạ", "unknown model"),
+        "unknown_version": t("phiên bản lạ", "unknown version"),
+        "not_assessed": t("chưa đánh giá", "not assessed yet"),
+    }
+
+
 def kind_texts() -> dict[str, str]:
     return {
         "camera": t("camera", "camera"),
@@ -425,19 +448,28 @@ LIMIT 200
     )
     board.add(
         table(
-            t("Phiên bản phần mềm theo model", "Firmware versions by model"),
+            t("Tuân thủ phần mềm theo model", "Firmware compliance by model"),
             t(
-                "Số thiết bị đang hoạt động chạy mỗi phiên bản phần mềm (như thiết bị báo), "
-                "theo model.",
-                "How many active devices run each firmware version (as the devices report "
-                "it), per model.",
+                "Số thiết bị đang hoạt động theo phiên bản phần mềm và mức tuân thủ so với "
+                "danh mục đã ký (như /api/v1/firmware, hub tính lại mỗi phút): hiện hành, "
+                "lỗi thời, có lỗ hổng (CVE nặng nhất), hết hỗ trợ, model hay phiên bản lạ.",
+                "Active devices per firmware version and its compliance against the signed "
+                "catalog (as /api/v1/firmware gives it, recomputed by the hub every minute): "
+                "current, outdated, vulnerable (worst CVE), end of support, unknown model "
+                "or version.",
             ),
             f"""
 SELECT d.kind AS "Kind", d.vendor AS "Vendor", d.model AS "Model",
-       d.firmware_version AS "Firmware", count(*) AS "Devices",
+       coalesce(c.version, d.firmware_version) AS "Firmware",
+       coalesce(c.state, 'not_assessed') AS "Compliance",
+       c.worst_severity AS "Severity", array_to_string(c.cves, ', ') AS "CVEs",
+       c.latest_version AS "Latest", count(*) AS "Devices",
        count(*) FILTER (WHERE d.status = 'online') AS "Online"
-{DEVICE_FROM.strip()}
-GROUP BY d.kind, d.vendor, d.model, d.firmware_version
+FROM device d
+JOIN ward w ON w.id = d.ward_id
+LEFT JOIN firmware_device_compliance c ON c.device_id = d.id
+WHERE d.lifecycle = 'active' AND {WARD_FILTER} AND {KIND_FILTER}
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ORDER BY 1, 2, 3, "Devices" DESC, 4
 """,
             width=24,
@@ -447,10 +479,14 @@ ORDER BY 1, 2, 3, "Devices" DESC, 4
                 Vendor=("Hãng", "Vendor"),
                 Model=("Model", "Model"),
                 Firmware=("Phần mềm", "Firmware"),
+                Compliance=("Tuân thủ", "Compliance"),
+                Severity=("Mức CVE nặng nhất", "Worst CVE"),
+                CVEs=("CVE", "CVEs"),
+                Latest=("Mới nhất", "Latest"),
                 Devices=("Thiết bị", "Devices"),
                 Online=("Trực tuyến", "Online"),
             ),
-        ),
+        ).override_by_name("Compliance", coloured_cells(COMPLIANCE_COLOURS, compliance_texts())),
     )
     board.add(device_map())
     return board

@@ -66,41 +66,49 @@ def _values(release: Release) -> dict[str, Any]:
 async def import_catalog(
     pool: asyncpg.Pool, root: Path = DEFAULT_ROOT, *, force: bool = False
 ) -> ImportResult:
+    async with pool.acquire() as conn, conn.transaction():
+        return await import_catalog_into(conn, root, force=force)
+
+
+async def import_catalog_into(
+    conn: Any, root: Path = DEFAULT_ROOT, *, force: bool = False
+) -> ImportResult:
+    """As `import_catalog`, on the caller's connection and in its transaction."""
     report: CatalogReport = check_catalog(root)
     if not report.ok:
         raise CatalogRefused(
             f"the catalog has {len(report.problems)} problems; nothing imported", report.problems
         )
+    return await _import(conn, report, force=force)
+
+
+async def _import(conn: Any, report: CatalogReport, *, force: bool) -> ImportResult:
     result = ImportResult()
-    async with pool.acquire() as conn, conn.transaction():
-        known = await store.release_digests(conn)
-        changed = []
-        for release in report.releases:
-            m = release.manifest
-            existing = known.get((m.vendor, m.model, m.version))
-            if existing is not None and existing[1] != release.digest:
-                changed.append(release)
-        if changed and not force:
-            raise CatalogRefused(
-                f"{len(changed)} manifests changed for versions already imported; nothing "
-                "imported (a release is not re-cut under the same version: use --force if "
-                "the vendor really did)",
-                [
-                    Problem(r.source, f"{_label(r)} differs from the imported manifest")
-                    for r in changed
-                ],
-            )
-        for release in report.releases:
-            m = release.manifest
-            existing = known.get((m.vendor, m.model, m.version))
-            if existing is not None and existing[1] == release.digest:
-                result.unchanged.append(_label(release))
-                continue
-            release_id = await store.upsert_release(conn, _values(release))
-            await store.replace_manifest_vulnerabilities(
-                conn, release_id, [(v.id, v.cvss, v.summary) for v in m.vulnerabilities]
-            )
-            (result.updated if existing else result.added).append(_label(release))
+    known = await store.release_digests(conn)
+    changed = []
+    for release in report.releases:
+        m = release.manifest
+        existing = known.get((m.vendor, m.model, m.version))
+        if existing is not None and existing[1] != release.digest:
+            changed.append(release)
+    if changed and not force:
+        raise CatalogRefused(
+            f"{len(changed)} manifests changed for versions already imported; nothing "
+            "imported (a release is not re-cut under the same version: use --force if "
+            "the vendor really did)",
+            [Problem(r.source, f"{_label(r)} differs from the imported manifest") for r in changed],
+        )
+    for release in report.releases:
+        m = release.manifest
+        existing = known.get((m.vendor, m.model, m.version))
+        if existing is not None and existing[1] == release.digest:
+            result.unchanged.append(_label(release))
+            continue
+        release_id = await store.upsert_release(conn, _values(release))
+        await store.replace_manifest_vulnerabilities(
+            conn, release_id, [(v.id, v.cvss, v.summary) for v in m.vulnerabilities]
+        )
+        (result.updated if existing else result.added).append(_label(release))
     return result
 
 

@@ -319,10 +319,55 @@ def status_by_ward_and_kind(scenario: Scenario) -> Expected:
     )
 
 
+# The shipped catalog's judgement of the fleet's versions (firmware_meta/catalog), written
+# out by hand: (vendor, model, version) -> (state, worst severity, CVEs, latest version).
+FIRMWARE_COMPLIANCE: dict[tuple[str, str, str], tuple[str, str | None, str, str | None]] = {
+    ("Envitech", "AQM-65", "1.9.2"): ("outdated", None, "", "1.10.0"),
+    ("Envitech", "AQM-65", "1.8.0"): ("vulnerable", "medium", "CVE-2024-900377", "1.10.0"),
+    ("Envitech", "WL-Radar 20", "1.9.2"): ("outdated", None, "", "1.10.0"),
+    ("Envitech", "NSM-1", "1.8.0"): ("vulnerable", "medium", "CVE-2024-900377", "1.10.0"),
+    # 2.2.7 is past its end of support too: a CVE outranks it. 2.11.0-rc1 is never "latest".
+    ("VNPT Technology", "IP Speaker S30", "2.2.7"): (
+        "vulnerable",
+        "critical",
+        "CVE-2024-900101",
+        "2.10.0",
+    ),
+    ("VNPT Technology", "IP Speaker S30", "2.3.1"): (
+        "vulnerable",
+        "high",
+        "CVE-2024-900214",
+        "2.10.0",
+    ),
+    ("VNPT Technology", "IP Speaker S30", "2.4.0"): (
+        "vulnerable",
+        "medium",
+        "CVE-2025-900032",
+        "2.10.0",
+    ),
+    ("Hikvision", "DS-2CD2143G2-I", "V5.7.3"): ("unknown_model", None, "", None),
+    ("Hikvision", "DS-2CD2143G2-I", "V5.5.0"): ("unknown_model", None, "", None),
+}
+
+
 def firmware(scenario: Scenario) -> Expected:
-    groups: dict[tuple[str, str, str, str], list[Device]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[Device]] = defaultdict(list)
     for device in scenario.active_devices():
-        groups[(device.kind, device.vendor, device.model, device.firmware)].append(device)
+        judged = FIRMWARE_COMPLIANCE[(device.vendor, device.model, device.firmware)]
+        state, severity, cves, latest = (
+            judged if device.assessed else ("not_assessed", None, None, None)
+        )
+        key = (
+            device.kind,
+            device.vendor,
+            device.model,
+            device.firmware,
+            state,
+            severity,
+            cves,
+            latest,
+        )
+        groups[key].append(device)
     return Expected(
         [
             (*key, len(devices), sum(d.status == "online" for d in devices))
@@ -821,7 +866,7 @@ PANELS: dict[str, Callable[[Scenario], Expected]] = {
     "Pending approval": pending,
     "Active devices without a ward": without_ward,
     "Status by ward and kind": status_by_ward_and_kind,
-    "Firmware versions by model": firmware,
+    "Firmware compliance by model": firmware,
     "Unhealthy devices": unhealthy,
     "Availability by ward": availability,
     "Status changes": status_changes,

@@ -13,6 +13,9 @@ from typing import Any
 
 import asyncpg
 
+from hub.firmware import store as firmware_store
+from hub.firmware.catalog import import_catalog_into
+from hub.firmware.compliance import FirmwareCatalog, assess
 from hub.telemetry.rollups import refresh_hourly
 
 TIME_FROM = datetime(2025, 3, 10, 0, 0, tzinfo=UTC)  # 07:00 in Hải Phòng
@@ -48,6 +51,8 @@ class Device:
     status_changed_at: datetime | None = None
     latitude: float | None = None
     longitude: float | None = None
+    assessed: bool = True
+    """Its firmware compliance was computed (False: added after the hub's last refresh)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +280,7 @@ def _devices() -> list[Device]:
             firmware="V5.7.3",
             latitude=None,
             longitude=None,
+            assessed=False,
             **camera,
         ),
         _device("pending-aq-99", "sensor", None, "unknown", 17, lifecycle="pending"),
@@ -591,6 +597,23 @@ async def load(conn: asyncpg.Connection, fleet: Fleet) -> None:
         [(q.received_at, q.source, q.device_uid, q.reason, b"{}", 2) for q in fleet.quarantine],
     )
     await load_broadcasts(conn, fleet, ward_ids, ids)
+    await load_compliance(conn, fleet)
+
+
+async def load_compliance(conn: asyncpg.Connection, fleet: Fleet) -> None:
+    """The shipped catalog imported and each device judged against it, written where the
+    hub's compliance refresh writes (the fleet's versions never depend on today's date)."""
+    await import_catalog_into(conn)
+    catalog = FirmwareCatalog.build(
+        await firmware_store.releases(conn), await firmware_store.vulnerabilities(conn)
+    )
+    assessed = {d.uid for d in fleet.devices if d.assessed}
+    items = [
+        assess(device, catalog, TIME_TO.date())
+        for device in await firmware_store.devices(conn, None)
+        if device.uid in assessed
+    ]
+    await firmware_store.write_compliance(conn, items, TIME_TO)
 
 
 async def load_broadcasts(

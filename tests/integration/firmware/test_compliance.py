@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -13,6 +14,8 @@ from firmware_meta import Severity
 from hub.firmware.catalog import import_catalog
 from hub.firmware.service import FIRMWARE
 from tests.conftest import Clients
+from tests.integration.dashboards.grafana_sql import expand
+from tests.integration.dashboards.panels import find_target, resolve_variables
 from tests.support.broadcasts import eventually
 from tests.support.hub import RunningHub
 
@@ -196,3 +199,40 @@ async def test_a_reported_version_lands_on_the_device(fleet: Clients, hub: Runni
         return body["state"] if body["version"] == "1.10.0" else None
 
     assert await eventually(state) == "current"
+
+
+async def test_grafana_firmware_panel_says_what_the_api_says(
+    fleet: Clients, hub: RunningHub, db: asyncpg.Connection
+) -> None:
+    """The device health dashboard's firmware panel, run as Grafana's read-only role after
+    the hub's refresh, counts the same states per model and version as the API."""
+    await hub.runtime.get(FIRMWARE).refresh()
+    target = find_target("Firmware compliance by model")
+
+    async def as_grafana(sql: str) -> list[asyncpg.Record]:
+        async with db.transaction(readonly=True):
+            await db.execute('SET LOCAL ROLE "iochub_grafana"')
+            return await db.fetch(sql)
+
+    variables = await resolve_variables(target.dashboard, as_grafana, {})
+    request = target.request(variables, timedelta(minutes=10), timescaledb=False)
+    rows = await as_grafana(expand(target.sql, request))
+    panel = Counter(
+        {(r["Model"], r["Firmware"], r["Compliance"], r["Severity"]): r["Devices"] for r in rows}
+    )
+    response = await fleet.admin.get("/api/v1/firmware/devices", params={"limit": 500})
+    assert response.status_code == 200, response.text
+    api = Counter(
+        (d["model"], d["version"], d["state"], d["worst_severity"])
+        for d in response.json()["items"]
+    )
+    assert panel == api
+    assert panel[("IP Speaker S30", "2.3.1", "vulnerable", "high")] == 1
+    # A device the refresh has not judged yet is said to be so, not left out.
+    await db.execute(
+        "INSERT INTO device (uid, kind, ward_id, name, vendor, model, firmware_version) "
+        "SELECT 'spk-a-new', 'speaker', id, 'new', $1, $2, '2.4.1' FROM ward WHERE code = 'ward-a'",
+        *S30,
+    )
+    rows = await as_grafana(expand(target.sql, request))
+    assert [r["Devices"] for r in rows if r["Compliance"] == "not_assessed"] == [1]
