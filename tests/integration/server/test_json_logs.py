@@ -18,7 +18,7 @@ import pytest
 from drivers.contract import Reading, UnknownDevice
 from hub.server.log_format import JsonFormatter
 from tests.conftest import Clients
-from tests.support.brokers import PrivateBroker, free_port
+from tests.support.brokers import PrivateBroker, free_port, private_mosquitto
 from tests.support.hub import RunningHub
 
 
@@ -36,10 +36,17 @@ async def test_an_unknown_device_is_logged_with_its_uid(
     assert event["logger"].startswith("hub.telemetry") and event["level"] == "INFO"
 
 
-def test_serve_writes_only_json_lines(database_url: str, broker: PrivateBroker) -> None:
+def test_serve_writes_only_json_lines(database_url: str) -> None:
     """`iochub serve` as an operator runs it, with IOCHUB_LOG_FORMAT=json: every line on
     stderr is one JSON event (uvicorn's own lines too), and a request's access line carries
     the request id the caller sent."""
+    # Its own broker: a stopped process's persistent session in the suite's shared
+    # subscription would keep being handed its share of the other tests' telemetry.
+    with private_mosquitto() as broker:
+        _serve_with_json_logs(database_url, broker)
+
+
+def _serve_with_json_logs(database_url: str, broker: PrivateBroker) -> None:
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("IOCHUB_")},
