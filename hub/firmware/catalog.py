@@ -79,10 +79,6 @@ async def import_catalog_into(
         raise CatalogRefused(
             f"the catalog has {len(report.problems)} problems; nothing imported", report.problems
         )
-    return await _import(conn, report, force=force)
-
-
-async def _import(conn: Any, report: CatalogReport, *, force: bool) -> ImportResult:
     result = ImportResult()
     known = await store.release_digests(conn)
     changed = []
