@@ -80,6 +80,21 @@ def local_in(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
+async def heard_since(client: httpx.AsyncClient, uids: Sequence[str], since: datetime) -> None:
+    """Wait until the hub has taken in a status from each speaker since ``since``: a speaker
+    that reports online after a play went out is sent it again at once (its acknowledgement
+    may simply be late), so a test counting sends lets the fleet's hellos land first."""
+
+    async def all_heard() -> bool:
+        for uid in uids:
+            seen = (await client.get(f"/api/v1/devices/{uid}")).json().get("last_seen")
+            if seen is None or datetime.fromisoformat(seen) < since:
+                return False
+        return True
+
+    await eventually(all_heard, within_s=30.0, every_s=0.1)
+
+
 def tomorrow_local(hour: int, minute: int = 0) -> str:
     """Local wall-clock time tomorrow (Asia/Ho_Chi_Minh), with its offset: always ahead, and
     outside the default quiet hours for 5 <= hour < 22, whatever the hour of the run."""

@@ -19,6 +19,7 @@ from tests.support.broadcasts import (
     by_speaker,
     eventually,
     first_occurrence,
+    heard_since,
     local_in,
     report_when,
     simulated,
@@ -57,7 +58,9 @@ async def test_a_scheduled_broadcast_plays_on_every_speaker_together(
     clients: Clients, hub: RunningHub, speakers: Speakers, jingle: dict[str, Any]
 ) -> None:
     ward = speakers["ward-a"]
+    connecting = datetime.now(UTC)
     async with simulated(hub, ward):
+        await heard_since(clients.admin, ward, connecting)  # one send each, counted below
         created = await clients.staff_a.post(
             "/api/v1/broadcasts", json=schedule(jingle, {"wards": ["ward-a"]})
         )
