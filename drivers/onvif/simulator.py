@@ -410,7 +410,8 @@ class SimulatedCamera:
         return self.url("/onvif/device_service")
 
     async def start(self) -> None:
-        self.port = self.port or _free_loopback_port(self.host)
+        if self.spec.fault is CameraFault.DOWN:
+            self.port = self.port or _free_loopback_port(self.host)
         if self.spec.rtsp and self.rtsp is None:
             sources = {
                 p.token: StreamSource(p.token, p.width, p.height, p.frame_rate)
@@ -424,9 +425,12 @@ class SimulatedCamera:
             await self._listen()
 
     async def _listen(self) -> None:
+        # Port 0 lets the kernel choose while binding: a port picked first and bound later
+        # may be taken meanwhile (by another camera of the fleet starting, or anyone else).
         self._server = await asyncio.start_server(
             self._accept, self.host, self.port, reuse_address=True
         )
+        self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self.rtsp is not None:

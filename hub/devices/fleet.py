@@ -1,5 +1,7 @@
 """The demo fleet of Ngô Quyền district (Hải Phòng): 8 wards, 272 speakers, 86 cameras,
-120 environmental sensors, at plausible coordinates around each ward's centre."""
+120 environmental sensors, at plausible coordinates around each ward's centre. The demo
+registers the sensors and speakers; its cameras enter the registry by being onboarded over
+ONVIF, as installed cameras do (hub.server.demo.demo_cameras)."""
 
 from __future__ import annotations
 

@@ -143,13 +143,15 @@ async def seed(
     async with in_transaction():
         for code, name in fleet.wards:
             await Ward.get_or_create(code=code, defaults={"name": name})
+    # cameras enter the registry by being onboarded over ONVIF (demo_cameras), as in a ward
+    registered = [d for d in fleet.devices if d.kind != "camera"]
     existing: set[str] = set(await Device.all().values_list("uid", flat=True))  # type: ignore[arg-type]
-    missing = [d for d in fleet.devices if d.uid not in existing]
+    missing = [d for d in registered if d.uid not in existing]
     if missing:
         await service.bulk_create(system_principal(), missing)
-    kinds = Counter(d.kind for d in fleet.devices)
+    kinds = Counter(d.kind for d in registered)
     console.print(
-        f"fleet: {len(fleet.devices)} devices in {len(fleet.wards)} wards "
+        f"fleet: {len(registered)} devices in {len(fleet.wards)} wards "
         f"({', '.join(f'{n} {k}s' for k, n in sorted(kinds.items()))}; {len(missing)} new)"
     )
     issued: dict[str, tuple[DemoUser, str]] = {}
@@ -499,44 +501,95 @@ async def backfill_readings(
     return written
 
 
-DEMO_CAMERA_WARD = "may-chai"
+# Three of the district's cameras misbehave as cameras in the field do, in three wards, so
+# camera health and its alerts have something to tell.
+HUNG_CAMERA = "cam-may-chai-09"  # accepts TCP, never answers
+SKEWED_CAMERA = "cam-van-my-04"  # its clock three hours off: WS-Security refuses its tokens
+LOCKED_CAMERA = "cam-cau-tre-07"  # its password changed on the camera, not in the hub
+ONBOARDING_AT_ONCE = 8  # probes in flight while onboarding (each parses SOAP: CPU-bound)
+
+
+@dataclass(frozen=True)
+class DemoCameras:
+    uids: list[str]
+    refused: dict[str, str]
+    took_s: float
 
 
 @asynccontextmanager
-async def demo_cameras(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[list[str]]:
-    """Eight simulated ONVIF cameras on loopback (real SOAP, WS-Security), onboarded as a
-    technician onboards a camera (CameraService.onboard probes each one); then three of them
-    misbehave, so camera health has something to tell: one hangs (accepts TCP, never
-    answers), one's clock is three hours off (WS-Security refuses its tokens), one's
-    password was changed on the camera. Yields the onboarded uids."""
-    from drivers.onvif.simulator import CameraFault, CameraSimulator, fleet
+async def demo_cameras(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[DemoCameras]:
+    """Every camera of the demo fleet as a simulated ONVIF camera on loopback (real SOAP,
+    WS-Security), onboarded as a technician onboards a camera: CameraService.onboard probes
+    it, and the registry entry is made from what the camera says (make, model, firmware,
+    serial) plus where it was installed (ward, place, uid, tags). A second start finds each
+    camera by its serial at its new port and moves it there. Then three misbehave."""
+    from drivers.onvif.simulator import CameraFault, CameraSimulator, CameraSpec
     from hub.cameras.errors import CameraAlreadyOnboarded
     from hub.cameras.schemas import CameraIn
     from hub.cameras.service import CameraService
     from hub.cameras.simulate import SIMULATION
+    from hub.devices.fleet import demo_fleet
+    from hub.errors import HubError
 
-    specs = fleet(8, prefix=f"cam-sim-{DEMO_CAMERA_WARD}")
+    installed = {d.uid: d for d in demo_fleet().devices if d.kind == "camera"}
+    await forget_registry_only_cameras(pool, list(installed))
+    specs = [
+        CameraSpec(
+            name=uid,
+            manufacturer=d.vendor,
+            model=d.model,
+            firmware=d.firmware_version,
+            serial=d.serial or "",
+            location=f"vn/hai-phong/ngo-quyen/{d.ward}",
+        )
+        for uid, d in installed.items()
+    ]
+    began = time.monotonic()
     async with CameraSimulator(specs) as simulator:
         service = CameraService(pool, settings.secret_box(), settings.cameras)
-        uids = []
-        for camera in simulator.cameras.values():
+        limit = asyncio.Semaphore(ONBOARDING_AT_ONCE)
+        uids: list[str] = []
+        refused: dict[str, str] = {}
+
+        async def onboard(uid: str) -> None:
+            camera, device = simulator[uid], installed[uid]
             request = CameraIn(
                 username=camera.spec.username,
                 password=camera.spec.password,
-                ward=DEMO_CAMERA_WARD,
+                ward=device.ward or "",
                 host=camera.host,
                 port=camera.port,
-                name=f"Camera mô phỏng {camera.name[-3:]}",
+                name=device.name,
+                uid=uid,
+                latitude=device.latitude,
+                longitude=device.longitude,
+                tags=list(device.tags),
             )
-            try:
-                uids.append((await service.onboard(SIMULATION, request))[0].uid)
-            except CameraAlreadyOnboarded as known:  # an earlier run: moved to its new port
-                uids.append(known.errors[0].message.removeprefix("the camera is "))
-        hung, skewed, locked = specs[-3:]
-        hung.fault = CameraFault.HUNG
-        skewed.clock_offset_s = 3 * 3600
-        locked.password = secrets.token_urlsafe(12)  # changed on the camera, not in the hub
-        yield uids
+            async with limit:
+                try:
+                    uids.append((await service.onboard(SIMULATION, request))[0].uid)
+                except CameraAlreadyOnboarded as known:  # at the port of an earlier run
+                    uids.append(known.uid)
+                except HubError as error:
+                    refused[uid] = error.detail
+                    log.warning("camera %s was not onboarded: %s", uid, error.detail)
+
+        await asyncio.gather(*(onboard(uid) for uid in installed))
+        took = time.monotonic() - began
+        simulator[HUNG_CAMERA].spec.fault = CameraFault.HUNG
+        simulator[SKEWED_CAMERA].spec.clock_offset_s = 3 * 3600
+        simulator[LOCKED_CAMERA].spec.password = secrets.token_urlsafe(12)
+        yield DemoCameras(sorted(uids), refused, took)
+
+
+async def forget_registry_only_cameras(pool: asyncpg.Pool, uids: Sequence[str]) -> None:
+    """An earlier demo put its cameras in the registry without ONVIF access (no camera
+    row): they would refuse onboarding by serial. Only the demo's own uids are touched."""
+    await pool.execute(
+        "DELETE FROM device d WHERE d.kind = 'camera' AND d.uid = ANY($1::text[]) "
+        "AND NOT EXISTS (SELECT 1 FROM camera c WHERE c.device_id = d.id)",
+        list(uids),
+    )
 
 
 def write_cli_env(settings: Settings) -> Path:
@@ -613,16 +666,17 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
                 f"database: schema current ({len(applied)} migrations applied), "
                 f"time-series backend {backend}"
             )
-            db = await database.connect(url, max_size=2)
+            db = await database.connect(url, max_size=4)
             try:
                 users = await seed(settings)
                 rules = await seed_alert_rules(settings, db.pool)
                 # the registry (tortoise) is open here; the cameras outlive this connection
                 cameras = await stack.enter_async_context(demo_cameras(settings, db.pool))
+                refused = f"; {len(cameras.refused)} refused (see the log)" * bool(cameras.refused)
                 console.print(
-                    f"cameras: {len(cameras)} simulated ONVIF cameras onboarded in "
-                    f"{DEMO_CAMERA_WARD} (one hung, one with a wrong clock, one with a changed "
-                    "password)"
+                    f"cameras: {len(cameras.uids)} simulated ONVIF cameras onboarded in "
+                    f"{cameras.took_s:.1f} s ({HUNG_CAMERA} hung, {SKEWED_CAMERA} clock 3 h "
+                    f"off, {LOCKED_CAMERA} password changed on the camera){refused}"
                 )
                 credentials = None
                 if private is not None:

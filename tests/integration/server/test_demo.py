@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,8 @@ import psutil
 import pytest
 
 from drivers.contract import Topics
+from hub.devices.fleet import demo_fleet
+from hub.server.demo import HUNG_CAMERA, LOCKED_CAMERA, SKEWED_CAMERA
 from hub.server.local_broker import free_port, port_free, unavailable_reason
 from tests.support.hub import create_database, drop_database
 
@@ -160,7 +163,7 @@ async def test_the_fleet_raises_an_alert_that_reaches_the_ioc_signed(demo: Demo)
         await conn.close()
     # the hung noise meter (or the hung camera) went offline and stayed so
     assert delivered["rule_name"] == "Thiết bị mất kết nối"
-    assert delivered["uid"] == "ns-may-to-01" or delivered["uid"].startswith("cam-sn")
+    assert delivered["uid"] in ("ns-may-to-01", HUNG_CAMERA)
     received = [
         json.loads(line)
         for line in (demo.data_dir / "logs" / "ioc-webhooks.jsonl").read_text().splitlines()
@@ -184,17 +187,7 @@ async def test_history_of_48_hours_gives_every_ward_its_aqi_at_once(demo: Demo) 
         r"history: ([\d,]+) sensor readings of the last 48 h written in ([\d.]+) s", demo.text()
     )
     assert took, demo.text()
-    token = subprocess.run(
-        [*IOCHUB, "users", "token", "issue", "admin"],
-        env=demo_env(demo.database_url, demo.data_dir, demo.mqtt_port),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout.split()[-1]
-    async with httpx.AsyncClient(
-        base_url=demo.base_url, headers={"authorization": f"Bearer {token}"}, timeout=30
-    ) as client:
+    async with api_as(demo, "admin") as client:
         wards = (await client.get("/api/v1/telemetry/wards")).json()
         assert len(wards) == 8
         for ward in wards:
@@ -211,26 +204,63 @@ async def test_history_of_48_hours_gives_every_ward_its_aqi_at_once(demo: Demo) 
         assert hours.status_code == 200, hours.text
 
 
-async def test_simulated_cameras_are_onboarded_and_their_health_is_real(demo: Demo) -> None:
-    conn = await asyncpg.connect(demo.database_url)
-    try:
+@asynccontextmanager
+async def api_as(demo: Demo, username: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with an API token of the demo user, issued by the CLI beside the demo."""
+    token = subprocess.run(
+        [*IOCHUB, "users", "token", "issue", username],
+        env=demo_env(demo.database_url, demo.data_dir, demo.mqtt_port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()[-1]
+    async with httpx.AsyncClient(
+        base_url=demo.base_url, headers={"authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
+        yield client
+
+
+async def test_every_registry_camera_is_onboarded_and_its_health_is_real(demo: Demo) -> None:
+    installed = {d.uid for d in demo_fleet().devices if d.kind == "camera"}
+    misbehaving = {
+        HUNG_CAMERA: ("offline", "disconnected"),
+        SKEWED_CAMERA: ("degraded", "clock_drift"),
+        LOCKED_CAMERA: ("degraded", "auth_failed"),
+    }
+    async with api_as(demo, "technician") as client:
         deadline = time.monotonic() + 90
         while True:
-            rows = await conn.fetch(
-                "SELECT d.name, d.status, d.status_reason FROM device d "
-                "JOIN camera c ON c.device_id = d.id ORDER BY d.name"
-            )
-            statuses = [r["status"] for r in rows]
-            if len(rows) == 8 and statuses[:5] == ["online"] * 5 and "unknown" not in statuses:
+            answer = await client.get("/api/v1/cameras", params={"limit": 100})
+            assert answer.status_code == 200, answer.text
+            cameras = {c["uid"]: c for c in answer.json()["items"]}
+            states = {uid: (c["status"], c["status_reason"]) for uid, c in cameras.items()}
+            settled = all(states.get(uid) == state for uid, state in misbehaving.items())
+            if settled and all(
+                states[uid] == ("online", "") for uid in set(states) - set(misbehaving)
+            ):
                 break
-            assert time.monotonic() < deadline, [tuple(r) for r in rows]
+            assert time.monotonic() < deadline, states
             await asyncio.sleep(1)
-    finally:
-        await conn.close()
-    hung, skewed, locked = rows[5:]
-    for camera in (hung, skewed, locked):
-        assert camera["status"] in ("degraded", "offline", "late"), tuple(camera)
-        assert camera["status_reason"], tuple(camera)
+        # every camera of the registry is a camera on the wire, onboarded: none is left
+        # "never heard from", and no second kind of demo camera exists beside them
+        assert set(cameras) == installed
+        devices = await client.get("/api/v1/devices", params={"kind": "camera", "limit": 100})
+        assert {d["uid"] for d in devices.json()["items"]} == installed, devices.text
+        hung, skewed, locked = (cameras[uid] for uid in misbehaving)
+        assert "did not answer" in hung["health"]["error"], hung["health"]
+        assert abs(skewed["health"]["clock_drift_s"] - 3 * 3600) < 60, skewed["health"]
+        assert "rejected the credentials" in locked["health"]["error"], locked["health"]
+        # what the camera said of itself is what the registry holds (the firmware catalog
+        # knows these models and versions)
+        planned = next(d for d in demo_fleet().devices if d.uid == "cam-may-chai-01")
+        first = cameras[planned.uid]
+        said = (first["manufacturer"], first["model"], first["firmware"], first["serial"])
+        assert said == (planned.vendor, planned.model, planned.firmware_version, planned.serial)
+        assert (first["ward"], first["latitude"]) == (planned.ward, planned.latitude)
+        snapshot = await client.get("/api/v1/cameras/cam-may-chai-01/snapshot")
+        assert snapshot.status_code == 200, snapshot.text
+        assert snapshot.headers["content-type"] == "image/jpeg"
 
 
 async def test_a_credential_issued_from_the_cli_is_live_in_the_demo_broker(demo: Demo) -> None:
