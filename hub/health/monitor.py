@@ -331,15 +331,12 @@ class HealthMonitor:
                 now,
             )
             if moved:
-                await conn.execute(
-                    "INSERT INTO health_event (device_id, at, from_status, to_status, reason) "
-                    "SELECT id, $4, from_status, to_status, reason FROM unnest($1::bigint[], "
-                    "$2::text[], $3::text[], $5::text[]) AS e(id, from_status, to_status, reason)",
-                    [device.id for device, _, _ in moved],
-                    [device.status for device, _, _ in moved],
-                    [status for _, status, _ in moved],
-                    now,
-                    [reason for _, _, reason in moved],
+                await insert_transitions(
+                    conn,
+                    [
+                        (device.id, now, device.status, status, reason)
+                        for device, status, reason in moved
+                    ],
                 )
         applied: list[DeviceHealth] = []
         for device, status, reason in changes:
@@ -395,6 +392,23 @@ class HealthMonitor:
             reason,
         )
         await self.reassess([device_id])
+
+
+async def insert_transitions(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection[asyncpg.Record],
+    changes: Sequence[tuple[int, datetime, str, str, str]],
+) -> None:
+    """Status changes into the device history: (device id, at, from, to, reason) each."""
+    await conn.execute(
+        "INSERT INTO health_event (device_id, at, from_status, to_status, reason) "
+        "SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], "
+        "$5::text[])",
+        [c[0] for c in changes],
+        [c[1] for c in changes],
+        [c[2] for c in changes],
+        [c[3] for c in changes],
+        [c[4] for c in changes],
+    )
 
 
 async def set_fault(

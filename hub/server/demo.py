@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from hub.health.settings import HealthSettings
+from hub.server.history import backfill_health
 from hub.server.local_broker import (
     LocalBroker,
     PortTaken,
@@ -47,6 +48,7 @@ from hub.server.local_broker import (
 from hub.server.local_broker import unavailable_reason as local_broker_unavailable
 from hub.server.operator import system_principal, write_private
 from hub.server.settings import Settings, mask_url
+from hub.server.simulate import HUNG_CAMERA, LOCKED_CAMERA, SKEWED_CAMERA
 from hub.storage.database import asyncpg_dsn, database_name, with_database
 
 log = logging.getLogger("hub.demo")
@@ -501,11 +503,6 @@ async def backfill_readings(
     return written
 
 
-# Three of the district's cameras misbehave as cameras in the field do, in three wards, so
-# camera health and its alerts have something to tell.
-HUNG_CAMERA = "cam-may-chai-09"  # accepts TCP, never answers
-SKEWED_CAMERA = "cam-van-my-04"  # its clock three hours off: WS-Security refuses its tokens
-LOCKED_CAMERA = "cam-cau-tre-07"  # its password changed on the camera, not in the hub
 ONBOARDING_AT_ONCE = 8  # probes in flight while onboarding (each parses SOAP: CPU-bound)
 
 
@@ -614,7 +611,8 @@ def write_cli_env(settings: Settings) -> Path:
 
 
 def settings_backfill_hours() -> float:
-    """IOCHUB_DEMO_BACKFILL_HOURS: how much sensor history the demo writes at first start."""
+    """IOCHUB_DEMO_BACKFILL_HOURS: how much history (sensor readings, device health, past
+    broadcasts) the demo writes at first start."""
     return float(os.environ.get("IOCHUB_DEMO_BACKFILL_HOURS", "48"))
 
 
@@ -699,10 +697,17 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
             written = await backfill_readings(
                 db.pool, db.backend, settings_backfill_hours(), datetime.now(UTC)
             )
+            hours = settings_backfill_hours()
             if written:
                 console.print(
-                    f"history: {written:,} sensor readings of the last "
-                    f"{settings_backfill_hours():g} h written in {time.monotonic() - took:.1f} s"
+                    f"history: {written:,} sensor readings of the last {hours:g} h written "
+                    f"in {time.monotonic() - took:.1f} s"
+                )
+            took = time.monotonic()
+            if changes := await backfill_health(db.pool, hours, datetime.now(UTC)):
+                console.print(
+                    f"history: {changes:,} device health transitions of the last {hours:g} h "
+                    f"written in {time.monotonic() - took:.2f} s"
                 )
             receiver = await stack.enter_async_context(ioc_receiver(settings, db.pool))
             if private is not None:

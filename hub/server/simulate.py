@@ -27,6 +27,11 @@ NOISE_METRICS = ("noise", "temperature", "humidity")
 BESIDE_A_BUILDING_SITE = "aq-may-chai-01"
 BUILDING_SITE = 3.0
 HUNG_SENSOR = "ns-may-to-01"
+# Three cameras misbehave as cameras in the field do, in three wards, so camera health and
+# its alerts have something to tell.
+HUNG_CAMERA = "cam-may-chai-09"  # accepts TCP, never answers
+SKEWED_CAMERA = "cam-van-my-04"  # its clock three hours off: WS-Security refuses its tokens
+LOCKED_CAMERA = "cam-cau-tre-07"  # its password changed on the camera, not in the hub
 
 
 def read_credentials(path: Path | None) -> Mapping[str, str]:
