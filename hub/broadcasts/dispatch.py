@@ -194,7 +194,7 @@ class Dispatcher:
         quiet = await self._in_quiet_hours(row, speakers)
         playing = {k: s for k, s in speakers.items() if s.ward_id not in quiet}
         plan = await plan_sends(self.pool, playing)
-        command_ids = _command_ids(occurrence_id, plan)
+        command_ids = plan_command_ids(occurrence_id, plan)
         await self._insert_deliveries(occurrence_id, speakers, quiet, plan, command_ids, now)
         if not playing:
             await occurrences.end_unsent(
@@ -378,23 +378,7 @@ class Dispatcher:
         ids: dict[str, str],
         now: datetime,
     ) -> None:
-        ordered = sorted(speakers.values(), key=lambda s: s.uid)
-        silenced = [s.ward_id in quiet for s in ordered]
-        via = {s.uid: group for group, members in plan.groups.items() for s in members}
-        await self.pool.execute(
-            "INSERT INTO broadcast_delivery (occurrence_id, device_id, device_uid, ward_id, "
-            "command_id, via_group, failed_at, failure_reason) "
-            "SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], "
-            "$6::text[], $7::timestamptz[], $8::text[]) ON CONFLICT DO NOTHING",
-            occurrence_id,
-            [s.device_id for s in ordered],
-            [s.uid for s in ordered],
-            [s.ward_id for s in ordered],
-            [ids.get(s.uid) or command_id(occurrence_id, s.device_id) for s in ordered],
-            [via.get(s.uid) for s in ordered],
-            [now if quiet_ else None for quiet_ in silenced],
-            [QUIET_HOURS if quiet_ else None for quiet_ in silenced],
-        )
+        await insert_deliveries(self.pool, occurrence_id, speakers, quiet, plan, ids, now)
 
     def _job(self, row: Any, start_at: datetime, expires_at: datetime) -> _Job:
         link_expiry = expires_at + timedelta(
@@ -490,14 +474,7 @@ class Dispatcher:
         self, job: _Job, sent: list[str], failed: dict[str, SendFailure], now: datetime
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE broadcast_delivery SET send_count = send_count + 1, "
-                "first_sent_at = COALESCE(first_sent_at, $3), last_sent_at = $3, "
-                "send_error = NULL WHERE occurrence_id = $1 AND device_uid = ANY($2::text[])",
-                job.occurrence_id,
-                sent,
-                now,
-            )
+            await note_deliveries_sent(conn, job.occurrence_id, sent, now)
             if not failed:
                 return
             metrics.SEND_FAILURES.inc(len(failed))
@@ -663,7 +640,50 @@ async def _again_after_deadlock(attempt: Callable[[], Awaitable[_T]], tries: int
     raise AssertionError("unreachable")
 
 
-def _command_ids(occurrence_id: int, plan: SendPlan) -> dict[str, str]:
+async def insert_deliveries(
+    conn: Any,
+    occurrence_id: int,
+    speakers: dict[int, Speaker],
+    quiet: set[int | None],
+    plan: SendPlan,
+    ids: dict[str, str],
+    now: datetime,
+) -> None:
+    """One delivery row per targeted speaker; those in quiet hours written off at once."""
+    ordered = sorted(speakers.values(), key=lambda s: s.uid)
+    silenced = [s.ward_id in quiet for s in ordered]
+    via = {s.uid: group for group, members in plan.groups.items() for s in members}
+    await conn.execute(
+        "INSERT INTO broadcast_delivery (occurrence_id, device_id, device_uid, ward_id, "
+        "command_id, via_group, failed_at, failure_reason) "
+        "SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], "
+        "$6::text[], $7::timestamptz[], $8::text[]) ON CONFLICT DO NOTHING",
+        occurrence_id,
+        [s.device_id for s in ordered],
+        [s.uid for s in ordered],
+        [s.ward_id for s in ordered],
+        [ids.get(s.uid) or command_id(occurrence_id, s.device_id) for s in ordered],
+        [via.get(s.uid) for s in ordered],
+        [now if quiet_ else None for quiet_ in silenced],
+        [QUIET_HOURS if quiet_ else None for quiet_ in silenced],
+    )
+
+
+async def note_deliveries_sent(
+    conn: Any, occurrence_id: int, device_uids: Sequence[str], at: datetime
+) -> None:
+    """These speakers were sent the play (once more) at `at`."""
+    await conn.execute(
+        "UPDATE broadcast_delivery SET send_count = send_count + 1, "
+        "first_sent_at = COALESCE(first_sent_at, $3), last_sent_at = $3, "
+        "send_error = NULL WHERE occurrence_id = $1 AND device_uid = ANY($2::text[])",
+        occurrence_id,
+        list(device_uids),
+        at,
+    )
+
+
+def plan_command_ids(occurrence_id: int, plan: SendPlan) -> dict[str, str]:
     """uid -> the command id each speaker is sent: its group's, or its own."""
     ids = {s.uid: command_id(occurrence_id, s.device_id) for s in plan.direct}
     for members in plan.groups.values():

@@ -395,8 +395,12 @@ async def preview(rt: Broadcasts, principal: Principal, data: BroadcastIn) -> Pl
     return await _plan_out(plan, slots, conflicts, rt.settings)
 
 
-async def create(rt: Broadcasts, principal: Principal, data: BroadcastIn) -> CreatedOut:
-    plan = await _plan(rt, principal, data, utc_now())
+async def create(
+    rt: Broadcasts, principal: Principal, data: BroadcastIn, now: datetime | None = None
+) -> CreatedOut:
+    """Save a broadcast and plan its slots; `now` is the hub's clock (the moment it is
+    saved, which its start may not precede)."""
+    plan = await _plan(rt, principal, data, now or utc_now())
     if plan.spoken is not None:
         await asyncio.to_thread(rt.audio.save, plan.spoken[0])
     single_ward = (

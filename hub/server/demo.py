@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from hub.health.settings import HealthSettings
-from hub.server.history import backfill_health
+from hub.server.history import backfill_broadcasts, backfill_health
 from hub.server.local_broker import (
     LocalBroker,
     PortTaken,
@@ -676,6 +676,16 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
                     f"{cameras.took_s:.1f} s ({HUNG_CAMERA} hung, {SKEWED_CAMERA} clock 3 h "
                     f"off, {LOCKED_CAMERA} password changed on the camera){refused}"
                 )
+                took = time.monotonic()
+                past = await backfill_broadcasts(
+                    settings, db.pool, settings_backfill_hours(), datetime.now(UTC)
+                )
+                if past is not None:
+                    console.print(
+                        f"history: {past.occurrences} past occurrences of {past.broadcasts} "
+                        f"ward programmes, {past.reports:,} speaker reports, written in "
+                        f"{time.monotonic() - took:.1f} s"
+                    )
                 credentials = None
                 if private is not None:
                     credentials = settings.data_dir / "demo-device-credentials.json"

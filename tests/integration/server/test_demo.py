@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ import pytest
 from drivers.contract import Topics
 from hub.devices.fleet import demo_fleet
 from hub.server.demo import HUNG_CAMERA, LOCKED_CAMERA, SKEWED_CAMERA
-from hub.server.history import POWER_CUT_WARD, backfill_health
+from hub.server.history import POWER_CUT_WARD, backfill_broadcasts, backfill_health
 from hub.server.local_broker import free_port, port_free, unavailable_reason
+from hub.server.settings import Settings
 from tests.support.hub import create_database, drop_database
 
 IOCHUB = [sys.executable, "-m", "hub.server"]
@@ -121,7 +123,7 @@ def demo(demo_database: str) -> Iterator[Demo]:
 def test_start_is_quiet_and_ends_with_the_url_and_the_logins(demo: Demo) -> None:
     lines = [line for line in demo.text().splitlines() if line.strip()]
     # one line per phase, no per-device chatter, then the banner last
-    assert len(lines) < 20, "\n".join(lines)
+    assert len(lines) < 24, "\n".join(lines)
     assert not any("spk-" in line or "aq-" in line for line in lines), lines
     assert lines[-1].startswith("Passwords are new each run")
     assert any(line.startswith(f"Open  {demo.base_url}/") for line in lines)
@@ -313,6 +315,56 @@ async def test_health_history_and_availability_cover_the_backfill_window(demo: D
     pool = await asyncpg.create_pool(demo.database_url, min_size=1, max_size=2)
     try:
         assert await backfill_health(pool, 48, now) == 0
+    finally:
+        await pool.close()
+
+
+async def test_past_broadcasts_are_there_with_every_speakers_report(demo: Demo) -> None:
+    took = re.search(
+        r"history: (\d+) past occurrences of 8 ward programmes, ([\d,]+) speaker reports, "
+        r"written in ([\d.]+) s",
+        demo.text(),
+    )
+    assert took, demo.text()
+    now = datetime.now(UTC)
+    local = ZoneInfo("Asia/Ho_Chi_Minh")
+    async with api_as(demo, "ward-staff") as staff, api_as(demo, "technician") as technician:
+        # ward staff of Máy Chai see their ward's programme, not the other wards'
+        mine = (await staff.get("/api/v1/broadcasts/")).json()
+        assert [b["title"] for b in mine] == ["Bản tin phường Máy Chai"], mine
+        everyone = (await technician.get("/api/v1/broadcasts/")).json()
+        assert len(everyone) == 8 and all(b["next_occurrence"] for b in everyone), everyone
+        past = (await staff.get(f"/api/v1/broadcasts/{mine[0]['id']}/occurrences")).json()
+        # twice a day over the 48 h window (one slot may fall in the start's last seconds)
+        assert len(past) in (3, 4), past
+        for occurrence in past:
+            at = datetime.fromisoformat(occurrence["scheduled_at"])
+            assert now - timedelta(hours=48, minutes=5) < at < now, occurrence
+            assert at.astimezone(local).time() in (time_of_day(6, 30), time_of_day(17, 30))
+            assert occurrence["status"] in ("completed", "partially_failed"), occurrence
+            assert occurrence["summary"]["speakers"] == 34, occurrence
+        report = (await staff.get(f"/api/v1/broadcasts/occurrences/{past[-1]['id']}")).json()
+        assert len(report["speakers"]) == 34
+        for speaker in report["speakers"]:
+            assert speaker["ward"] == "may-chai" and speaker["received_at"], speaker
+            if speaker["state"] == "finished":
+                started = datetime.fromisoformat(speaker["started_at"])
+                assert abs(started - datetime.fromisoformat(report["start_at"])) < timedelta(
+                    seconds=1
+                ), speaker
+            else:
+                assert speaker["failure_reason"] == "amplifier_fault", speaker
+        # across the district a few amplifiers failed: some occurrences only partly played
+        outcomes = Counter()
+        for broadcast in everyone:
+            for occurrence in (
+                await technician.get(f"/api/v1/broadcasts/{broadcast['id']}/occurrences")
+            ).json():
+                outcomes[occurrence["status"]] += 1
+        assert outcomes["completed"] > outcomes["partially_failed"] > 0, outcomes
+    pool = await asyncpg.create_pool(demo.database_url, min_size=1, max_size=2)
+    try:
+        assert await backfill_broadcasts(Settings(), pool, 48, now) is None  # there already
     finally:
         await pool.close()
 
