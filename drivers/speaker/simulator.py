@@ -53,6 +53,7 @@ from drivers.speaker.protocol import (
     encode_event,
     encode_status,
 )
+from drivers.tcp import no_delay
 
 logger = logging.getLogger(__name__)
 
@@ -698,6 +699,7 @@ class _DedicatedLink:
             )
             try:
                 async with client:
+                    no_delay(client)
                     await client.subscribe(speaker.cmd_topic, qos=1)
                     await client.subscribe(speaker.firmware.topic, qos=1)
                     if speaker.spec.follows_groups:
@@ -789,6 +791,7 @@ class _Pool:
             client.pending_calls_threshold = 10 * len(self._speakers) + 100
             try:
                 async with client:
+                    no_delay(client)
                     topics = [(speaker.cmd_topic, 1) for speaker in self._speakers]
                     topics += [(topic, 1) for topic in self._groups_topics]
                     topics += [(topic, 1) for topic in self._firmware_topics]

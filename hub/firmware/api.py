@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeAlias
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
-from litestar.response import File
+from litestar.response import File, Response
 
 from hub.auth import CurrentUser, Permission
 from hub.errors import FieldProblem, NotFound, ValidationFailed
@@ -384,14 +384,25 @@ async def firmware_artifact(
     device: Annotated[str, QueryParameter(max_length=128)],
     expires: Annotated[int, QueryParameter(ge=0)],
     sig: Annotated[str, QueryParameter(max_length=128)],
-) -> File:
+) -> File | Response[bytes]:
     """A firmware image, for devices: the signed link is the authorisation."""
     hub = runtime_of(request)
     hub.get(ARTIFACT_SIGNER).verify(release_id, device, expires, sig)
     campaigns = hub.get(CAMPAIGNS)
-    async with campaigns.pool.acquire() as conn:
-        release = await store.release(conn, release_id)
+
+    async def load(release_id: int) -> store.ReleaseRow | None:
+        async with campaigns.pool.acquire() as conn:
+            return await store.release(conn, release_id)
+
+    release = await campaigns.artifacts.release(release_id, load)
     if release is None:
         raise NotFound(f"no release {release_id}")
-    path = campaigns.artifacts.check(release)
-    return File(path, media_type="application/octet-stream", filename=path.name)
+    image = campaigns.artifacts.image(release)
+    name = campaigns.artifacts.path(release).name
+    if isinstance(image, bytes):
+        return Response(
+            image,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return File(image, media_type="application/octet-stream", filename=name)

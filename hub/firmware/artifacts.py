@@ -5,12 +5,17 @@ derived from the hub's secret, so it is its own authorisation for one device, on
 until it expires. Before an image is served (and before a campaign is created) its
 manifest's Ed25519 signature is checked again against the vendor's key, and the file's
 SHA-256 against the manifest: an image whose manifest does not verify is never served.
+Images up to `HELD_MAX_BYTES` are served from memory, as the very bytes that were hashed:
+no file is read per download (a wave starts hundreds at once), and a file changed on
+disk after its check is never what a device gets.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +29,10 @@ from hub.runtime.context import RuntimeKey
 from hub.storage.crypto import local_key
 
 ARTIFACT_PATH = "/api/v1/firmware/artifacts"
+HELD_MAX_BYTES = 32 * 1024 * 1024
+RELEASE_TTL_S = 5.0
+"""How long a download reuses the release row it read (a forced re-import shows after
+this; its image is re-checked against the row whatever the age)."""
 _PURPOSE = b"iochub:firmware-artifact-url"
 
 
@@ -65,6 +74,8 @@ class ArtifactStore:
 
     root: Path
     _checked: dict[tuple[int, str, str], tuple[float, int]] = field(default_factory=dict)
+    _held: dict[tuple[int, str, str], tuple[tuple[float, int], bytes]] = field(default_factory=dict)
+    _rows: dict[int, tuple[float, ReleaseRow]] = field(default_factory=dict)
 
     def path(self, release: ReleaseRow) -> Path:
         if release.artifact_file is None:
@@ -95,12 +106,56 @@ class ArtifactStore:
             ) from None
         size, sha256 = sha256_file(path)
         if (size, sha256) != (release.artifact_size, release.artifact_sha256):
-            raise Conflict(
-                f"the image of {release.model} {release.version} does not match its "
-                "manifest (size or SHA-256); not served"
-            )
+            raise Conflict(_mismatch(release))
         self._checked[key] = (stat.st_mtime, stat.st_size)
         return path
+
+    def image(self, release: ReleaseRow) -> bytes | Path:
+        """What to serve: the checked bytes of an image up to `HELD_MAX_BYTES`, else the
+        checked file (streamed)."""
+        if release.artifact_size > HELD_MAX_BYTES:
+            return self.check(release)
+        key = (release.id, release.manifest_sha256, release.signature)
+        held = self._held.get(key)
+        path = self.path(release)
+        try:
+            stat = path.stat()
+        except OSError:
+            raise Conflict(f"the image of {release.model} {release.version} is missing") from None
+        if held is not None and held[0] == (stat.st_mtime, stat.st_size):
+            return held[1]
+        self.check(release)  # the signature (and the file, once)
+        data = path.read_bytes()
+        if (len(data), hashlib.sha256(data).hexdigest()) != (
+            release.artifact_size,
+            release.artifact_sha256,
+        ):
+            raise Conflict(_mismatch(release))
+        self._held = {k: v for k, v in self._held.items() if k[0] != release.id}
+        self._held[key] = ((stat.st_mtime, stat.st_size), data)
+        return data
+
+    async def release(
+        self, release_id: int, load: Callable[[int], Awaitable[ReleaseRow | None]]
+    ) -> ReleaseRow | None:
+        """The release row, read at most once per `RELEASE_TTL_S` for the downloads."""
+        now = time.monotonic()
+        cached = self._rows.get(release_id)
+        if cached is not None and now - cached[0] < RELEASE_TTL_S:
+            return cached[1]
+        row = await load(release_id)
+        if row is None:
+            self._rows.pop(release_id, None)
+        else:
+            self._rows[release_id] = (now, row)
+        return row
+
+
+def _mismatch(release: ReleaseRow) -> str:
+    return (
+        f"the image of {release.model} {release.version} does not match its "
+        "manifest (size or SHA-256); not served"
+    )
 
 
 ARTIFACT_SIGNER: RuntimeKey[ArtifactSigner] = RuntimeKey("firmware link signer")

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -22,13 +22,26 @@ from hub.firmware import store
 from hub.firmware.artifacts import ArtifactStore
 from hub.firmware.schemas import CampaignIn
 from hub.firmware.settings import FirmwareSettings
-from hub.firmware.store import CampaignRow, DeviceFirmware, ReleaseRow
+from hub.firmware.store import CampaignRow, DeviceFirmware
 from hub.runtime.context import RuntimeKey
 
 OPEN = ("running", "waiting_approval", "paused")
 
 
-def refusal(device: DeviceFirmware, release: ReleaseRow) -> str | None:
+class Target(Protocol):
+    """What a refusal looks at: a release, or the campaign that carries its columns."""
+
+    @property
+    def vendor(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def min_version(self) -> str | None: ...
+
+
+def refusal(device: DeviceFirmware, release: Target) -> str | None:
     """Why this release must not be sent to this device, or None. Checked when a campaign
     is created and again just before each command is sent."""
     if (slug(device.vendor), slug(device.model)) != (slug(release.vendor), slug(release.model)):
@@ -165,6 +178,7 @@ class Campaigns:
                 rows,
             )
             campaign = await store.campaign(conn, campaign_id)
+            await store.notify(conn, campaign_id)  # on commit: the driver starts it at once
         assert campaign is not None
         return Created(campaign, refused)
 

@@ -15,7 +15,14 @@ the wave is done, start the next (or wait for approval, or stop if too few updat
 otherwise start pending devices, but never more than ``max_ward_percent`` of a ward's
 devices of that kind at once, never a speaker with a broadcast playing or due within the
 guard, and only inside the ward's maintenance window. Emergency broadcasts take back
-speakers that have not begun installing. Reports and NOTIFYs wake a round at once.
+speakers that have not begun installing.
+
+Rounds react to events, the tick is only a backstop: a report that ends a device's update
+(updated, failed, or back to pending) and every NOTIFY wake a round at once; reports that
+only say how far a device got do not, as no rule looks at them. A failure that puts the
+wave past its error threshold stops the campaign in the very transaction that records it.
+A round works on one pooled connection, and the broker's acknowledgements of its commands
+are awaited beside the next rounds, not inside them.
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from drivers.firmware.link import FirmwareLinkDown, Received, ReportHandler
 from drivers.firmware.protocol import (
@@ -53,13 +61,16 @@ from hub.runtime.context import RuntimeKey
 from hub.storage.database import connect_writable
 
 log = logging.getLogger("hub.firmware")
+Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
 # pg_advisory_lock key of the rollout leader ("iochub.firmware"), beside the scheduler's.
 LEADER_LOCK_KEY = 0x10C_F1A4_0A7E
 CHANNELS = ("iochub_firmware", "iochub_broadcasts")
 FINAL = ("updated", "failed", "refused", "cancelled")
-ROUND_GAP_S = 0.05
+ROUND_GAP_S = 0.02
 """Shortest time between two rounds' starts: bounds the driver's cost, not its reaction."""
+ENDS = ("pending", *FINAL)
+"""States a report can move a device to that free a ward's slot or may end a wave."""
 GAUGE_INTERVAL_S = 2.0
 
 
@@ -114,6 +125,8 @@ class RolloutDriver:
         self._clock = clock
         self._wake = asyncio.Event()
         self._leading = asyncio.Event()
+        self._settling: set[asyncio.Task[None]] = set()
+        """Rounds' commands whose PUBACKs are still awaited."""
         self.rounds = 0
         self._gauges_at = -GAUGE_INTERVAL_S
 
@@ -174,9 +187,9 @@ class RolloutDriver:
             for task in done:
                 task.result()
         finally:
-            for task in tasks:
+            for task in (*tasks, *self._settling):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._settling, return_exceptions=True)
         log.warning("%s no longer drives firmware rollouts", self.node)
 
     async def _watch(self, conn: asyncpg.Connection[Any], lost: asyncio.Event) -> None:
@@ -222,52 +235,59 @@ class RolloutDriver:
         if not good:
             return
         now = self._clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            flights = await store.in_flight_by_command(
-                conn, [r.report.command_id for r in good if r.report is not None]
-            )
-            moves: dict[str, tuple[str, str, str | None, str | None]] = {}
-            versions: dict[str, str] = {}
-            for received in good:
-                report = received.report
-                assert report is not None
-                flight = flights.get(report.command_id)
-                if flight is None or flight.uid != received.device_uid:
-                    metrics.REPORTS.labels(outcome="unknown").inc()
-                    continue
-                state, reason = report.state.value, None
-                if report.state is UpdateState.FAILED:
-                    reason = report.reason.value if report.reason else "failed"
-                    if report.detail:
-                        reason = f"{reason}: {report.detail}"
-                    if report.reason is UpdateFailure.BUSY:
-                        # Busy is for now, not for good (playing an announcement): again later.
-                        state, reason = "pending", f"{reason}; will be sent again"
-                elif report.state is UpdateState.UPDATED:
-                    assert report.version is not None
-                    versions[received.device_uid] = report.version
-                    if not _same(report.version, flight.target_version):
-                        state = "failed"
-                        reason = f"came back on {report.version}, not {flight.target_version}"
-                elif report.state is UpdateState.CANCELLED:
-                    state = "pending" if flight.state in store.PRE_INSTALL else flight.state
-                    reason = "cancelled by the device"
-                previous = moves.get(report.command_id, (None, flight.state))[1] or ""
-                regress = store.STATE_RANK.get(state, 99) < store.STATE_RANK.get(previous, -1)
-                if regress and report.state not in (UpdateState.CANCELLED, UpdateState.FAILED):
-                    metrics.REPORTS.labels(outcome="stale").inc()
-                    continue  # a late "downloading" after "installing"
-                moves[report.command_id] = (report.command_id, state, report.version, reason)
-                metrics.REPORTS.labels(outcome="applied").inc()
-            if moves:
-                await store.apply_progress(conn, list(moves.values()), now)
-        if versions:
-            # Apart from the progress: never hold campaign rows while waiting for registry
-            # rows that the health monitor may be writing for the same fleet.
-            async with self.pool.acquire() as conn:
+        moved: list[tuple[int, str]] = []
+        stopped: list[tuple[int, str]] = []
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                flights = await store.in_flight_by_command(
+                    conn, [r.report.command_id for r in good if r.report is not None]
+                )
+                moves: dict[str, tuple[str, str, str | None, str | None]] = {}
+                versions: dict[str, str] = {}
+                for received in good:
+                    report = received.report
+                    assert report is not None
+                    flight = flights.get(report.command_id)
+                    if flight is None or flight.uid != received.device_uid:
+                        metrics.REPORTS.labels(outcome="unknown").inc()
+                        continue
+                    state, reason = report.state.value, None
+                    if report.state is UpdateState.FAILED:
+                        reason = report.reason.value if report.reason else "failed"
+                        if report.detail:
+                            reason = f"{reason}: {report.detail}"
+                        if report.reason is UpdateFailure.BUSY:
+                            # Busy is for now, not for good (playing an announcement): again later.
+                            state, reason = "pending", f"{reason}; will be sent again"
+                    elif report.state is UpdateState.UPDATED:
+                        assert report.version is not None
+                        versions[received.device_uid] = report.version
+                        if not _same(report.version, flight.target_version):
+                            state = "failed"
+                            reason = f"came back on {report.version}, not {flight.target_version}"
+                    elif report.state is UpdateState.CANCELLED:
+                        state = "pending" if flight.state in store.PRE_INSTALL else flight.state
+                        reason = "cancelled by the device"
+                    previous = moves.get(report.command_id, (None, flight.state))[1] or ""
+                    regress = store.STATE_RANK.get(state, 99) < store.STATE_RANK.get(previous, -1)
+                    if regress and report.state not in (UpdateState.CANCELLED, UpdateState.FAILED):
+                        metrics.REPORTS.labels(outcome="stale").inc()
+                        continue  # a late "downloading" after "installing"
+                    moves[report.command_id] = (report.command_id, state, report.version, reason)
+                    metrics.REPORTS.labels(outcome="applied").inc()
+                if moves:
+                    moved = await store.apply_progress(conn, list(moves.values()), now)
+                failing = [campaign for campaign, state in moved if state == "failed"]
+                if failing:
+                    stopped = await store.stop_past_threshold(conn, failing, self._clock())
+            if any(state in ENDS for _, state in moved):
+                self._wake.set()  # the round need not wait for the registry's rows below
+            if versions:
+                # After the progress has committed: never hold campaign rows while waiting
+                # for registry rows that the health monitor may be writing for the same fleet.
                 await store.set_reported_versions(conn, dict(sorted(versions.items())))
-        if moves:
-            self._wake.set()
+        for campaign_id, reason in stopped:
+            log.warning("campaign %d stopped: %s", campaign_id, reason)
 
     # ------------------------------------------------------------------ rounds
 
@@ -275,26 +295,24 @@ class RolloutDriver:
         self.rounds += 1
         now = self._clock()
         async with self.pool.acquire() as conn:
-            await store.expire(conn, now)
+            async with conn.transaction():
+                expired = await store.expire(conn, now)
+                stopped = await store.stop_past_threshold(conn, expired, self._clock())
+            for campaign_id, reason in stopped:
+                log.warning("campaign %d stopped: %s", campaign_id, reason)
             campaigns = await store.open_campaigns(conn)
-            cancelled = await conn.fetch(
-                "SELECT DISTINCT cd.campaign_id FROM firmware_campaign_device cd "
-                "JOIN firmware_campaign c ON c.id = cd.campaign_id WHERE c.state = 'cancelled' "
-                "AND cd.state IN ('sent', 'downloading', 'verifying')"
-            )
-        for row in cancelled:
-            await self._cancel_in_flight(row["campaign_id"])
-        for campaign in campaigns:
-            await self._pre_empt(campaign, now)
-            if campaign.state == "running":
-                await self._advance(campaign, now)
-        await self._gauges(campaigns)
+            for campaign_id in await store.cancelled_in_flight(conn):
+                await self._cancel_in_flight(conn, campaign_id)
+            for campaign in campaigns:
+                await self._pre_empt(conn, campaign, now)
+                if campaign.state == "running":
+                    await self._advance(conn, campaign, now)
+            await self._gauges(conn, campaigns)
 
-    async def _advance(self, campaign: CampaignRow, now: datetime) -> None:
+    async def _advance(self, conn: Conn, campaign: CampaignRow, now: datetime) -> None:
         # A wave finishing can start the next in the same round.
         for _ in range(len(campaign.wave_sizes) + 1):
-            async with self.pool.acquire() as conn:
-                counts = await store.wave_counts(conn, campaign.id)
+            counts = await store.wave_counts(conn, campaign.id)
             wave = campaign.current_wave
             here = counts.get(wave, {})
             size = sum(n for s, n in here.items() if s != "refused")
@@ -306,31 +324,27 @@ class RolloutDriver:
                 for s in ("pending", *store.IN_FLIGHT)
             )
             if size and failed * 100 > campaign.error_percent * size:
-                await self._stop(
-                    campaign,
-                    now,
-                    f"wave {wave + 1}: {failed} of {size} devices failed, more than the "
-                    f"{campaign.error_percent:g}% allowed",
-                )
+                reason = store.stop_reason(wave, failed, size, campaign.error_percent)
+                await self._stop(conn, campaign, reason)
                 return
             if busy or earlier:
-                await self._start(campaign, now)
+                await self._start(conn, campaign, now)
                 return
             if size and updated * 100 < campaign.success_percent * size:
                 await self._stop(
+                    conn,
                     campaign,
-                    now,
                     f"wave {wave + 1} ended with {updated} of {size} updated, fewer than the "
                     f"{campaign.success_percent:g}% needed",
                 )
                 return
-            campaign = await self._next_wave(campaign, now)
+            campaign = await self._next_wave(conn, campaign, now)
             if campaign.state != "running":
                 return
 
-    async def _next_wave(self, campaign: CampaignRow, now: datetime) -> CampaignRow:
+    async def _next_wave(self, conn: Conn, campaign: CampaignRow, now: datetime) -> CampaignRow:
         wave = campaign.current_wave
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with conn.transaction():
             await store.set_wave(conn, campaign.id, wave, "succeeded", finished_at=now)
             if wave + 1 >= len(campaign.wave_sizes):
                 await store.set_state(conn, campaign.id, "completed", finished_at=now)
@@ -345,40 +359,31 @@ class RolloutDriver:
         assert updated is not None
         return updated
 
-    async def _stop(self, campaign: CampaignRow, now: datetime, reason: str) -> None:
+    async def _stop(self, conn: Conn, campaign: CampaignRow, reason: str) -> None:
         now = self._clock()  # the moment it is decided, not the round's start
-        async with self.pool.acquire() as conn, conn.transaction():
-            await store.set_wave(
-                conn, campaign.id, campaign.current_wave, "failed", finished_at=now
-            )
-            await store.set_state(
-                conn, campaign.id, "stopped", stop_reason=reason, stopped_at=now, finished_at=now
-            )
-        log.warning("campaign %d stopped: %s", campaign.id, reason)
+        async with conn.transaction():
+            stopped = await store.stop(conn, campaign.id, campaign.current_wave, reason, now)
+        if stopped:
+            log.warning("campaign %d stopped: %s", campaign.id, reason)
 
-    async def _start(self, campaign: CampaignRow, now: datetime) -> None:
-        async with self.pool.acquire() as conn:
-            updating = await store.updating_per_ward(conn)
-            totals = await store.devices_per_ward(conn)
-            free = [
-                ward_capacity(n, campaign.max_ward_percent) - updating.get(key, 0)
-                for key, n in totals.items()
-                if key[1] == campaign.kind
-            ]
-            if max(free, default=0) <= 0:
-                return  # every ward is at its share: nothing can start this round
-            # A few more than the room, for those a due broadcast or a window holds back.
-            pending = await store.candidates(
-                conn, campaign.id, campaign.current_wave, max(free) + 50
-            )
-            if not pending:
-                return
-            windows = await store.windows(conn) if campaign.use_windows else {}
-            release = await store.release(conn, campaign.release_id)
-            guard_until = now + timedelta(seconds=campaign.broadcast_guard_s)
-            speakers = [c.device_id for c in pending if c.kind == "speaker"]
-            busy = await store.busy_speakers(conn, speakers, now, guard_until, emergency=False)
-        assert release is not None
+    async def _start(self, conn: Conn, campaign: CampaignRow, now: datetime) -> None:
+        updating = await store.updating_per_ward(conn)
+        totals = await store.devices_per_ward(conn)
+        free = [
+            ward_capacity(n, campaign.max_ward_percent) - updating.get(key, 0)
+            for key, n in totals.items()
+            if key[1] == campaign.kind
+        ]
+        if max(free, default=0) <= 0:
+            return  # every ward is at its share: nothing can start this round
+        # A few more than the room, for those a due broadcast or a window holds back.
+        pending = await store.candidates(conn, campaign.id, campaign.current_wave, max(free) + 50)
+        if not pending:
+            return
+        windows = await store.windows(conn) if campaign.use_windows else {}
+        guard_until = now + timedelta(seconds=campaign.broadcast_guard_s)
+        speakers = [c.device_id for c in pending if c.kind == "speaker"]
+        busy = await store.busy_speakers(conn, speakers, now, guard_until, emergency=False)
         local = now.astimezone(self.zone).time()
         chosen: list[Candidate] = []
         refused: list[tuple[int, str, str | None]] = []
@@ -393,27 +398,27 @@ class RolloutDriver:
             span = windows.get(candidate.ward_id) if candidate.ward_id is not None else None
             if span is not None and not in_window(local, *span):
                 continue
-            why = refusal(_as_device(candidate), release)
+            # The campaign carries its release's model and versions (store.CAMPAIGN_SELECT).
+            why = refusal(_as_device(candidate), campaign)
             if why is not None:
                 state = "updated" if why.startswith("already runs") else "refused"
                 refused.append((candidate.device_id, state, why))
                 continue
             room[key] -= 1
             chosen.append(candidate)
-        async with self.pool.acquire() as conn:
-            if refused:
-                await store.set_device_states(conn, campaign.id, refused, now)
-            if not chosen:
-                return
-            if not self.link.connected:
-                return  # nothing claimed: the next round tries again
-            ids = {
-                c.device_id: f"fw-{campaign.id}-{c.device_id}-{secrets.token_hex(4)}"
-                for c in chosen
-            }
-            deadline = now + timedelta(seconds=campaign.device_timeout_s)
-            claimed = set(await store.claim_sends(conn, campaign, list(ids.items()), now, deadline))
+        if refused:
+            await store.set_device_states(conn, campaign.id, refused, now)
+        if not chosen:
+            return
+        if not self.link.connected:
+            return  # nothing claimed: the next round tries again
+        ids = {
+            c.device_id: f"fw-{campaign.id}-{c.device_id}-{secrets.token_hex(4)}" for c in chosen
+        }
+        deadline = now + timedelta(seconds=campaign.device_timeout_s)
+        claimed = set(await store.claim_sends(conn, campaign, list(ids.items()), now, deadline))
         expires = now + timedelta(seconds=min(self.settings.url_ttl_s, campaign.device_timeout_s))
+        link_expires = now + timedelta(seconds=self.settings.url_ttl_s)
         commands: list[tuple[str, FirmwareCommand]] = [
             (
                 c.uid,
@@ -421,19 +426,37 @@ class RolloutDriver:
                     command_id=ids[c.device_id],
                     issued_at=now,
                     expires_at=expires,
-                    model=release.model,
-                    version=release.version,
-                    min_version=release.min_version,
-                    url=self.signer.url(
-                        release.id, c.uid, now + timedelta(seconds=self.settings.url_ttl_s)
-                    ),
-                    size=release.artifact_size,
-                    sha256=release.artifact_sha256,
+                    model=campaign.model,
+                    version=campaign.version,
+                    min_version=campaign.min_version,
+                    url=self.signer.url(campaign.release_id, c.uid, link_expires),
+                    size=campaign.artifact_size,
+                    sha256=campaign.artifact_sha256,
                 ),
             )
             for c in chosen
             if c.device_id in claimed
         ]
+        if not commands:
+            return
+        # paho writes them out now; the PUBACKs are awaited beside the next rounds.
+        task = asyncio.create_task(
+            self._settle(campaign.id, {c.uid: c.device_id for c in chosen}, commands, now),
+            name=f"firmware-commands-{campaign.id}",
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.sleep(0)  # let the task hand them to paho before the round goes on
+
+    async def _settle(
+        self,
+        campaign_id: int,
+        devices: dict[str, int],
+        commands: Sequence[tuple[str, FirmwareCommand]],
+        now: datetime,
+    ) -> None:
+        """Publish a round's claimed commands; those the broker did not take go back to
+        pending (nothing reached the device)."""
         began = asyncio.get_running_loop().time()
         try:
             failures = await self.link.send_many(commands, now)
@@ -443,47 +466,45 @@ class RolloutDriver:
         if took > 1.0:
             log.info(
                 "campaign %d: %d update commands took %.1f s to publish",
-                campaign.id,
+                campaign_id,
                 len(commands),
                 took,
             )
         metrics.COMMANDS.labels(action="update").inc(len(commands) - len(failures))
         if failures:
-            by_uid = {c.uid: c.device_id for c in chosen}
             async with self.pool.acquire() as conn:
                 await store.unsend(
-                    conn, campaign.id, [by_uid[uid] for uid, _ in failures], failures[0][1]
+                    conn, campaign_id, [devices[uid] for uid, _ in failures], failures[0][1]
                 )
+            self._wake.set()
 
-    async def _pre_empt(self, campaign: CampaignRow, now: datetime) -> None:
+    async def _pre_empt(self, conn: Conn, campaign: CampaignRow, now: datetime) -> None:
         """An emergency broadcast takes back speakers that have not begun installing."""
         if campaign.kind != "speaker":
             return
-        async with self.pool.acquire() as conn:
-            flights = await store.pre_install(conn, campaign.id)
-            if not flights:
-                return
-            guard_until = now + timedelta(seconds=max(campaign.broadcast_guard_s, 60))
-            emergency = await store.busy_speakers(
-                conn, [f[0] for f in flights], now, guard_until, emergency=True
-            )
-            if not emergency:
-                return
-            taken = await store.requeue(
-                conn,
-                campaign.id,
-                sorted(emergency),
-                "pre-empted by an emergency broadcast; will be sent again",
-            )
+        flights = await store.pre_install(conn, campaign.id)
+        if not flights:
+            return
+        guard_until = now + timedelta(seconds=max(campaign.broadcast_guard_s, 60))
+        emergency = await store.busy_speakers(
+            conn, [f[0] for f in flights], now, guard_until, emergency=True
+        )
+        if not emergency:
+            return
+        taken = await store.requeue(
+            conn,
+            campaign.id,
+            sorted(emergency),
+            "pre-empted by an emergency broadcast; will be sent again",
+        )
         await self._send_cancels(taken, now)
         log.info("campaign %d: %d speakers pre-empted by an emergency", campaign.id, len(taken))
 
-    async def _cancel_in_flight(self, campaign_id: int) -> None:
-        async with self.pool.acquire() as conn:
-            flights = await store.pre_install(conn, campaign_id)
-            taken = await store.requeue(
-                conn, campaign_id, [f[0] for f in flights], "campaign cancelled", to="cancelled"
-            )
+    async def _cancel_in_flight(self, conn: Conn, campaign_id: int) -> None:
+        flights = await store.pre_install(conn, campaign_id)
+        taken = await store.requeue(
+            conn, campaign_id, [f[0] for f in flights], "campaign cancelled", to="cancelled"
+        )
         await self._send_cancels(taken, self._clock())
 
     async def _send_cancels(self, taken: Sequence[tuple[int, str, str]], now: datetime) -> None:
@@ -500,17 +521,16 @@ class RolloutDriver:
             await self.link.send_many(commands, now)
             metrics.COMMANDS.labels(action="cancel").inc(len(commands))
 
-    async def _gauges(self, campaigns: Sequence[CampaignRow]) -> None:
+    async def _gauges(self, conn: Conn, campaigns: Sequence[CampaignRow]) -> None:
         now = asyncio.get_running_loop().time()
         if now - self._gauges_at < GAUGE_INTERVAL_S:
             return
         self._gauges_at = now
         metrics.ROLLOUT_DEVICES.clear()
-        async with self.pool.acquire() as conn:
-            for campaign in campaigns:
-                counts: Counter[str] = Counter(await store.campaign_counts(conn, campaign.id))
-                for state, n in counts.items():
-                    metrics.ROLLOUT_DEVICES.labels(campaign=str(campaign.id), state=state).set(n)
+        for campaign in campaigns:
+            counts: Counter[str] = Counter(await store.campaign_counts(conn, campaign.id))
+            for state, n in counts.items():
+                metrics.ROLLOUT_DEVICES.labels(campaign=str(campaign.id), state=state).set(n)
 
 
 def _same(a: str, b: str) -> bool:

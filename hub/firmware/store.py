@@ -700,22 +700,87 @@ async def in_flight_by_command(conn: Any, command_ids: Sequence[str]) -> dict[st
 
 async def apply_progress(
     conn: Any, items: Sequence[tuple[str, str, str | None, str | None]], now: datetime
-) -> int:
-    """(command_id, state, reported_version, reason) onto in-flight rows; returns rows moved."""
-    status: str = await conn.execute(
+) -> list[tuple[int, str]]:
+    """(command_id, state, reported_version, reason) onto in-flight rows; returns the
+    (campaign id, new state) of each row moved."""
+    rows = await conn.fetch(
         "UPDATE firmware_campaign_device cd SET state = n.state, reported_version = "
         "coalesce(n.version, cd.reported_version), reason = n.reason, updated_at = $2 "
         "FROM unnest($1::text[], $3::text[], $4::text[], $5::text[]) "
         "AS n(command_id, state, version, reason) "
         "WHERE cd.command_id = n.command_id "
-        "AND cd.state IN ('sent', 'downloading', 'verifying', 'installing', 'rebooting')",
+        "AND cd.state IN ('sent', 'downloading', 'verifying', 'installing', 'rebooting') "
+        "RETURNING cd.campaign_id, cd.state",
         [i[0] for i in items],
         now,
         [i[1] for i in items],
         [i[2] for i in items],
         [i[3] for i in items],
     )
-    return int(status.split()[-1])
+    return [(row["campaign_id"], row["state"]) for row in rows]
+
+
+def stop_reason(wave: int, failed: int, size: int, error_percent: float) -> str:
+    return (
+        f"wave {wave + 1}: {failed} of {size} devices failed, more than the "
+        f"{error_percent:g}% allowed"
+    )
+
+
+async def stop(conn: Any, campaign_id: int, wave: int, reason: str, now: datetime) -> bool:
+    """Stop a running campaign and fail its wave (in the caller's transaction); False when
+    it was no longer running (stopped, paused or cancelled meanwhile)."""
+    stopped = await conn.fetchval(
+        "UPDATE firmware_campaign SET state = 'stopped', stop_reason = $3, stopped_at = $4, "
+        "finished_at = $4, updated_at = now() WHERE id = $1 AND state = 'running' "
+        "AND current_wave = $2 RETURNING id",
+        campaign_id,
+        wave,
+        reason,
+        now,
+    )
+    if stopped is None:
+        return False
+    await set_wave(conn, campaign_id, wave, "failed", finished_at=now)
+    return True
+
+
+async def stop_past_threshold(
+    conn: Any, campaign_ids: Sequence[int], now: datetime
+) -> list[tuple[int, str]]:
+    """Stop each running campaign whose current wave's failures are past its error
+    threshold; returns (campaign id, reason) of those stopped. Run in the transaction that
+    wrote the failures, the crossing and the stop commit together: no round in between
+    can start another device (and `claim_sends` re-checks the same rule)."""
+    if not campaign_ids:
+        return []
+    rows = await conn.fetch(
+        "SELECT c.id, c.current_wave, c.error_percent::float8 AS error_percent, "
+        "count(*) FILTER (WHERE cd.state = 'failed') AS failed, "
+        "count(*) FILTER (WHERE cd.state <> 'refused') AS size "
+        "FROM firmware_campaign c JOIN firmware_campaign_device cd "
+        "ON cd.campaign_id = c.id AND cd.wave = c.current_wave "
+        "WHERE c.id = ANY($1::bigint[]) AND c.state = 'running' GROUP BY c.id "
+        "HAVING count(*) FILTER (WHERE cd.state = 'failed') * 100 "
+        "> c.error_percent * count(*) FILTER (WHERE cd.state <> 'refused')",
+        sorted(set(campaign_ids)),
+    )
+    stopped = []
+    for row in rows:
+        reason = stop_reason(row["current_wave"], row["failed"], row["size"], row["error_percent"])
+        if await stop(conn, row["id"], row["current_wave"], reason, now):
+            stopped.append((row["id"], reason))
+    return stopped
+
+
+async def cancelled_in_flight(conn: Any) -> list[int]:
+    """Cancelled campaigns that still have devices which have not begun installing."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT cd.campaign_id FROM firmware_campaign_device cd "
+        "JOIN firmware_campaign c ON c.id = cd.campaign_id WHERE c.state = 'cancelled' "
+        "AND cd.state IN ('sent', 'downloading', 'verifying')"
+    )
+    return [row["campaign_id"] for row in rows]
 
 
 async def expire(conn: Any, now: datetime) -> list[int]:
