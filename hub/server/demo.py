@@ -719,6 +719,8 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
                     f"history: {changes:,} device health transitions of the last {hours:g} h "
                     f"written in {time.monotonic() - took:.2f} s"
                 )
+            if past is None and not written and not changes:
+                console.print("history: kept from an earlier start (nothing written)")
             receiver = await stack.enter_async_context(ioc_receiver(settings, db.pool))
             if private is not None:
                 env_file = write_cli_env(settings)

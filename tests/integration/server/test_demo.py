@@ -30,7 +30,7 @@ import pytest
 
 from drivers.contract import Topics
 from hub.devices.fleet import demo_fleet
-from hub.server.demo import HUNG_CAMERA, LOCKED_CAMERA, SKEWED_CAMERA
+from hub.server.demo import HUNG_CAMERA, LOCKED_CAMERA, SKEWED_CAMERA, backfill_readings
 from hub.server.history import POWER_CUT_WARD, backfill_broadcasts, backfill_health
 from hub.server.local_broker import free_port, port_free, unavailable_reason
 from hub.server.settings import Settings
@@ -317,6 +317,7 @@ async def test_health_history_and_availability_cover_the_backfill_window(demo: D
     pool = await asyncpg.create_pool(demo.database_url, min_size=1, max_size=2)
     try:
         assert await backfill_health(pool, 48, now) == 0
+        assert await backfill_readings(pool, "postgres", 48, now) == 0
     finally:
         await pool.close()
 
