@@ -15,11 +15,22 @@ Figures, each beside its limit:
   + reboot). Everything else (the hub's rounds, commands, reports, the real downloads, the
   speakers reconnecting) is overhead. Goal: the campaign takes at most 10 % longer.
 - **hub CPU seconds per 1,000 devices** over the campaign (user + system of the hub
-  process, from /proc), beside the same hub's CPU while idle for as long.
+  process, from /proc), beside the same hub's CPU while idle for as long (measured once
+  the fleet's first statuses are handled), and the simulated fleet's own CPU beside what
+  the machine offers over the campaign: on two cores a fleet simulated faster than real
+  time can need more CPU than the floor lasts, and then no hub reaches the floor here.
+- **where the overhead went** (272 speakers): an MQTT observer on the broker timestamps
+  every command and report; the slowest chain of devices (each started when the one
+  before it in its ward's slot, or the wave before, finished) is split into the hub's
+  reaction, command pickup by the device, the image download, and the device's steps
+  beyond their simulated time (its timers, its reconnect after the reboot).
 - **stop reaction.** A 272-speaker campaign where a fifth of the speakers fail their
   download: from the moment the failure that crosses the error threshold is committed to
   the campaign being stopped, and how many devices were started after it (must be 0).
   Goal: at most 1 s.
+
+The broker runs with `set_tcp_nodelay true`, as deploy/mosquitto/mosquitto.conf does; the
+machine's load average is printed before and after each campaign (it is shared).
 
 Bounded: each campaign has a deadline (three times its floor plus a minute); a short count
 is printed loudly. `--sizes 272` runs the small fleet only.
@@ -29,7 +40,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
+import json
 import math
 import os
 import sys
@@ -40,9 +53,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiomqtt
 import asyncpg
 
 from bench.support import HubProcess, bench_broker, bench_database, row, start_hub
+from drivers.contract import Topics
 from drivers.speaker.simulator import district_pairs
 from hub.auth.models import Role
 from hub.auth.principal import Principal
@@ -59,6 +74,10 @@ WAVES = [2.0, 10.0, 50.0, 100.0]
 TIMES = {272: (0.2, 1.5, 0.3), 10_000: (0.2, 2.4, 0.4)}
 OVERHEAD_GOAL = 0.10
 STOP_GOAL_S = 1.0
+TRACED_UP_TO = 1000
+"""Fleets up to this size are observed on the broker (beyond, the observer's own load
+would share the machine with what it measures)."""
+BROKER = "set_tcp_nodelay true\n"  # as deploy/mosquitto/mosquitto.conf
 ADMIN = Principal(user_id=0, username="bench", role=Role.ADMIN, ward_ids=None, via="token")
 
 
@@ -66,6 +85,120 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
+def machine_load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+async def idle_rate(pid: int) -> float:
+    """The hub's CPU (cores) once the fleet's first statuses are handled: one-second windows
+    until one is under 5 % of a core or two agree (30 at most), then three seconds."""
+    previous = math.inf
+    for _ in range(30):
+        start = cpu_seconds(pid)
+        await asyncio.sleep(1)
+        rate = cpu_seconds(pid) - start
+        if rate < 0.05 or abs(rate - previous) < 0.02:
+            break
+        previous = rate
+    start = cpu_seconds(pid)
+    await asyncio.sleep(3)
+    return (cpu_seconds(pid) - start) / 3
+
+
+class Observer:
+    """Every firmware command and report as the broker passes it on, with its arrival time."""
+
+    def __init__(self, broker: PrivateBroker) -> None:
+        self.broker = broker
+        self.commands: dict[str, float] = {}
+        self.reports: dict[str, dict[str, float]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def __aenter__(self) -> Observer:
+        self._task = asyncio.create_task(self._run())
+        async with asyncio.timeout(30):
+            await self._ready.wait()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        async with aiomqtt.Client(
+            self.broker.host, self.broker.port, identifier="bench-rollout-observer"
+        ) as client:
+            await client.subscribe(Topics.all_devices(Topics.FIRMWARE), qos=0)
+            await client.subscribe(Topics.all_devices(Topics.FIRMWARE_STATE), qos=0)
+            self._ready.set()
+            async for message in client.messages:
+                at = time.time()
+                if not isinstance(message.payload, bytes | bytearray) or not message.payload:
+                    continue
+                body = json.loads(message.payload)
+                if message.topic.value.endswith("/" + Topics.FIRMWARE):
+                    if body.get("action") == "update":
+                        self.commands[body["command_id"]] = at
+                elif body.get("command_id"):
+                    self.reports.setdefault(body["command_id"], {}).setdefault(body["state"], at)
+
+
+@dataclass
+class Split:
+    devices: int
+    simulated_s: float
+    parts: list[tuple[str, float]]
+
+
+def overhead_split(
+    observer: Observer, times: tuple[float, float, float], created: float, finished: float
+) -> Split | None:
+    """The slowest chain: from the last device updated, back through the report that freed
+    the slot it was started in, to the campaign's start."""
+    steps = ("downloading", "verifying", "installing", "rebooting", "updated")
+    done = sorted(
+        (states["updated"], cid)
+        for cid, states in observer.reports.items()
+        if cid in observer.commands and all(step in states for step in steps)
+    )
+    if not done:
+        return None
+    ends = [at for at, _ in done]
+    parts = dict.fromkeys(
+        (
+            "hub: created to first command",
+            "hub: a report to the next command",
+            "hub: last report to completed",
+            "device: command to first report",
+            "download (hub HTTP + device client)",
+            "device: steps past simulated time",
+        ),
+        0.0,
+    )
+    keys = list(parts)
+    parts[keys[2]] = finished - ends[-1]
+    devices = 0
+    index = len(done) - 1
+    while True:
+        states = observer.reports[done[index][1]]
+        sent = observer.commands[done[index][1]]
+        devices += 1
+        parts[keys[3]] += states["downloading"] - sent
+        parts[keys[4]] += states["verifying"] - states["downloading"]
+        parts[keys[5]] += states["updated"] - states["verifying"] - sum(times)
+        before = bisect.bisect_left(ends, sent) - 1
+        if before < 0:
+            parts[keys[0]] += sent - created
+            break
+        parts[keys[1]] += sent - ends[before]
+        index = before
+    return Split(devices, devices * sum(times), list(parts.items()))
 
 
 async def seed(url: str, count: int) -> tuple[asyncpg.Pool, int]:
@@ -94,7 +227,8 @@ async def seed(url: str, count: int) -> tuple[asyncpg.Pool, int]:
 @contextlib.asynccontextmanager
 async def speakers(
     broker: PrivateBroker, count: int, times: tuple[float, float, float], faults: str = ""
-) -> AsyncIterator[None]:
+) -> AsyncIterator[list[int]]:
+    """The simulated fleet, ready; yields its processes' ids."""
     shards = 2 if count >= 5000 else 1
     extra = ["--fw-fault", faults] if faults else []
     if count >= 5000:
@@ -123,7 +257,7 @@ async def speakers(
                     if not line:
                         raise RuntimeError("the speaker simulator exited")
             drains.append(asyncio.create_task(process.stderr.read()))
-        yield
+        yield [process.pid for process in processes]
     finally:
         for drain in drains:
             drain.cancel()
@@ -184,6 +318,10 @@ class Measured:
     state: str
     failures: list[str]
     device_median_s: float
+    fleet_cpu_s: float
+    split: Split | None
+    load_before: str
+    load_after: str
 
 
 async def rollout(size: int, broker: PrivateBroker, logs: Path) -> Measured:
@@ -203,13 +341,15 @@ async def rollout(size: int, broker: PrivateBroker, logs: Path) -> Measured:
                 "IOCHUB_LOG_LEVEL": "INFO",  # the driver says when publishing is slow
             },
         )  # fmt: skip
+        observer = Observer(broker) if size <= TRACED_UP_TO else None
         try:
-            async with speakers(broker, size, times):
-                await asyncio.sleep(3)  # let the fleet's first statuses settle
-                idle_from = cpu_seconds(hub.process.pid)
-                await asyncio.sleep(3)
-                idle_rate = (cpu_seconds(hub.process.pid) - idle_from) / 3
+            async with speakers(broker, size, times) as fleet, contextlib.AsyncExitStack() as stack:
+                if observer is not None:
+                    await stack.enter_async_context(observer)
+                idle = await idle_rate(hub.process.pid)
+                load_before = machine_load()
                 cpu_from = cpu_seconds(hub.process.pid)
+                fleet_from = sum(cpu_seconds(pid) for pid in fleet)
                 created = await Campaigns(pool, FirmwareSettings()).create(
                     ADMIN,
                     CampaignIn(
@@ -221,6 +361,8 @@ async def rollout(size: int, broker: PrivateBroker, logs: Path) -> Measured:
                 floor, generations = await floor_s(pool, campaign_id, update_s)
                 state = await wait_final(pool, campaign_id, floor * 3 + 60)
                 cpu = cpu_seconds(hub.process.pid) - cpu_from
+                fleet_cpu = sum(cpu_seconds(pid) for pid in fleet) - fleet_from
+                load_after = machine_load()
                 times_row = await pool.fetchrow(
                     "SELECT created_at, coalesce(finished_at, now()) AS finished_at "
                     "FROM firmware_campaign WHERE id = $1",
@@ -246,12 +388,22 @@ async def rollout(size: int, broker: PrivateBroker, logs: Path) -> Measured:
                         campaign_id,
                     )
                 ]
+                split = (
+                    None
+                    if observer is None
+                    else overhead_split(
+                        observer,
+                        times,
+                        times_row["created_at"].timestamp(),
+                        times_row["finished_at"].timestamp(),
+                    )
+                )
         finally:
             hub.stop()
             await pool.close()
     return Measured(
-        size, wall, floor, generations, cpu, idle_rate * wall, updated, state, failures,
-        float(device_median_s or 0),
+        size, wall, floor, generations, cpu, idle * wall, updated, state, failures,
+        float(device_median_s or 0), fleet_cpu, split, load_before, load_after,
     )  # fmt: skip
 
 
@@ -261,6 +413,7 @@ class StopMeasured:
     started_after: int
     reason: str
     failed: int
+    load: str
 
 
 async def stop_reaction(broker: PrivateBroker, logs: Path) -> StopMeasured:
@@ -278,6 +431,7 @@ async def stop_reaction(broker: PrivateBroker, logs: Path) -> StopMeasured:
         )  # fmt: skip
         try:
             async with speakers(broker, size, times, faults="fw_download_fails=0.2"):
+                load = machine_load()
                 await asyncio.sleep(2)
                 created = await Campaigns(pool, FirmwareSettings()).create(
                     ADMIN,
@@ -294,7 +448,7 @@ async def stop_reaction(broker: PrivateBroker, logs: Path) -> StopMeasured:
                     campaign_id,
                 )
                 if state != "stopped":
-                    return StopMeasured(float("nan"), -1, f"campaign {state}, not stopped", 0)
+                    return StopMeasured(float("nan"), -1, f"campaign {state}, not stopped", 0, load)
                 wave = campaign["current_wave"]
                 size_of_wave = await pool.fetchval(
                     "SELECT count(*) FROM firmware_campaign_device WHERE campaign_id = $1 "
@@ -317,7 +471,7 @@ async def stop_reaction(broker: PrivateBroker, logs: Path) -> StopMeasured:
                     crossed,
                 )
                 reaction = (campaign["stopped_at"] - crossed).total_seconds()
-                return StopMeasured(reaction, after, campaign["stop_reason"], len(failures))
+                return StopMeasured(reaction, after, campaign["stop_reason"], len(failures), load)
         finally:
             hub.stop()
             await pool.close()
@@ -327,7 +481,7 @@ async def main(sizes: Sequence[int]) -> int:
     logs = Path(tempfile.mkdtemp(prefix="iochub-bench-rollout-"))
     short = False
     print(f"firmware rollout benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, logs in {logs})")
-    with bench_broker() as broker:
+    with bench_broker(extra=BROKER) as broker:
         for size in sizes:
             m = await rollout(size, broker, logs)
             overhead = m.wall_s / m.floor_s - 1
@@ -355,6 +509,28 @@ async def main(sizes: Sequence[int]) -> int:
                 f"{m.cpu_s / size * 1000:.2f} s",
                 f"idle for as long: {m.idle_cpu_s / size * 1000:.2f} s; total {m.cpu_s:.1f} s",
             )
+            cores = os.cpu_count() or 1
+            row(
+                "CPU over the campaign: hub + simulated fleet",
+                f"{m.cpu_s:.1f} + {m.fleet_cpu_s:.1f} s",
+                f"the machine offers {cores} cores x {m.wall_s:.1f} s = {cores * m.wall_s:.0f} s",
+            )
+            if m.fleet_cpu_s > 0.5 * cores * m.floor_s:
+                print(
+                    f"  !!! the simulated fleet alone used {m.fleet_cpu_s:.0f} CPU-s, "
+                    f"{m.fleet_cpu_s / (cores * m.floor_s):.0%} of what {cores} cores offer over "
+                    "the floor: at this time scale the machine, not the hub, sets the pace"
+                )
+            if m.split is not None:
+                print(
+                    f"  where the overhead went: the slowest chain, {m.split.devices} devices, "
+                    f"{m.split.simulated_s:.1f} s simulated"
+                )
+                for label, seconds in m.split.parts:
+                    row(
+                        f"  {label}", f"{seconds:.2f} s", f"{seconds / m.floor_s:+.1%} of the floor"
+                    )
+            print(f"  machine: {m.load_before} before, {m.load_after} after")
             if m.updated != size or m.state != "completed":
                 short = True
                 print(f"  !!! SHORT: {m.updated} of {size} updated, campaign {m.state}")
@@ -369,6 +545,7 @@ async def main(sizes: Sequence[int]) -> int:
         )
         row("devices started after the crossing", str(stop.started_after), "goal 0")
         print(f"  ({stop.reason}; {stop.failed} failed in that wave)")
+        print(f"  machine: {stop.load} at its start")
         if stop.started_after != 0:
             short = True
     return 1 if short else 0

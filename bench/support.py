@@ -38,9 +38,9 @@ def row(label: str, value: str, note: str = "") -> None:
 
 
 @contextlib.contextmanager
-def bench_broker(queued: int = 5_000_000) -> Iterator[PrivateBroker]:
-    extra = f"max_queued_messages {queued}\nmax_queued_bytes 0\nmemory_limit 0\n"
-    with private_mosquitto(extra_config=extra) as broker:
+def bench_broker(queued: int = 5_000_000, extra: str = "") -> Iterator[PrivateBroker]:
+    config = f"max_queued_messages {queued}\nmax_queued_bytes 0\nmemory_limit 0\n{extra}"
+    with private_mosquitto(extra_config=config) as broker:
         yield broker
 
 
