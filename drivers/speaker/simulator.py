@@ -700,10 +700,11 @@ class _DedicatedLink:
             try:
                 async with client:
                     no_delay(client)
-                    await client.subscribe(speaker.cmd_topic, qos=1)
-                    await client.subscribe(speaker.firmware.topic, qos=1)
+                    # One SUBSCRIBE for all: a speaker back from a reboot is online sooner.
+                    topics = [(speaker.cmd_topic, 1), (speaker.firmware.topic, 1)]
                     if speaker.spec.follows_groups:
-                        await client.subscribe(speaker.groups_topic, qos=1)
+                        topics.append((speaker.groups_topic, 1))
+                    await client.subscribe(topics)
                     self._client = client
                     await speaker.publish_status()
                     self._online.set()

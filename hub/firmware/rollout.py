@@ -126,6 +126,8 @@ class RolloutDriver:
         self._wake = asyncio.Event()
         self._leading = asyncio.Event()
         self._settling: set[asyncio.Task[None]] = set()
+        self._versions_due: dict[str, str] = {}
+        self._versions_wake = asyncio.Event()
         """Rounds' commands whose PUBACKs are still awaited."""
         self.rounds = 0
         self._gauges_at = -GAUGE_INTERVAL_S
@@ -181,6 +183,7 @@ class RolloutDriver:
             asyncio.create_task(self.link.run(self.reports), name="firmware-link"),
             asyncio.create_task(self._lead(), name="firmware-rounds"),
             asyncio.create_task(self._watch(conn, lost), name="firmware-leader-watch"),
+            asyncio.create_task(self._write_versions(), name="firmware-reported-versions"),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -281,13 +284,31 @@ class RolloutDriver:
                 if failing:
                     stopped = await store.stop_past_threshold(conn, failing, self._clock())
             if any(state in ENDS for _, state in moved):
-                self._wake.set()  # the round need not wait for the registry's rows below
-            if versions:
-                # After the progress has committed: never hold campaign rows while waiting
-                # for registry rows that the health monitor may be writing for the same fleet.
-                await store.set_reported_versions(conn, dict(sorted(versions.items())))
+                self._wake.set()
+        if versions:
+            # Written beside the reports, not in their way: the health monitor writes the
+            # same registry rows (a rebooted device's status), and waiting for its locks
+            # held back the next reports, and with them the next devices.
+            self._versions_due.update(versions)
+            self._versions_wake.set()
         for campaign_id, reason in stopped:
             log.warning("campaign %d stopped: %s", campaign_id, reason)
+
+    async def _write_versions(self) -> None:
+        """The versions devices came back on, into the registry (a device's next status says
+        it again, through the firmware service, should this write be lost)."""
+        while True:
+            await self._versions_wake.wait()
+            self._versions_wake.clear()
+            due, self._versions_due = self._versions_due, {}
+            try:
+                async with self.pool.acquire() as conn:
+                    await store.set_reported_versions(conn, dict(sorted(due.items())))
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("reported firmware versions not written (%s); retrying", exc)
+                self._versions_due = due | self._versions_due
+                await asyncio.sleep(1)
+                self._versions_wake.set()
 
     # ------------------------------------------------------------------ rounds
 
