@@ -3,6 +3,10 @@
 Rules and the devices each one covers are compiled in memory (refreshed when rules change
 and periodically, for new devices and group members); where a (rule, device) pair stands
 is kept in memory and in alert_rule_state, so a restart keeps pending "for" durations.
+
+A rule with an active window judges each reading by the local time it was measured at
+(rules.step); the periodic evaluation (health_tick, on the health monitor's clock) resolves
+the alerts of windows that have closed, whichever process received their readings.
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ import logging
 import time
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from hub.alerts import lifecycle
+from hub.alerts import lifecycle, windows
 from hub.alerts.rules import DEFAULT_MESSAGES, ThresholdRule, Track, render, step
 from hub.health import DeviceHealth, FlapChange
 from hub.runtime import RuntimeKey
@@ -92,6 +97,11 @@ class AlertEngine:
     health_resolve_hold: timedelta = timedelta(minutes=2)
     refresh_every_s: float = 30.0
     flapping_severity: str = "minor"
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Ho_Chi_Minh"))
+    """The local time of the rules' active windows."""
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The hub's clock: whether a reading arrived after its window had closed."""
+    windowed: list[ThresholdRule] = field(default_factory=list)
     rules_by_metric: dict[str, MetricIndex] = field(default_factory=dict)
     # Per device, the (metric, rule id) pairs whose track is not idle (pending or firing):
     # those see every reading, breaching or not.
@@ -119,10 +129,14 @@ class AlertEngine:
             rules = await self.pool.fetch("SELECT * FROM alert_rule WHERE enabled ORDER BY id")
             by_metric: dict[str, MetricIndex] = defaultdict(MetricIndex)
             health: list[tuple[HealthRule, frozenset[int]]] = []
+            windowed: list[ThresholdRule] = []
             for rule in rules:
                 covered = await self._covered(rule)
                 if rule["kind"] == "threshold":
-                    by_metric[rule["metric"]].add(compile_threshold(rule), covered)
+                    compiled = compile_threshold(rule, self.zone)
+                    by_metric[rule["metric"]].add(compiled, covered)
+                    if compiled.window is not None:
+                        windowed.append(compiled)
                 else:
                     health.append(
                         (
@@ -140,6 +154,7 @@ class AlertEngine:
             for index in by_metric.values():
                 index.seal()
             self.rules_by_metric, self.health_rules = dict(by_metric), health
+            self.windowed = windowed
             tracks: dict[tuple[int, int], Track] = {}
             for row in await self.pool.fetch(
                 "SELECT rule_id, device_id, pending_since FROM alert_rule_state"
@@ -183,6 +198,7 @@ class AlertEngine:
 
     async def readings_stored(self, rows: Sequence[Row]) -> None:
         await self.maybe_refresh()
+        now = self.clock()
         for at, device_id, metric, value in sorted(rows, key=lambda r: r[0]):
             index = self.rules_by_metric.get(metric)
             if index is None:
@@ -201,7 +217,7 @@ class AlertEngine:
                 before = self.tracks.get(key, Track())
                 if device.in_maintenance and not before.firing:
                     continue
-                after, action = step(rule, before, value, at)
+                after, action = step(rule, before, value, at, now)
                 self.tracks[key] = after
                 if after.firing or after.pending_since is not None:
                     self.busy.setdefault(device_id, set()).add((metric, rule.id))
@@ -239,7 +255,9 @@ class AlertEngine:
                         ),
                     )
                 elif action.kind == "resolve":
-                    await lifecycle.resolve_open(self.pool, rule.id, device_id, "auto", value)
+                    await lifecycle.resolve_open(
+                        self.pool, rule.id, device_id, "auto", value, action.reason
+                    )
                 else:
                     await lifecycle.raise_severity(
                         self.pool, rule.id, device_id, action.severity or rule.severity, value
@@ -282,8 +300,43 @@ class AlertEngine:
                 extra={"device_uid": info.uid},
             )
 
+    async def close_windows(self, now: datetime) -> None:
+        """Resolve what windowed rules opened in an opening of their window that has ended,
+        and forget what was pending then: a night alert does not stay open all day."""
+        states: list[lifecycle.WindowState] = []
+        openings: dict[int, windows.Occurrence | None] = {}
+        for rule in self.windowed:
+            assert rule.window is not None
+            opening = openings[rule.id] = rule.window.occurrence(now)
+            states.append(
+                lifecycle.WindowState(
+                    rule.id, opening.opens if opening else None, rule.window.closed_reason()
+                )
+            )
+        if not states:
+            return
+        resolved = set(await lifecycle.close_windows(self.pool, states, now))
+        for key, track in list(self.tracks.items()):
+            rule_id, device_id = key
+            if rule_id not in openings:
+                continue
+            opening = openings[rule_id]
+            stale_pending = track.pending_since is not None and (
+                opening is None or track.pending_since < opening.opens
+            )
+            if key in resolved or stale_pending or (track.firing and opening is None):
+                self.tracks[key] = Track()
+                for metric, index in self.rules_by_metric.items():
+                    if rule_id in index.by_id:
+                        self.busy.get(device_id, set()).discard((metric, rule_id))
+        for rule_id, device_id in sorted(resolved):
+            log.info(
+                "alert of rule %s on device %s resolved: its window closed", rule_id, device_id
+            )
+
     async def health_tick(self, assessed: Sequence[DeviceHealth], now: datetime) -> None:
         await self.maybe_refresh()
+        await self.close_windows(now)
         for device in assessed:
             info = self.devices.get(device.id)
             if info is None or device.flapping:
@@ -377,7 +430,7 @@ class AlertEngine:
         }
 
 
-def compile_threshold(rule: asyncpg.Record) -> ThresholdRule:
+def compile_threshold(rule: asyncpg.Record, zone: ZoneInfo) -> ThresholdRule:
     escalations = tuple(
         (float(e["threshold"]), str(e["severity"])) for e in json.loads(rule["escalations"] or "[]")
     )
@@ -392,6 +445,9 @@ def compile_threshold(rule: asyncpg.Record) -> ThresholdRule:
         escalations=escalations,
         hold=timedelta(seconds=rule["for_seconds"]),
         message=rule["message_template"] or DEFAULT_MESSAGES["threshold"],
+        window=windows.compiled(
+            rule["window_start"], rule["window_end"], rule["window_days"], zone
+        ),
     )
 
 

@@ -21,7 +21,7 @@ Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 ALERT_COLUMNS = """
 a.id, a.fingerprint, a.rule_id, a.rule_name, a.severity, a.state, a.value, a.threshold,
 a.message, a.started_at, a.updated_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at,
-a.resolved_by, a.assignee, a.ward_id, a.device_id, d.uid AS device_uid, d.kind AS device_kind,
+a.resolved_by, a.resolved_reason, a.assignee, a.ward_id, a.device_id, d.uid AS device_uid, d.kind AS device_kind,
 d.name AS device_name, w.code AS ward
 """
 ALERT_FROM = "alert a JOIN device d ON d.id = a.device_id LEFT JOIN ward w ON w.id = a.ward_id"
@@ -152,20 +152,71 @@ async def resolve_flapping(pool: asyncpg.Pool, device_id: int) -> int | None:
 
 
 async def resolve_open(
-    pool: asyncpg.Pool, rule_id: int, device_id: int, by: str, value: float | None = None
+    pool: asyncpg.Pool,
+    rule_id: int,
+    device_id: int,
+    by: str,
+    value: float | None = None,
+    reason: str | None = None,
 ) -> int | None:
     async with pool.acquire() as conn, conn.transaction():
         alert_id = await conn.fetchval(
             "UPDATE alert SET state = 'resolved', resolved_at = now(), resolved_by = $2, "
-            "updated_at = now(), value = coalesce($3, value) "
+            "updated_at = now(), value = coalesce($3, value), resolved_reason = $4 "
             "WHERE fingerprint = $1 AND state <> 'resolved' RETURNING id",
             fingerprint(rule_id, device_id),
             by,
             value,
+            reason,
         )
         if alert_id is not None:
             await publish(conn, "resolved", await load(conn, alert_id))
     return int(alert_id) if alert_id is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """Where a windowed rule's window stands at an instant: the start of its current
+    opening, or None while it is closed, and the reason its alerts resolve with."""
+
+    rule_id: int
+    opened: datetime | None
+    reason: str
+
+
+async def close_windows(
+    pool: asyncpg.Pool, states: list[WindowState], now: datetime
+) -> list[tuple[int, int]]:
+    """Resolve the open alerts of windowed rules that began before their window's current
+    opening (all of them, while it is closed) and drop what was pending from then; returns
+    the (rule, device) pairs whose alert resolved."""
+    if not states:
+        return []
+    ids = [s.rule_id for s in states]
+    opened = [s.opened for s in states]
+    reasons = [s.reason for s in states]
+    async with pool.acquire() as conn, conn.transaction():
+        closed = await conn.fetch(
+            "UPDATE alert a SET state = 'resolved', resolved_at = $4, resolved_by = 'auto', "
+            "resolved_reason = w.reason, updated_at = now() "
+            "FROM unnest($1::int[], $2::timestamptz[], $3::text[]) AS w(rule_id, opened, reason) "
+            "WHERE a.rule_id = w.rule_id AND a.state <> 'resolved' "
+            "AND (w.opened IS NULL OR a.started_at < w.opened) RETURNING a.id, a.rule_id, a.device_id",
+            ids,
+            opened,
+            reasons,
+            now,
+        )
+        await conn.execute(
+            "DELETE FROM alert_rule_state s USING unnest($1::int[], $2::timestamptz[]) "
+            "AS w(rule_id, opened) WHERE s.rule_id = w.rule_id "
+            "AND (w.opened IS NULL OR s.pending_since < w.opened)",
+            ids,
+            opened,
+        )
+        for row in closed:
+            await publish(conn, "resolved", await load(conn, row["id"]))
+    return [(row["rule_id"], row["device_id"]) for row in closed]
 
 
 async def raise_severity(

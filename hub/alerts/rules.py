@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from hub.alerts import windows
+from hub.alerts.windows import ActiveWindow, ActiveWindowPatch, LocalWindow
 from hub.errors import FieldProblem
 from hub.telemetry import METRICS
 
@@ -67,6 +69,9 @@ class RuleIn(msgspec.Struct, forbid_unknown_fields=True):
     """How long the condition must hold before the alert fires (offline: longer than this)."""
     message: Annotated[str, msgspec.Meta(max_length=500)] = ""
     enabled: bool = True
+    window: ActiveWindow | None = None
+    """Local times (the hub's time zone) in which the rule may open alerts; none: always.
+    An alert it opened resolves when the window closes; for_seconds counts inside it."""
 
 
 class ScopePatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -95,6 +100,7 @@ class RulePatch(msgspec.Struct, forbid_unknown_fields=True):
     )
     message: Annotated[str, msgspec.Meta(max_length=500)] | msgspec.UnsetType | None = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    window: ActiveWindowPatch | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def breaches(value: float, comparison: str, threshold: float) -> bool:
@@ -156,6 +162,8 @@ def validate(rule: RuleIn) -> list[FieldProblem]:
                 problems.append(FieldProblem(name, f"a {rule.kind} rule takes no {name}"))
         if rule.escalations:
             problems.append(FieldProblem("escalations", f"a {rule.kind} rule takes no escalations"))
+    if rule.window is not None:
+        problems += window_checked(rule, rule.window)
     if rule.scope.type == "all" and rule.scope.value:
         problems.append(FieldProblem("scope.value", "scope all takes no value"))
     if rule.scope.type != "all" and not rule.scope.value:
@@ -165,6 +173,26 @@ def validate(rule: RuleIn) -> list[FieldProblem]:
     if problem := template_problem(rule.message):
         problems.append(FieldProblem("message", problem))
     return problems
+
+
+def window_checked(rule: RuleIn, window: ActiveWindow) -> list[FieldProblem]:
+    if rule.kind != "threshold":
+        return [
+            FieldProblem(
+                "window", f"a {rule.kind} rule watches at every hour: only threshold rules take one"
+            )
+        ]
+    found = windows.problems(window)
+    length = windows.length(window)
+    if not found and length is not None and rule.for_seconds >= length.total_seconds():
+        found.append(
+            FieldProblem(
+                "for_seconds",
+                f"must be shorter than the window ({window.start}-{window.end}, "
+                f"{length.total_seconds() / 3600:g} h), or no alert could ever open",
+            )
+        )
+    return found
 
 
 def template_problem(template: str) -> str | None:
@@ -207,6 +235,7 @@ class ThresholdRule:
     escalations: tuple[tuple[float, str], ...]
     hold: timedelta
     message: str
+    window: LocalWindow | None = None
 
     def severity_for(self, value: float) -> str:
         severity = self.severity
@@ -236,12 +265,29 @@ class Action:
     kind: Literal["fire", "resolve", "raise"]
     severity: str | None = None
     since: datetime | None = None
+    reason: str | None = None
+    """Why a resolve happened, when the value alone does not say it."""
 
 
 def step(
-    rule: ThresholdRule, track: Track, value: float, at: datetime
+    rule: ThresholdRule, track: Track, value: float, at: datetime, now: datetime | None = None
 ) -> tuple[Track, Action | None]:
-    """One reading through one rule: the new track and what to do about it, if anything."""
+    """One reading through one rule: the new track and what to do about it, if anything.
+
+    A rule with a window judges the reading by the local time it was measured at. Outside
+    the window the reading opens nothing, drops what was pending and resolves a firing
+    alert (the window closed); so does a reading whose window had closed already by ``now``,
+    the hub's clock, when it arrived. Inside, a pending duration counts from within the
+    window's current opening only, never from an earlier night.
+    """
+    if rule.window is not None:
+        opening = rule.window.occurrence(at)
+        if opening is None or (now is not None and now >= opening.closes):
+            if track.firing:
+                return Track(), Action("resolve", reason=rule.window.closed_reason())
+            return Track(), None
+        if track.pending_since is not None and track.pending_since < opening.opens:
+            track = Track()
     if track.firing:
         if rule.cleared(value):
             return Track(), Action("resolve")

@@ -30,6 +30,8 @@ class AlertOut(msgspec.Struct):
     resolved_at: datetime | None
     resolved_by: str | None
     assignee: str | None
+    resolved_reason: str | None = None
+    """Why it resolved when the state alone does not say it (its rule's window closed)."""
     nearby_cameras: list[NearbyCameraOut] = msgspec.field(default_factory=list)
     """Cameras near the alert's device, nearest first (in one alert's answer, not in lists)."""
 

@@ -4,7 +4,7 @@ these, these call the store (SQL) and the lifecycle (state changes with outbox r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import msgspec
@@ -181,9 +181,9 @@ class Alerts:
             raise ValidationFailed(
                 "dry runs replay readings", [FieldProblem("rule.kind", "use a threshold rule")]
             )
-        end = datetime.now(UTC)
+        end = self.engine.clock()
         result = await dry_run(
-            self.pool, rule, end - timedelta(hours=hours), end, principal.ward_ids
+            self.pool, rule, end - timedelta(hours=hours), end, principal.ward_ids, self.engine.zone
         )
         return DryRunOut(
             result.readings,

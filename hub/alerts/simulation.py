@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from hub.alerts.rules import DEFAULT_MESSAGES, RuleIn, ThresholdRule, Track, step
+from hub.alerts.windows import LocalWindow
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Simulation:
     events: list[SimulatedAlert] = field(default_factory=list)
 
 
-def as_threshold_rule(rule: RuleIn) -> ThresholdRule:
+def as_threshold_rule(rule: RuleIn, zone: ZoneInfo) -> ThresholdRule:
     assert rule.metric and rule.comparison and rule.threshold is not None
     return ThresholdRule(
         id=0,
@@ -41,6 +43,7 @@ def as_threshold_rule(rule: RuleIn) -> ThresholdRule:
         escalations=tuple((e.threshold, e.severity) for e in rule.escalations),
         hold=timedelta(seconds=rule.for_seconds),
         message=rule.message or DEFAULT_MESSAGES["threshold"],
+        window=LocalWindow.of(rule.window, zone) if rule.window else None,
     )
 
 
@@ -50,8 +53,9 @@ async def dry_run(
     start: datetime,
     end: datetime,
     ward_ids: frozenset[int] | None,
+    zone: ZoneInfo,
 ) -> Simulation:
-    compiled = as_threshold_rule(rule)
+    compiled = as_threshold_rule(rule, zone)
     scope, value = rule.scope.type, rule.scope.value
     rows = await pool.fetch(
         """
@@ -95,7 +99,9 @@ async def dry_run(
             open_alerts[uid] = alert
             result.events.append(alert)
         elif action.kind == "resolve" and current is not None:
-            current.resolved_at = row["time"]
+            opening = compiled.window.occurrence(current.fired_at) if compiled.window else None
+            # Closed by its window: at the window's end, not at the next reading after it.
+            current.resolved_at = opening.closes if action.reason and opening else row["time"]
             del open_alerts[uid]
         elif action.kind == "raise" and current is not None:
             current.severity = action.severity or current.severity

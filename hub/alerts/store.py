@@ -12,6 +12,7 @@ import msgspec
 from hub.alerts import lifecycle
 from hub.alerts.rules import Escalation, RuleIn, Scope
 from hub.alerts.schemas import AlertOut, CommentOut, RuleOut
+from hub.alerts.windows import ActiveWindow, parse_hh_mm
 from hub.errors import Conflict, FieldProblem, NotFound
 
 # A rule is in a ward's scope when it targets every device, a device kind, or that ward (by
@@ -47,6 +48,7 @@ def alert_out(row: asyncpg.Record) -> AlertOut:
         row["resolved_at"],
         row["resolved_by"],
         row["assignee"],
+        resolved_reason=row["resolved_reason"],
     )
 
 
@@ -65,8 +67,17 @@ def rule_out(row: asyncpg.Record) -> RuleOut:
         for_seconds=row["for_seconds"],
         message=row["message_template"],
         enabled=row["enabled"],
+        window=window_out(row),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+def window_out(row: asyncpg.Record) -> ActiveWindow | None:
+    if row["window_start"] is None:
+        return None
+    return ActiveWindow(
+        f"{row['window_start']:%H:%M}", f"{row['window_end']:%H:%M}", list(row["window_days"])
     )
 
 
@@ -147,13 +158,17 @@ async def save_rule(pool: asyncpg.Pool, rule: RuleIn, rule_id: int | None = None
         rule.for_seconds,
         rule.severity,
         rule.message,
+        parse_hh_mm(rule.window.start) if rule.window else None,
+        parse_hh_mm(rule.window.end) if rule.window else None,
+        rule.window.days if rule.window else [],
     )
     try:
         if rule_id is None:
             row = await pool.fetchrow(
                 "INSERT INTO alert_rule (name, kind, enabled, scope_type, scope_value, metric, "
                 "comparison, threshold, clear_threshold, escalations, for_seconds, severity, "
-                "message_template) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10::jsonb,$11,$12,$13) "
+                "message_template, window_start, window_end, window_days) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10::jsonb,$11,$12,$13,$14,$15,$16) "
                 "RETURNING *",
                 *args,
             )
@@ -161,8 +176,8 @@ async def save_rule(pool: asyncpg.Pool, rule: RuleIn, rule_id: int | None = None
             row = await pool.fetchrow(
                 "UPDATE alert_rule SET name=$1, kind=$2, enabled=$3, scope_type=$4, scope_value=$5, "
                 "metric=$6, comparison=$7, threshold=$8, clear_threshold=$9, escalations=$10::jsonb, "
-                "for_seconds=$11, severity=$12, message_template=$13, updated_at=now() "
-                "WHERE id=$14 RETURNING *",
+                "for_seconds=$11, severity=$12, message_template=$13, window_start=$14, "
+                "window_end=$15, window_days=$16, updated_at=now() WHERE id=$17 RETURNING *",
                 *args,
                 rule_id,
             )

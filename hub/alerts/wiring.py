@@ -4,10 +4,12 @@ stored batch of readings, each health assessment and each change of maintenance.
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hub.alerts.api import AlertController, RuleController
 from hub.alerts.engine import ALERT_ENGINE, AlertEngine
 from hub.alerts.service import ALERTS, Alerts
+from hub.alerts.settings import AlertSettings
 from hub.health import HEALTH
 from hub.runtime import HubRuntime, Wiring
 from hub.telemetry import WRITER
@@ -18,10 +20,20 @@ def routes() -> list[Any]:
 
 
 async def start(hub: HubRuntime) -> None:
-    engine = hub.put(ALERT_ENGINE, AlertEngine(hub.database.pool))
+    health = hub.get(HEALTH)
+    settings = hub.settings.group(AlertSettings)
+    engine = hub.put(
+        ALERT_ENGINE,
+        AlertEngine(
+            hub.database.pool,
+            zone=ZoneInfo(settings.timezone),
+            # The health monitor's clock, whose ticks drive the periodic evaluation: one
+            # clock for both, so readings and ticks agree on whether a window is open.
+            clock=lambda: health.clock(),
+        ),
+    )
     await engine.refresh()
     hub.put(ALERTS, Alerts(hub.database.pool, engine))
-    health = hub.get(HEALTH)
     # After the health monitor's own hook: rules see the health the batch just gave.
     hub.get(WRITER).on_stored.append(engine.readings_stored)
     health.on_tick.append(engine.health_tick)

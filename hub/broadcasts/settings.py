@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
+
+from hub.runtime.settings import TimeZoneName
 
 _VOICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,63}$")
 
@@ -17,7 +18,7 @@ class BroadcastSettings(BaseModel):
         description="Run the speaker driver and take part in scheduler leader election in "
         "this hub process (the API works either way).",
     )
-    timezone: str = Field(
+    timezone: TimeZoneName = Field(
         "Asia/Ho_Chi_Minh", description="Local time of schedules, RRULEs and quiet hours."
     )
     max_audio_bytes: int = Field(
@@ -118,15 +119,6 @@ class BroadcastSettings(BaseModel):
         if self.prepare_s < self.send_ahead_s:
             raise ValueError("prepare_s must be at least send_ahead_s")
         return self
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{name!r} is not an IANA time zone") from None
-        return name
 
     @field_validator("tts_voices")
     @classmethod

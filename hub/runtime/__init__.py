@@ -13,6 +13,7 @@ from hub.runtime.settings import (
     DatabaseSettings,
     HttpSettings,
     MqttSettings,
+    TimeZoneName,
     describe,
     mask_url,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "MqttSettings",
     "RuntimeKey",
     "ServiceGroup",
+    "TimeZoneName",
     "Wiring",
     "describe",
     "mask_url",

@@ -10,14 +10,27 @@ runs with none set. Example: IOCHUB_DATABASE__URL=postgresql://hub@db/iochub
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.storage.crypto import SecretBox, local_key
 
 G = TypeVar("G", bound=BaseModel)
+
+
+def _iana_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone") from None
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_iana_zone)]
+"""A setting naming an IANA time zone (Asia/Ho_Chi_Minh), refused at start when unknown."""
 
 
 class DatabaseSettings(BaseModel):

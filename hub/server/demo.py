@@ -327,9 +327,10 @@ def start_simulators(settings: Settings, credentials: Path | None) -> list[subpr
 def demo_rules(health: HealthSettings) -> list[Any]:
     """A district's first alert rules. Thresholds: Decision 1459/QĐ-TCMT (PM2.5 above 50
     µg/m³ puts VN_AQI in "Kém", above 80 "Xấu", above 150 "Rất xấu") and QCVN
-    26:2010/BTNMT (70 dBA by day in ordinary areas; rules have no time-of-day window yet, so
-    the night limit of 55 dBA is not one of them)."""
+    26:2010/BTNMT, section 2.1, table 1 (ordinary areas: 70 dBA from 06:00 to 21:00, 55 dBA
+    from 21:00 to 06:00), as two rules with active windows in local time."""
     from hub.alerts.rules import Escalation, RuleIn, Scope
+    from hub.alerts.windows import ActiveWindow
 
     sensors = Scope(type="kind", value="sensor")
     return [
@@ -358,7 +359,7 @@ def demo_rules(health: HealthSettings) -> list[Any]:
             for_seconds=300,
         ),
         RuleIn(
-            name="Tiếng ồn vượt 70 dBA (QCVN 26:2010/BTNMT)",
+            name="Tiếng ồn ban ngày vượt 70 dBA (QCVN 26:2010/BTNMT)",
             kind="threshold",
             severity="warning",
             scope=sensors,
@@ -367,6 +368,19 @@ def demo_rules(health: HealthSettings) -> list[Any]:
             threshold=70.0,
             clear_threshold=67.0,
             for_seconds=900,
+            window=ActiveWindow("06:00", "21:00"),
+        ),
+        RuleIn(
+            name="Tiếng ồn ban đêm vượt 55 dBA (QCVN 26:2010/BTNMT)",
+            kind="threshold",
+            severity="warning",
+            scope=sensors,
+            metric="noise",
+            comparison=">",
+            threshold=55.0,
+            clear_threshold=52.0,
+            for_seconds=900,
+            window=ActiveWindow("21:00", "06:00"),
         ),
         RuleIn(
             name="Thiết bị mất kết nối",

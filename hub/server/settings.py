@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from hub.alerts import AlertSettings
 from hub.auth import AuthSettings
 from hub.broadcasts import BroadcastSettings
 from hub.cameras import CameraSettings
@@ -57,6 +58,7 @@ class Settings(CoreSettings):
     coap: CoapSettings = Field(default_factory=CoapSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     broadcasts: BroadcastSettings = Field(default_factory=BroadcastSettings)
     cameras: CameraSettings = Field(default_factory=CameraSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

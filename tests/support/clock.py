@@ -43,10 +43,11 @@ INSTANTS: dict[str, datetime] = {
 
 
 @contextlib.contextmanager
-def clock_at(instant: datetime | None) -> Iterator[None]:
-    """Move the process clock to ``instant`` (ticking) for the block; None leaves it alone."""
+def clock_at(instant: datetime | None) -> Iterator[time_machine.Coordinates | None]:
+    """Move the process clock to ``instant`` (ticking) for the block; None leaves it alone.
+    The block may move it on with the coordinates it is given (``move_to``)."""
     if instant is None:
-        yield
+        yield None
         return
-    with time_machine.travel(instant, tick=True):
-        yield
+    with time_machine.travel(instant, tick=True) as traveller:
+        yield traveller
