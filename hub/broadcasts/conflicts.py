@@ -114,13 +114,7 @@ class ConflictFinder:
     async def _speakers_of(self, row: Any) -> dict[int, Speaker]:
         broadcast_id: int = row["broadcast_id"]
         if broadcast_id not in self._speakers:
-            self._speakers[broadcast_id] = await resolve_stored(
-                target_all=row["target_all"],
-                ward_ids=row["target_wards"],
-                group_ids=row["target_groups"],
-                speaker_uids=row["target_speakers"],
-                scope_ward_ids=row["ward_ids"],
-            )
+            self._speakers[broadcast_id] = await resolve_stored(row)
         return self._speakers[broadcast_id]
 
     async def overlaps(self, candidate: Candidate, slots: Sequence[Slot]) -> list[_Overlap]:

@@ -184,18 +184,12 @@ class Dispatcher:
             )
             metrics.OCCURRENCES.labels("missed").inc()
             return None
-        speakers = await resolve_stored(
-            target_all=row["target_all"],
-            ward_ids=row["target_wards"],
-            group_ids=row["target_groups"],
-            speaker_uids=row["target_speakers"],
-            scope_ward_ids=row["ward_ids"],
-        )
+        speakers = await resolve_stored(row)
         quiet = await self._in_quiet_hours(row, speakers)
         playing = {k: s for k, s in speakers.items() if s.ward_id not in quiet}
         plan = await plan_sends(self.pool, playing)
         command_ids = plan_command_ids(occurrence_id, plan)
-        await self._insert_deliveries(occurrence_id, speakers, quiet, plan, command_ids, now)
+        await insert_deliveries(self.pool, occurrence_id, speakers, quiet, plan, command_ids, now)
         if not playing:
             await occurrences.end_unsent(
                 self.pool,
@@ -368,17 +362,6 @@ class Dispatcher:
         end = start + timedelta(seconds=row["duration_s"])
         zone = planning.zone(self.settings)
         return {ward for ward, quiet in hours.items() if quiet.overlaps(start, end, zone)}
-
-    async def _insert_deliveries(
-        self,
-        occurrence_id: int,
-        speakers: dict[int, Speaker],
-        quiet: set[int | None],
-        plan: SendPlan,
-        ids: dict[str, str],
-        now: datetime,
-    ) -> None:
-        await insert_deliveries(self.pool, occurrence_id, speakers, quiet, plan, ids, now)
 
     def _job(self, row: Any, start_at: datetime, expires_at: datetime) -> _Job:
         link_expiry = expires_at + timedelta(

@@ -8,9 +8,11 @@ is reached too, but never a speaker outside the wards the broadcast was approved
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import asyncpg
 from tortoise.queryset import QuerySet
 
 from hub.auth import Principal, Role
@@ -147,27 +149,21 @@ async def check_targets(principal: Principal, targets: TargetsIn) -> ResolvedTar
     )
 
 
-async def resolve_stored(
-    *,
-    target_all: bool,
-    ward_ids: Iterable[int],
-    group_ids: Iterable[int],
-    speaker_uids: Iterable[str],
-    scope_ward_ids: Iterable[int],
-) -> dict[int, Speaker]:
-    """The speakers a saved broadcast reaches now, within the wards it was approved for."""
+async def resolve_stored(row: Mapping[str, Any] | asyncpg.Record) -> dict[int, Speaker]:
+    """The speakers a saved broadcast (its ``broadcast`` row's target and scope columns)
+    reaches now, within the wards it was approved for."""
     speakers: dict[int, Speaker] = {}
-    if target_all:
+    if row["target_all"]:
         return await _speakers(_active_speakers())
-    wards = list(ward_ids)
+    wards = list(row["target_wards"])
     if wards:
         speakers.update(await _speakers(_active_speakers().filter(ward_id__in=wards)))
-    for group in await DeviceGroup.filter(id__in=list(group_ids)):
+    for group in await DeviceGroup.filter(id__in=list(row["target_groups"])):
         speakers.update(await _group_speakers(group))
-    uids = list(speaker_uids)
+    uids = list(row["target_speakers"])
     if uids:
         speakers.update(await _speakers(_active_speakers().filter(uid__in=uids)))
-    scope = frozenset(scope_ward_ids)
+    scope = frozenset(row["ward_ids"])
     return {k: s for k, s in speakers.items() if s.ward_id in scope}
 
 

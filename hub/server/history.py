@@ -221,13 +221,7 @@ async def backfill_broadcasts(
         broadcast = created.broadcast
         row = await pool.fetchrow("SELECT * FROM broadcast WHERE id = $1", broadcast.id)
         assert row is not None
-        speakers = await resolve_stored(
-            target_all=row["target_all"],
-            ward_ids=row["target_wards"],
-            group_ids=row["target_groups"],
-            speaker_uids=row["target_speakers"],
-            scope_ward_ids=row["ward_ids"],
-        )
+        speakers = await resolve_stored(row)
         slots = await pool.fetch(
             "SELECT starts_at FROM broadcast_slot WHERE broadcast_id = $1 AND starts_at < $2 "
             "ORDER BY starts_at",
