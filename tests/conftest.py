@@ -3,6 +3,7 @@ and one HTTP client per role."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -151,8 +152,17 @@ async def reset_database(db: asyncpg.Connection) -> None:
     ]
     probe = " UNION ALL ".join(f"(SELECT '{t}' FROM {t} LIMIT 1)" for t in tables)
     filled = [r[0] for r in await db.fetch(probe)]
-    if filled:
-        await db.execute(f"TRUNCATE {', '.join(filled)} RESTART IDENTITY CASCADE")
+    for attempt in range(5):
+        try:
+            if filled:
+                await db.execute(f"TRUNCATE {', '.join(filled)} RESTART IDENTITY CASCADE")
+            break
+        except asyncpg.DeadlockDetectedError:
+            # the running hub's periodic work (health ticks, alert windows) holds a row lock
+            # the truncation needs; PostgreSQL rolled the truncation back, so try it again
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
     for rollup in ("reading_1m", "reading_1h"):
         if await db.fetchval("SELECT to_regclass($1) IS NOT NULL", rollup) and await db.fetchval(
             f"SELECT EXISTS (SELECT 1 FROM {rollup})"

@@ -630,6 +630,20 @@ def settings_backfill_hours() -> float:
     return float(os.environ.get("IOCHUB_DEMO_BACKFILL_HOURS", "48"))
 
 
+def listening_socket(host: str, port: int) -> socket.socket | None:
+    """The hub's HTTP socket, bound and listening now (SO_REUSEADDR, as uvicorn binds), or
+    None when someone else listens there."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
 def stop_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
     """SIGTERM unwinds as SIGINT does, through every `finally`: the simulators and the private
     broker are stopped, not left behind holding the port with stale credentials."""
@@ -655,7 +669,10 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
     )
     if port is not None:
         base = base.model_copy(update={"http": base.http.model_copy(update={"port": port})})
-    if not port_free(base.http.port, base.http.host):
+    # Held from here on: the simulated cameras bind ephemeral ports before the hub serves,
+    # and one of them could otherwise take a port chosen from that range.
+    http_socket = listening_socket(base.http.host, base.http.port)
+    if http_socket is None:
         console.print(
             f"[bold red]error:[/] HTTP port {base.http.port} on {base.http.host} is taken; "
             "choose another with --port (or IOCHUB_HTTP__PORT, or make demo PORT=…)"
@@ -746,7 +763,7 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
             try:
                 if simulate:
                     simulators = start_simulators(settings, credentials)
-                serving = asyncio.create_task(server.serve())
+                serving = asyncio.create_task(server.serve(sockets=[http_socket]))
                 while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn has no started event)
                     await asyncio.sleep(0.05)
                 if server.started:
