@@ -45,6 +45,7 @@ from hub.server.settings import Settings
 from hub.server.text_input import RefuseNulInput
 from hub.storage import database
 from hub.telemetry.wiring import wiring as telemetry
+from hub.web import install_i18n
 from hub.web.wiring import wiring as web
 
 log = logging.getLogger("hub.server")
@@ -182,7 +183,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if settings.http.cors_origins
         else None,
         template_config=TemplateConfig(
-            directory=Path(str(web_dir.joinpath("templates"))), engine=JinjaTemplateEngine
+            directory=Path(str(web_dir.joinpath("templates"))),
+            engine=JinjaTemplateEngine,
+            engine_callback=lambda jinja: install_i18n(jinja.engine),
         ),
         request_max_body_size=settings.http.max_request_bytes,
         # The typed runtime (hub.runtime.HubRuntime) lands under "runtime" in the lifespan;

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, get, post
+from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
@@ -25,6 +26,7 @@ from hub.broadcasts import may_schedule
 from hub.devices import registry
 from hub.errors import HubError
 from hub.runtime import runtime_of
+from hub.web.i18n import DEFAULT_LANGUAGE, LANGUAGE_COOKIE, LANGUAGES
 
 STATUSES = ("online", "late", "offline", "degraded", "maintenance", "unknown")
 
@@ -42,6 +44,27 @@ def safe_next(target: str) -> str:
 
 class ConsoleController(Controller):
     include_in_schema = False
+
+    @get("/language/{language:str}", exclude_from_auth=True)
+    async def choose_language(
+        self, language: FromPath[str], next: FromQuery[str] = "/"
+    ) -> Redirect:
+        """The header's language switch: kept in a cookie for a year."""
+        chosen = language if language in LANGUAGES else DEFAULT_LANGUAGE
+        return Redirect(
+            safe_next(next),
+            status_code=303,
+            cookies=[
+                Cookie(
+                    key=LANGUAGE_COOKIE,
+                    value=chosen,
+                    max_age=365 * 24 * 3600,
+                    httponly=True,
+                    samesite="lax",
+                    path="/",
+                )
+            ],
+        )
 
     @get("/login", exclude_from_auth=True)
     async def login_page(self, next: FromQuery[str] = "/", error: FromQuery[str] = "") -> Template:

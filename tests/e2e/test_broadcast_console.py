@@ -85,7 +85,7 @@ async def test_ward_staff_schedule_a_broadcast_and_read_who_played_one(
         await page.fill("input[name=password]", PASSWORD)
         await page.click("button[type=submit]")
         await page.wait_for_selector("table.devices")
-        await page.click("nav >> text=Broadcasts")
+        await page.click("nav >> text=Phát thanh")
         await page.wait_for_selector("table.broadcasts")
         listed = await page.inner_text("table.broadcasts tbody")
         assert "Thông báo lịch cắt điện" in listed and "Lịch thu gom rác" in listed
@@ -127,7 +127,7 @@ async def test_ward_staff_schedule_a_broadcast_and_read_who_played_one(
         assert "every day" in await page.inner_text("dl.facts")
         await page.screenshot(path=str(SHOTS / "broadcast-saved.png"), full_page=True)
 
-        await page.click("nav >> text=Broadcasts")
+        await page.click("nav >> text=Phát thanh")
         await page.wait_for_selector("table.broadcasts")
         assert "Thông báo tiêm chủng" in await page.inner_text("table.broadcasts tbody")
 

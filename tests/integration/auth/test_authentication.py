@@ -19,12 +19,13 @@ from tests.support.hub import RunningHub
 # The only routes without authentication: probes, the login itself, and audio and firmware
 # images fetched by devices with an expiring signed URL (the signature is the authorisation).
 # /metrics checks its callers itself: Prometheus' scrape token or address, else a person's
-# credentials.
+# credentials. The language switch only sets a cookie, so the login page can be read in English.
 OPEN_PATHS = {
     "/healthz",
     "/readyz",
     "/metrics",
     "/login",
+    "/language/{language:str}",
     "/api/v1/auth/login",
     "/api/v1/speaker-audio/{asset_id:int}",
     "/api/v1/firmware/artifacts/{release_id:int}",
