@@ -11,9 +11,14 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 FROM ${NODE_IMAGE} AS console
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --ignore-scripts \
-    && mkdir -p vendor \
-    && cp node_modules/hls.js/dist/hls.min.js vendor/
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts \
+    && mkdir -p vendor/leaflet \
+    && cp node_modules/hls.js/dist/hls.min.js vendor/ \
+    && cp -r node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css \
+        node_modules/leaflet/dist/images vendor/leaflet/ \
+    && cp node_modules/leaflet.markercluster/dist/leaflet.markercluster.js \
+        node_modules/leaflet.markercluster/dist/MarkerCluster.css \
+        node_modules/leaflet.markercluster/dist/MarkerCluster.Default.css vendor/leaflet/
 
 # --- build: a virtualenv with the hub and its pinned dependencies ---------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -34,7 +39,7 @@ COPY hub ./hub
 COPY drivers ./drivers
 COPY firmware_meta ./firmware_meta
 COPY dashboards ./dashboards
-COPY --from=console /src/vendor/hls.min.js ./hub/web/static/vendor/hls.min.js
+COPY --from=console /src/vendor ./hub/web/static/vendor
 # As in the Makefile: grafana-client needs niquests, whose urllib3-future would otherwise
 # replace urllib3 for every library; built from source it installs side by side.
 RUN /opt/iochub/bin/pip install --upgrade pip==26.3 \

@@ -6,7 +6,8 @@ BIN     := $(VENV)/bin
 PYTHON  ?= python3
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-HLS_JS  := hub/web/static/vendor/hls.min.js
+VENDOR  := hub/web/static/vendor
+VENDORED := $(VENDOR)/.vendored-$(shell cat package.json package-lock.json | sha1sum | cut -c1-12)
 
 .PHONY: demo test lint typecheck pytest system-deps vendor bench clean
 
@@ -24,12 +25,19 @@ system-deps:
 
 # The console's browser libraries, from the npm registry at build time and served by the
 # hub itself: a browser on the IOC network fetches nothing from outside.
-$(HLS_JS): package.json package-lock.json | system-deps
+# axe-core stays in node_modules: only the browser tests use it.
+$(VENDORED): package.json package-lock.json | system-deps
 	npm ci --no-audit --no-fund --ignore-scripts
-	@mkdir -p $(dir $@)
-	cp node_modules/hls.js/dist/hls.min.js $@
+	@rm -rf $(VENDOR) && mkdir -p $(VENDOR)/leaflet
+	cp node_modules/hls.js/dist/hls.min.js $(VENDOR)/
+	cp -r node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css \
+		node_modules/leaflet/dist/images $(VENDOR)/leaflet/
+	cp node_modules/leaflet.markercluster/dist/leaflet.markercluster.js \
+		node_modules/leaflet.markercluster/dist/MarkerCluster.css \
+		node_modules/leaflet.markercluster/dist/MarkerCluster.Default.css $(VENDOR)/leaflet/
+	@touch $@
 
-vendor: $(HLS_JS)
+vendor: $(VENDORED)
 
 # `make demo PORT=18080`; without PORT the hub's IOCHUB_HTTP__PORT (8080 by default).
 demo: $(STAMP) system-deps vendor
