@@ -19,6 +19,7 @@ from hub.lazy import exports
 if TYPE_CHECKING:
     from hub.broadcasts import controls as speaker_controls
     from hub.broadcasts import service as operations
+    from hub.broadcasts import speaker_plays as speaker_history
     from hub.broadcasts.api import MULTIPART_OVERHEAD
     from hub.broadcasts.dispatch import SPEAKERS
     from hub.broadcasts.occurrences import OPEN as OPEN_OCCURRENCES
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "operations": ("hub.broadcasts.service", None),
     "speaker_controls": ("hub.broadcasts.controls", None),
+    "speaker_history": ("hub.broadcasts.speaker_plays", None),
     "SPEAKERS": ("hub.broadcasts.dispatch", "SPEAKERS"),
     "TargetsIn": ("hub.broadcasts.schemas", "TargetsIn"),
     "may_schedule": ("hub.broadcasts.service", "may_schedule"),
@@ -61,6 +63,7 @@ __all__ = [
     "may_schedule",
     "operations",
     "speaker_controls",
+    "speaker_history",
 ]
 
 

@@ -14,7 +14,6 @@ from litestar.response import Redirect, Template
 from msgspec import Struct
 
 from hub.auth import (
-    CSRF_FIELD,
     CurrentUser,
     Principal,
     login,
@@ -22,10 +21,8 @@ from hub.auth import (
     logout,
     session_cookie,
 )
-from hub.broadcasts import may_schedule
 from hub.devices import registry
 from hub.errors import HubError
-from hub.runtime import runtime_of
 from hub.web.i18n import DEFAULT_LANGUAGE, LANGUAGE_COOKIE, LANGUAGES
 
 STATUSES = ("online", "late", "offline", "degraded", "maintenance", "unknown")
@@ -133,28 +130,6 @@ class ConsoleController(Controller):
                 "filters": filters,
                 "next_link": next_link,
                 "total": sum(kinds.values()),
-            },
-        )
-
-    @get("/devices/{uid:str}")
-    async def device_page(
-        self, request: Request[Any, Any, Any], principal: CurrentUser, uid: FromPath[str]
-    ) -> Template:
-        device = await registry.get_device(principal, uid)
-        flapping = await runtime_of(request).database.pool.fetchrow(
-            "SELECT flapping_since, flapping_reason FROM device "
-            "WHERE uid = $1 AND flapping_since IS NOT NULL",
-            uid,
-        )
-        return Template(
-            "device.html",
-            context={
-                "principal": principal,
-                "device": device,
-                "flapping": flapping,
-                # Volume and stop for speakers: those who schedule broadcasts may use them.
-                "may_control": may_schedule(principal),
-                "csrf_field": CSRF_FIELD,
             },
         )
 
