@@ -48,7 +48,7 @@ async def test_login_list_filter_and_map(hub: RunningHub, clients: Clients, brow
 
         await page.click("table.devices tbody tr >> nth=0 >> a")
         await page.wait_for_selector("dl.facts")
-        assert "speaker" in await page.inner_text("dl.facts")
+        assert "loa" in await page.inner_text("dl.facts")
 
         await page.goto(hub.base_url + "/map")
         assert await page.locator("svg.map circle").count() == 392
