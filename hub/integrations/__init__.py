@@ -1,7 +1,7 @@
 """IOC webhooks and Grafana annotations, fed by the transactional outbox. Other slices use
 what is named here; `wiring` (hub.integrations.wiring) is the composition root's hook."""
 
-from hub.integrations.outbox import (
+from hub.integrations.events import (
     ALERT_ACKNOWLEDGED,
     ALERT_ASSIGNED,
     ALERT_COMMENTED,
@@ -9,10 +9,8 @@ from hub.integrations.outbox import (
     ALERT_FIRING,
     ALERT_RESOLVED,
     ALERT_SEVERITY_RAISED,
-    OutboxMisuse,
-    enqueue,
-    notify_new,
 )
+from hub.integrations.outbox import OutboxMisuse, enqueue, notify_new
 from hub.integrations.settings import DeliverySettings
 
 __all__ = [

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, TypeAlias
 
-import asyncpg
 from litestar import Controller, delete, get, patch, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
@@ -14,11 +12,10 @@ from litestar.params import Body, FromPath, JSONBody, QueryParameter
 
 from hub import merge_patch
 from hub.auth import CurrentUser, Principal, audit
-from hub.errors import Conflict, Forbidden, NotFound
+from hub.errors import Conflict, Forbidden
 from hub.integrations import deliveries, subscriptions
 from hub.integrations.runtime import INTEGRATIONS, Integrations
 from hub.integrations.schemas import (
-    AttemptOut,
     DeliveryDetail,
     DeliveryOut,
     DeliveryStatus,
@@ -50,46 +47,8 @@ def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
         raise Forbidden("only an admin may manage alert delivery")
 
 
-def delivery_out(row: asyncpg.Record) -> DeliveryOut:
-    return DeliveryOut(
-        id=row["id"],
-        webhook_id=row["webhook_id"],
-        event_type=row["event_type"],
-        subject=row["subject"],
-        occurred_at=row["occurred_at"],
-        status=row["status"],
-        in_flight=row["in_flight"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"] if row["status"] == "pending" else None,
-        last_attempt_at=row["last_attempt_at"],
-        last_status_code=row["last_status_code"],
-        last_error=row["last_error"],
-        last_latency_ms=row["last_latency_ms"],
-        delivered_at=row["delivered_at"],
-        created_at=row["created_at"],
-        external_id=row["external_id"],
-    )
-
-
 async def _detail(integrations: Integrations, lane: str, delivery_id: int) -> DeliveryDetail:
-    found = await deliveries.get_delivery(integrations.pool, lane=lane, delivery_id=delivery_id)
-    if found is None:
-        raise NotFound(f"no delivery {delivery_id} here")
-    row, data, attempts = found
-    return DeliveryDetail(
-        delivery=delivery_out(row),
-        data=json.loads(data),
-        log=[
-            AttemptOut(
-                attempt=a["attempt"],
-                attempted_at=a["attempted_at"],
-                status_code=a["status_code"],
-                latency_ms=a["latency_ms"],
-                error=a["error"],
-            )
-            for a in attempts
-        ],
-    )
+    return await deliveries.detail(integrations.pool, lane, delivery_id)
 
 
 async def _list(
@@ -99,24 +58,16 @@ async def _list(
     before: int | None,
     limit: int,
 ) -> list[DeliveryOut]:
-    rows = await deliveries.list_deliveries(
-        integrations.pool, lane=lane, status=status, before_id=before, limit=limit
-    )
-    return [delivery_out(r) for r in rows]
+    return await deliveries.page(integrations.pool, lane, status, before, limit)
 
 
 async def _redeliver(integrations: Integrations, lane: str, delivery_id: int) -> DeliveryOut:
-    result = await deliveries.redeliver(
+    return await deliveries.redeliver(
         integrations.pool,
-        lane=lane,
-        delivery_id=delivery_id,
+        lane,
+        delivery_id,
         give_up_after_s=integrations.settings.give_up_after_s,
     )
-    if result == "not_found":
-        raise NotFound(f"no delivery {delivery_id} here")
-    if result == "in_flight":
-        raise Conflict(f"delivery {delivery_id} is being sent right now")
-    return (await _detail(integrations, lane, delivery_id)).delivery
 
 
 class WebhookController(Controller):
@@ -224,18 +175,17 @@ class WebhookController(Controller):
         subscription = await subscriptions.get(integrations.pool, subscription_id)
         if not subscription.active:
             raise Conflict("the subscription is inactive; activate it to send it events")
-        async with integrations.pool.acquire() as conn, conn.transaction():
-            delivery_id = await deliveries.add_test_event(
-                conn,
-                subscription_id=subscription_id,
-                data={
-                    "message": "A test event from iochub: this endpoint receives alert events.",
-                    "subscription_id": subscription_id,
-                    "subscription": subscription.name,
-                    "requested_by": principal.username,
-                },
-                give_up_after_s=integrations.settings.give_up_after_s,
-            )
+        delivery_id = await deliveries.send_test_event(
+            integrations.pool,
+            subscription_id,
+            {
+                "message": "A test event from iochub: this endpoint receives alert events.",
+                "subscription_id": subscription_id,
+                "subscription": subscription.name,
+                "requested_by": principal.username,
+            },
+            give_up_after_s=integrations.settings.give_up_after_s,
+        )
         await audit.record(
             principal, "webhook.test", OBJECT_TYPE, subscription_id, after={"delivery": delivery_id}
         )

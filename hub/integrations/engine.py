@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from hub.integrations import deliveries, metrics
-from hub.integrations.deliveries import Job, Outcome
+from hub.integrations import metrics, store
+from hub.integrations.events import DELIVERY_CHANNEL, OUTBOX_CHANNEL
 from hub.integrations.grafana import GrafanaSender
-from hub.integrations.outbox import DELIVERY_CHANNEL, OUTBOX_CHANNEL
 from hub.integrations.settings import DeliverySettings
+from hub.integrations.store import Job, Outcome, Status
 from hub.integrations.webhooks import WebhookSender
 from hub.storage.crypto import SecretBox
 
@@ -203,7 +203,7 @@ class DeliveryEngine:
         while True:
             self._outbox_wake.clear()
             try:
-                done = await deliveries.fan_out(
+                done = await store.fan_out(
                     self.pool,
                     batch=FAN_OUT_BATCH,
                     grafana=self.grafana_enabled,
@@ -229,7 +229,7 @@ class DeliveryEngine:
             jobs: list[Job] = []
             if room > 0:
                 try:
-                    jobs = await deliveries.claim_due(
+                    jobs = await store.claim_due(
                         self.pool, limit=room, lease_s=lease_s, grafana=self.grafana_enabled
                     )
                 except (OSError, asyncpg.PostgresError) as exc:
@@ -249,7 +249,7 @@ class DeliveryEngine:
         if len(self._in_flight) >= self.settings.concurrency:
             return poll
         try:
-            due_in = await deliveries.seconds_until_next_due(self.pool)
+            due_in = await store.seconds_until_next_due(self.pool)
         except (OSError, asyncpg.PostgresError):
             return poll
         return poll if due_in is None else max(0.0, min(poll, due_in))
@@ -273,7 +273,7 @@ class DeliveryEngine:
                 latency_ms=0,
                 error="interrupted: the hub stopped during the attempt",
             )
-            await asyncio.shield(deliveries.release(self.pool, job, cut_short))
+            await asyncio.shield(store.release(self.pool, job, cut_short))
             raise
         metrics.ATTEMPT_SECONDS.labels(destination).observe(outcome.latency_ms / 1000)
         status = await self._record(job, outcome)
@@ -296,13 +296,13 @@ class DeliveryEngine:
                 outcome.error,
             )
 
-    async def _record(self, job: Job, outcome: Outcome) -> deliveries.Status | None:
+    async def _record(self, job: Job, outcome: Outcome) -> Status | None:
         delay = retry_delay(self.settings, job.attempt)
         # The outcome must not be lost to a database hiccup: the claim would expire and the
         # event go out again, which receivers tolerate, but the log would miss an attempt.
         for pause in (0.5, 1.0, 2.0, 4.0):
             try:
-                return await deliveries.record(self.pool, job, outcome, delay)
+                return await store.record(self.pool, job, outcome, delay)
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("cannot record delivery %d (%s); retrying", job.delivery_id, exc)
                 await asyncio.sleep(pause)
@@ -315,13 +315,13 @@ class DeliveryEngine:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                metrics.OUTBOX_LAG.set(await deliveries.outbox_lag_s(self.pool))
-                counts = await deliveries.pending_counts(self.pool)
+                metrics.OUTBOX_LAG.set(await store.outbox_lag_s(self.pool))
+                counts = await store.pending_counts(self.pool)
                 for destination in ("webhook", "grafana"):
                     metrics.PENDING.labels(destination).set(counts.get(destination, 0))
                 if loop.time() - last_prune >= RETENTION_INTERVAL_S:
                     last_prune = loop.time()
-                    pruned = await deliveries.prune(
+                    pruned = await store.prune(
                         self.pool, retention_days=self.settings.retention_days
                     )
                     if pruned:

@@ -14,9 +14,9 @@ import niquests
 from grafana_client.api import AsyncGrafanaApi
 from grafana_client.client import GrafanaException
 
-from hub.integrations.deliveries import Job, Outcome
-from hub.integrations.outbox import ALERT_RESOLVED
+from hub.integrations.events import ALERT_RESOLVED
 from hub.integrations.settings import GrafanaSettings
+from hub.integrations.store import Job, Outcome
 
 log = logging.getLogger("hub.integrations.grafana")
 

@@ -28,6 +28,7 @@ from grafana_client.client import GrafanaClientError, GrafanaException
 from pydantic import SecretStr
 
 from hub.errors import HubError
+from hub.integrations import store
 from hub.integrations.settings import GrafanaSettings
 
 log = logging.getLogger("hub.integrations.grafana_sync")
@@ -154,34 +155,16 @@ class SyncRecords:
         self.grafana = grafana
 
     async def get(self, kind: str, uid: str) -> tuple[int, str] | None:
-        row = await self.pool.fetchrow(
-            "SELECT version, digest FROM grafana_sync WHERE grafana = $1 AND kind = $2 "
-            "AND uid = $3",
-            self.grafana,
-            kind,
-            uid,
-        )
-        return None if row is None else (int(row["version"]), str(row["digest"]))
+        return await store.sync_record(self.pool, self.grafana, kind, uid)
 
     async def put(self, kind: str, uid: str, version: int, digest: str) -> None:
-        await self.pool.execute(
-            "INSERT INTO grafana_sync (grafana, kind, uid, version, digest) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grafana, kind, uid) DO UPDATE "
-            "SET version = EXCLUDED.version, digest = EXCLUDED.digest, synced_at = now()",
-            self.grafana,
-            kind,
-            uid,
-            version,
-            digest,
-        )
+        await store.put_sync_record(self.pool, self.grafana, kind, uid, version, digest)
 
 
 async def set_reader_password(pool: asyncpg.Pool, password: SecretStr) -> None:
     """Give the read-only role (migration 0016) its password from the settings."""
-    # ALTER ROLE takes no parameters: quote the literal on the server.
-    literal = await pool.fetchval("SELECT quote_literal($1::text)", password.get_secret_value())
     try:
-        await pool.execute(f"ALTER ROLE {READER_ROLE} WITH LOGIN PASSWORD {literal}")
+        await store.set_login_password(pool, READER_ROLE, password.get_secret_value())
     except asyncpg.InsufficientPrivilegeError as exc:
         raise SyncError(
             f"the hub's database user may not set {READER_ROLE}'s password: {exc.args[0]} "
@@ -410,8 +393,7 @@ class GrafanaSync:
 
 
 async def database_backend(pool: asyncpg.Pool) -> str:
-    value = await pool.fetchval("SELECT value FROM hub_meta WHERE key = 'timeseries_backend'")
-    return str(value or "postgres")
+    return await store.timeseries_backend(pool)
 
 
 def data_source_from(settings: GrafanaSettings, database_url: str, timescaledb: bool) -> DataSource:

@@ -8,35 +8,44 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import asyncpg
-import msgspec
 
-from hub.storage.migrations import Connection
-
-EVENT_PREFIX: Final = "vn.iochub."
-ALERT_FIRING: Final = "vn.iochub.alert.firing"
-ALERT_ACKNOWLEDGED: Final = "vn.iochub.alert.acknowledged"
-ALERT_RESOLVED: Final = "vn.iochub.alert.resolved"
-ALERT_SEVERITY_RAISED: Final = "vn.iochub.alert.severity_raised"
-ALERT_ASSIGNED: Final = "vn.iochub.alert.assigned"
-ALERT_COMMENTED: Final = "vn.iochub.alert.commented"
-WEBHOOK_TEST: Final = "vn.iochub.webhook.test"
-# What a subscription may filter on; an empty filter means all of these.
-ALERT_EVENT_TYPES: Final = (
-    ALERT_FIRING,
+from hub.integrations import store
+from hub.integrations.events import (
     ALERT_ACKNOWLEDGED,
-    ALERT_RESOLVED,
-    ALERT_SEVERITY_RAISED,
     ALERT_ASSIGNED,
     ALERT_COMMENTED,
+    ALERT_EVENT_TYPES,
+    ALERT_FIRING,
+    ALERT_RESOLVED,
+    ALERT_SEVERITY_RAISED,
+    DELIVERY_CHANNEL,
+    EVENT_PREFIX,
+    GRAFANA_EVENT_TYPES,
+    OUTBOX_CHANNEL,
+    WEBHOOK_TEST,
 )
-# Grafana shows when alerts fire and resolve; the rest of an alert's life is IOC business.
-GRAFANA_EVENT_TYPES: Final = (ALERT_FIRING, ALERT_RESOLVED)
+from hub.storage.migrations import Connection
 
-OUTBOX_CHANNEL: Final = "iochub_outbox"
-DELIVERY_CHANNEL: Final = "iochub_delivery"
+__all__ = [
+    "ALERT_ACKNOWLEDGED",
+    "ALERT_ASSIGNED",
+    "ALERT_COMMENTED",
+    "ALERT_EVENT_TYPES",
+    "ALERT_FIRING",
+    "ALERT_RESOLVED",
+    "ALERT_SEVERITY_RAISED",
+    "DELIVERY_CHANNEL",
+    "EVENT_PREFIX",
+    "GRAFANA_EVENT_TYPES",
+    "OUTBOX_CHANNEL",
+    "WEBHOOK_TEST",
+    "OutboxMisuse",
+    "enqueue",
+    "notify_new",
+]
 
 _EVENT_TYPE = re.compile(r"^vn\.iochub\.[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
@@ -69,25 +78,17 @@ async def enqueue(
         raise ValueError("test events are sent to one subscription, through the API")
     if not subject or not ordering_key:
         raise ValueError("an event needs a subject and an ordering key")
-    outbox_id: int = await conn.fetchval(
-        """
-        INSERT INTO outbox (event_type, subject, ordering_key, ward_id, data, occurred_at)
-        VALUES ($1, $2, $3, $4, $5::jsonb, coalesce($6, now()))
-        RETURNING id
-        """,
-        event_type,
-        subject,
-        ordering_key,
-        ward_id,
-        msgspec.json.encode(data).decode(),
-        occurred_at,
+    return await store.insert_event(
+        conn,
+        event_type=event_type,
+        subject=subject,
+        ordering_key=ordering_key,
+        ward_id=ward_id,
+        data=data,
+        occurred_at=occurred_at,
     )
-    await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
-    return outbox_id
 
 
 async def notify_new(pool: asyncpg.Pool) -> None:
     """Wake every hub's delivery workers (enqueue already does this at commit)."""
-    await pool.execute(
-        "SELECT pg_notify($1, ''), pg_notify($2, '')", OUTBOX_CHANNEL, DELIVERY_CHANNEL
-    )
+    await store.notify_all(pool)

@@ -10,7 +10,7 @@ import httpx
 import msgspec
 
 from hub.integrations import signing
-from hub.integrations.deliveries import Job, Outcome
+from hub.integrations.store import Job, Outcome
 from hub.storage.crypto import SecretBox, SecretBoxError
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"

@@ -18,6 +18,7 @@ from hub.integrations import (
     enqueue,
     subscriptions,
 )
+from hub.integrations import store as outbox_store
 from hub.integrations.schemas import EventTypeName, SubscriptionIn
 from hub.storage.migrations import Connection
 from tests.integration.integrations.conftest import (
@@ -336,10 +337,10 @@ async def test_a_claim_left_by_a_crashed_hub_is_retried_after_its_lease(
     await subscribe(store, receiver.url)
     await enqueue_alert(store.pool, "sen-1", 0, ward_id=store.wards["ward-a"])
     await enqueue_alert(store.pool, "sen-1", 1, ward_id=store.wards["ward-a"])
-    fanned = await deliveries.fan_out(store.pool, batch=10, grafana=False, give_up_after_s=60)
+    fanned = await outbox_store.fan_out(store.pool, batch=10, grafana=False, give_up_after_s=60)
     assert fanned == deliveries.FanOut(events=2, deliveries=2)
     # A worker claims the head, then its process dies before sending or recording anything.
-    crashed = await deliveries.claim_due(store.pool, limit=10, lease_s=0.8, grafana=False)
+    crashed = await outbox_store.claim_due(store.pool, limit=10, lease_s=0.8, grafana=False)
     assert [job.attempt for job in crashed] == [1], "only the head of the line is claimable"
     started = time.monotonic()
     async with store.engine():
