@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ from hub.errors import FieldProblem, NotFound, ValidationFailed
 from hub.runtime import runtime_of
 from hub.telemetry import aqi, aqi_history, jobs, queries
 from hub.telemetry.catalog import METRICS
+from hub.telemetry.store import QuarantineOut
 
 Uids = Annotated[list[str] | None, QueryParameter(description="Device uid; repeat for several.")]
 WardCodes = Annotated[list[str] | None, QueryParameter(description="Ward code.")]
@@ -144,17 +144,6 @@ class MetricOut(msgspec.Struct):
     min_value: float
     max_value: float
     description: str
-
-
-class QuarantineOut(msgspec.Struct):
-    id: int
-    received_at: datetime
-    source: str
-    device_uid: str | None
-    reason: str
-    size: int
-    raw_text: str | None
-    raw_base64: str
 
 
 def unit_of(metric: str) -> str:
@@ -516,48 +505,21 @@ class QuarantineController(Controller):
         visible = await registry.scoped(principal).values_list("uid", flat=True)
         # Ward staff see what their devices sent; payloads of unknown origin are for technicians.
         allowed = None if principal.ward_ids is None else [str(u) for u in visible]
-        rows = await runtime_of(request).database.pool.fetch(
-            "SELECT * FROM quarantine WHERE ($1::text IS NULL OR device_uid = $1) "
-            "AND ($2::bigint IS NULL OR id < $2) "
-            "AND ($3::text[] IS NULL OR device_uid = ANY($3)) ORDER BY id DESC LIMIT $4",
-            device,
-            before_id,
-            allowed,
-            limit,
+        return await queries.quarantined(
+            runtime_of(request).database.pool, device, before_id, allowed, limit
         )
-        return [quarantine_out(r) for r in rows]
 
     @get("/{item_id:int}")
     async def get_item(
         self, request: Request[Any, Any, Any], principal: CurrentUser, item_id: FromPath[int]
     ) -> QuarantineOut:
-        row = await runtime_of(request).database.pool.fetchrow(
-            "SELECT * FROM quarantine WHERE id = $1", item_id
-        )
-        if row is None or (
+        item = await queries.quarantined_item(runtime_of(request).database.pool, item_id)
+        if item is None or (
             principal.ward_ids is not None
             and not (
-                row["device_uid"]
-                and await registry.scoped(principal).filter(uid=row["device_uid"]).exists()
+                item.device_uid
+                and await registry.scoped(principal).filter(uid=item.device_uid).exists()
             )
         ):
             raise NotFound(f"no quarantined payload {item_id}")
-        return quarantine_out(row)
-
-
-def quarantine_out(row: Any) -> QuarantineOut:
-    raw = bytes(row["raw"])
-    try:
-        text: str | None = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    return QuarantineOut(
-        row["id"],
-        row["received_at"],
-        row["source"],
-        row["device_uid"],
-        row["reason"],
-        row["size"],
-        text,
-        base64.b64encode(raw).decode(),
-    )
+        return item

@@ -16,7 +16,7 @@ from typing import Literal
 
 import asyncpg
 
-from hub.telemetry import aqi
+from hub.telemetry import aqi, store
 from hub.telemetry.queries import LOCAL
 from hub.telemetry.rollups import HOUR, hour_of
 
@@ -26,18 +26,6 @@ _NOWCAST_LEAD = timedelta(hours=aqi.NOWCAST_HOURS - 1)
 # On plain PostgreSQL the rollup is refreshed every few minutes for the last hours: later
 # hours are read from raw readings.
 _ROLLUP_LAG = timedelta(hours=2)
-
-HOURLY_MEANS = """
-SELECT device_id, metric, bucket, avg FROM reading_1h
-WHERE device_id = ANY($1::bigint[]) AND metric = ANY($2::text[])
-  AND bucket >= $3::timestamptz AND bucket < least($4::timestamptz, $5::timestamptz)
-UNION ALL
-SELECT device_id, metric, date_bin('1 hour', time, '2000-01-01 00:00+00'), avg(value)
-FROM reading
-WHERE device_id = ANY($1::bigint[]) AND metric = ANY($2::text[])
-  AND time >= greatest($3::timestamptz, $5::timestamptz) AND time < $4::timestamptz
-GROUP BY 1, 2, 3
-"""
 
 Means = dict[int, dict[str, dict[datetime, float]]]
 
@@ -62,12 +50,10 @@ async def hourly_means(
 ) -> Means:
     """Per device and pollutant, the hourly means of [start, end) by hour."""
     raw_from = end if backend == "timescaledb" else hour_of(now) - _ROLLUP_LAG
-    rows = await pool.fetch(
-        HOURLY_MEANS, list(device_ids), list(aqi.POLLUTANTS), start, end, raw_from
-    )
+    rows = await store.hourly_means(pool, device_ids, aqi.POLLUTANTS, start, end, raw_from)
     means: Means = defaultdict(lambda: defaultdict(dict))
-    for row in rows:
-        means[row["device_id"]][row["metric"]][row["bucket"]] = row["avg"]
+    for device_id, metric, hour, mean in rows:
+        means[device_id][metric][hour] = mean
     return means
 
 

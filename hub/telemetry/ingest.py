@@ -14,16 +14,13 @@ import asyncpg
 from drivers.contract import Reading, RefusedDevice, Rejected, StoreReport, UnknownDevice
 from hub.devices import DeviceDirectory, DeviceIdentity, DeviceRef, ProfileBook
 from hub.storage.migrations import Connection
-from hub.telemetry import metrics
+from hub.telemetry import metrics, store
 from hub.telemetry.catalog import RAW_PREFIX, CatalogError, normalise
 from hub.telemetry.names import NameRefused, SenmlNames
-from hub.telemetry.store import Conflict, ReadingWriter, Row
+from hub.telemetry.store import Conflict, ReadingWriter, Row, ValueRow
 
 log = logging.getLogger("hub.telemetry.ingest")
 _UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-# A string, boolean or data value: time, device_id, metric, text, boolean, bytes.
-ValueRow = tuple[datetime, int, str, str | None, bool | None, bytes | None]
 
 
 @dataclass
@@ -40,27 +37,21 @@ class Quarantine:
             return
         for item in items:
             metrics.QUARANTINED.labels(reason=reason_label(item.reason)).inc()
-        await self.pool.execute(
-            "INSERT INTO quarantine (source, device_uid, reason, raw, size, received_at) "
-            "SELECT source, device_uid, reason, raw, size, coalesce(received_at, now()) "
-            "FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int[], "
-            "$6::timestamptz[]) AS q (source, device_uid, reason, raw, size, received_at)",
-            [item.source[:500] for item in items],
-            [item.device_uid for item in items],
-            [item.reason[:2000] for item in items],
-            [item.raw[: self.max_raw_bytes] for item in items],
-            [len(item.raw) for item in items],
-            [item.time for item in items],
+        await store.quarantine(
+            self.pool,
+            sources=[item.source[:500] for item in items],
+            device_uids=[item.device_uid for item in items],
+            reasons=[item.reason[:2000] for item in items],
+            raws=[item.raw[: self.max_raw_bytes] for item in items],
+            sizes=[len(item.raw) for item in items],
+            received_at=[item.time for item in items],
         )
 
     async def keep_conflicts(self, conn: Connection, conflicts: Sequence[Conflict]) -> None:
         """Quarantine conflicting values in the transaction that refused them."""
         metrics.QUARANTINED.labels(reason="conflicting value").inc(len(conflicts))
-        await conn.execute(
-            "INSERT INTO quarantine (source, device_uid, reason, raw, size) "
-            "SELECT 'ingest', d.uid, c.reason, c.raw, length(c.raw) "
-            "FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS c (device_id, reason, raw) "
-            "LEFT JOIN device d ON d.id = c.device_id",
+        await store.quarantine_conflicts(
+            conn,
             [c.row[1] for c in conflicts],
             [c.reason for c in conflicts],
             [_conflict_bytes(c) for c in conflicts],
@@ -200,18 +191,7 @@ class TelemetryIngest:
         return StoreReport(stored=len(items) - len(reasons), total=len(items), refused=reasons)
 
     async def _write_values(self, rows: Sequence[ValueRow]) -> None:
-        """Strings, booleans and data: rare beside numbers, so one plain statement per call."""
-        await self.writer.pool.execute(
-            "INSERT INTO reading_value (time, device_id, metric, text_value, bool_value, "
-            "data_value) SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::text[], "
-            "$4::text[], $5::boolean[], $6::bytea[]) ON CONFLICT DO NOTHING",
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [r[3] for r in rows],
-            [r[4] for r in rows],
-            [r[5] for r in rows],
-        )
+        await store.insert_values(self.writer.pool, rows)
 
     async def rejected(self, item: Rejected) -> None:
         await self.quarantine.keep(item)

@@ -32,7 +32,7 @@ from packaging.version import InvalidVersion, Version
 
 from hub.runtime.context import RuntimeKey
 from hub.storage.leadership import Leadership
-from hub.telemetry import metrics
+from hub.telemetry import metrics, store
 from hub.telemetry.policies import RetentionPolicy, expire_plain
 from hub.telemetry.rollups import RECENT, refresh_hourly
 
@@ -108,41 +108,9 @@ class JobSettings:
     plain_rollup_every_s: float = 300.0
 
 
-JOB_QUERY = """
-SELECT j.job_id, j.proc_name, coalesce(ca.view_name::text, j.hypertable_name::text) AS relation,
-       extract(epoch FROM j.schedule_interval)::float8 AS schedule_s,
-       s.last_successful_finish, s.last_run_status,
-       (SELECT count(*) FROM timescaledb_information.job_errors e
-        WHERE e.job_id = j.job_id
-          AND e.start_time > coalesce(s.last_successful_finish, '-infinity'))::int AS failures,
-       (SELECT e.err_message FROM timescaledb_information.job_errors e
-        WHERE e.job_id = j.job_id ORDER BY e.start_time DESC LIMIT 1) AS last_error
-FROM timescaledb_information.jobs j
-LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
-LEFT JOIN timescaledb_information.continuous_aggregates ca
-       ON ca.materialization_hypertable_schema = j.hypertable_schema
-      AND ca.materialization_hypertable_name = j.hypertable_name
-WHERE j.proc_name = ANY($1::text[])
-ORDER BY j.job_id
-"""
-
-RECORD = """
-INSERT INTO maintenance_job (name, job_id, runner, schedule_s, last_success_at,
-                             consecutive_failures, last_error, takeover_reason, checked_at)
-SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::float8[], $5::timestamptz[],
-                     $6::int[], $7::text[], $8::text[], $9::timestamptz[])
-ON CONFLICT (name) DO UPDATE SET
-    job_id = EXCLUDED.job_id, runner = EXCLUDED.runner, schedule_s = EXCLUDED.schedule_s,
-    last_success_at = EXCLUDED.last_success_at,
-    consecutive_failures = EXCLUDED.consecutive_failures, last_error = EXCLUDED.last_error,
-    takeover_reason = EXCLUDED.takeover_reason, checked_at = EXCLUDED.checked_at
-"""
-
-
 async def broken_pair(conn: Any) -> str | None:
     """Why this server's PostgreSQL/TimescaleDB pair breaks the job runner, or None."""
-    server = int(await conn.fetchval("SELECT current_setting('server_version_num')"))
-    text = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+    server, text = await store.server_versions(conn)
     if text is None:
         return None
     try:
@@ -229,7 +197,7 @@ class JobSupervisor:
                     log.warning(
                         "maintenance jobs: %s; the hub runs every policy itself", self.broken
                     )
-            rows = await conn.fetch(JOB_QUERY, list(POLICY_KINDS))
+            rows = await store.timescaledb_jobs(conn, list(POLICY_KINDS))
         seen = set()
         for row in rows:
             name = f"{POLICY_KINDS[row['proc_name']]}:{row['relation']}"
@@ -279,9 +247,7 @@ class JobSupervisor:
             if job.action is not None:
                 await job.action(job)
             else:
-                async with self.pool.acquire() as conn:
-                    # The simple protocol, as a session would: policies commit inside.
-                    await conn.execute(f"CALL run_job({int(job.job_id or 0)})")
+                await store.run_job(self.pool, job.job_id or 0)
         except (OSError, asyncpg.PostgresError) as exc:
             job.consecutive_failures += 1
             job.last_error = f"{type(exc).__name__}: {exc}"
@@ -310,24 +276,23 @@ class JobSupervisor:
     async def _record(self) -> None:
         jobs = list(self.jobs.values())
         now = self._clock()
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "DELETE FROM maintenance_job WHERE NOT name = ANY($1::text[])",
-                [j.name for j in jobs],
-            )
-            if jobs:
-                await conn.execute(
-                    RECORD,
-                    [j.name for j in jobs],
-                    [j.job_id for j in jobs],
-                    [j.runner for j in jobs],
-                    [j.schedule_s for j in jobs],
-                    [j.last_success_at for j in jobs],
-                    [j.consecutive_failures for j in jobs],
-                    [j.last_error for j in jobs],
-                    [j.takeover_reason for j in jobs],
-                    [now] * len(jobs),
+        await store.record_jobs(
+            self.pool,
+            [
+                (
+                    j.name,
+                    j.job_id,
+                    j.runner,
+                    j.schedule_s,
+                    j.last_success_at,
+                    j.consecutive_failures,
+                    j.last_error,
+                    j.takeover_reason,
                 )
+                for j in jobs
+            ],
+            now,
+        )
         for job in jobs:
             metrics.JOB_FAILURES.labels(job.name).set(job.consecutive_failures)
             metrics.JOB_RUN_BY_HUB.labels(job.name).set(1 if job.takeover_reason else 0)
@@ -381,9 +346,7 @@ async def rollup_freshness(
     1-minute rollup is computed per query (live) and the hourly one is as current as the
     hub's last refresh of it."""
     if backend != "timescaledb":
-        refreshed = await pool.fetchval(
-            "SELECT last_success_at FROM maintenance_job WHERE name = 'refresh:reading_1h'"
-        )
+        refreshed = await store.last_success(pool, "refresh:reading_1h")
         age = (now - refreshed).total_seconds() if refreshed is not None else None
         return [
             RollupFreshness("reading_1m", now, 0.0, True),
@@ -391,23 +354,13 @@ async def rollup_freshness(
         ]
     found = []
     async with pool.acquire() as conn:
-        materialized = {
-            r["view_name"]: (r["schema"], r["name"])
-            for r in await conn.fetch(
-                "SELECT view_name::text, materialization_hypertable_schema::text AS schema, "
-                "materialization_hypertable_name::text AS name "
-                "FROM timescaledb_information.continuous_aggregates WHERE view_name = ANY($1)",
-                [name for name, _ in ROLLUPS],
-            )
-        }
+        materialized = await store.rollup_tables(conn, [name for name, _ in ROLLUPS])
         for name, width in ROLLUPS:
             if name not in materialized:
                 found.append(RollupFreshness(name, None, None, False))
                 continue
             schema, table = materialized[name]
-            newest = await conn.fetchval(
-                f'SELECT max(bucket) FROM "{schema}"."{table}"'  # names from the catalog
-            )
+            newest = await store.newest_bucket(conn, schema, table)
             as_of = newest + width if newest is not None else None
             age = (now - as_of).total_seconds() if as_of is not None else None
             found.append(RollupFreshness(name, as_of, age, False))
@@ -428,7 +381,7 @@ class MaintenanceReadiness:
 
 async def readiness(conn: Any, now: datetime, stale_after_s: float) -> MaintenanceReadiness:
     """What /readyz says of the maintenance jobs, from the supervisor's last record."""
-    rows = await conn.fetch("SELECT * FROM maintenance_job ORDER BY name")
+    rows = await store.job_records(conn)
     failing = {
         r["name"]: f"{r['consecutive_failures']} failures in a row: {r['last_error']}"
         for r in rows

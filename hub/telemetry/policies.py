@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from hub.errors import HubError
+from hub.telemetry import store
 
 log = logging.getLogger("hub.telemetry.policies")
 
@@ -47,40 +48,18 @@ class RetentionPolicy:
 async def apply_timescaledb(pool: asyncpg.Pool, policy: RetentionPolicy) -> None:
     if problems := policy.problems():
         raise PolicyError("; ".join(problems))
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT remove_compression_policy('reading', if_exists => true)")
-        await conn.execute(
-            "SELECT add_compression_policy('reading', make_interval(days => $1))",
-            policy.compress_after_days,
-        )
-        for relation, days in (
+    await store.set_timescaledb_policies(
+        pool,
+        compress_after_days=policy.compress_after_days,
+        retention_days=(
             ("reading", policy.raw_days),
             ("reading_value", policy.raw_days),
             ("reading_1m", policy.rollup_1m_days),
             ("reading_1h", policy.rollup_1h_days),
-        ):
-            await conn.execute("SELECT remove_retention_policy($1, if_exists => true)", relation)
-            await conn.execute(
-                "SELECT add_retention_policy($1, make_interval(days => $2))", relation, days
-            )
-        await conn.execute(
-            "SELECT remove_continuous_aggregate_policy('reading_1m', if_exists => true)"
-        )
-        await conn.execute(
-            "SELECT add_continuous_aggregate_policy('reading_1m', "
-            "start_offset => make_interval(hours => $1), end_offset => INTERVAL '1 minute', "
-            "schedule_interval => INTERVAL '1 minute')",
-            policy.refresh_1m_hours,
-        )
-        await conn.execute(
-            "SELECT remove_continuous_aggregate_policy('reading_1h', if_exists => true)"
-        )
-        await conn.execute(
-            "SELECT add_continuous_aggregate_policy('reading_1h', "
-            "start_offset => make_interval(days => $1), end_offset => INTERVAL '1 hour', "
-            "schedule_interval => INTERVAL '30 minutes')",
-            policy.refresh_1h_days,
-        )
+        ),
+        refresh_1m_hours=policy.refresh_1m_hours,
+        refresh_1h_days=policy.refresh_1h_days,
+    )
     log.info(
         "TimescaleDB policies: raw %d d, 1 min %d d, 1 h %d d, compress after %d d",
         policy.raw_days,
@@ -100,13 +79,7 @@ async def expire_plain(pool: asyncpg.Pool, policy: RetentionPolicy, batch: int =
         ("reading_1h", "bucket", policy.rollup_1h_days),
     ):
         while True:
-            status = await pool.execute(
-                f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} "
-                f"WHERE {column} < now() - make_interval(days => $1) LIMIT $2))",
-                days,
-                batch,
-            )
-            count = int(status.split()[-1])
+            count = await store.delete_older(pool, table, column, days, batch)
             if table != "reading_1h":
                 deleted += count
             if count < batch:

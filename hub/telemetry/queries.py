@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from hub.errors import FieldProblem, ValidationFailed
-from hub.telemetry import aqi
+from hub.telemetry import aqi, store
+from hub.telemetry.store import Latest, MetricSummary, Point, QuarantineOut
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 # Buckets start on local midnights, so a day bucket is a Vietnamese calendar day.
@@ -26,13 +27,6 @@ Fill = Literal["none", "null", "previous"]
 MAX_POINTS = 10_000
 _BUCKET = re.compile(r"^(?P<n>\d{1,4})(?P<unit>s|m|h|d)$")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    time: datetime
-    value: float | None
-    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +108,7 @@ async def series(
     check_range(start, end)
     label = auto_bucket(end - start) if bucket == "auto" else bucket
     if label == "raw":
-        rows = await pool.fetch(
-            "SELECT time, value FROM reading WHERE device_id = $1 AND metric = $2 "
-            "AND time >= $3 AND time < $4 ORDER BY time LIMIT $5",
-            device_id,
-            metric,
-            start,
-            end,
-            MAX_POINTS,
-        )
-        points = [Point(r["time"], r["value"], 1) for r in rows]
+        points = await store.raw_points(pool, device_id, metric, start, end, MAX_POINTS)
         return Series(device_uid, metric, "raw", "raw", "reading", points)
     size = parse_bucket(label)
     if (end - start) / size > MAX_POINTS:
@@ -136,39 +121,9 @@ async def series(
             ],
         )
     source = source_for(backend, size)
-    if source == "reading":
-        grouped = (
-            "SELECT date_bin($5, time, $6) AS b, avg(value) AS avg, min(value) AS min, "
-            "max(value) AS max, count(*) AS count, "
-            "(array_agg(value ORDER BY time DESC))[1] AS last FROM reading "
-            "WHERE device_id = $1 AND metric = $2 AND time >= $3 AND time < $4 GROUP BY 1"
-        )
-    else:
-        grouped = (
-            f"SELECT date_bin($5, bucket, $6) AS b, "
-            "sum(avg * count) / sum(count) AS avg, min(min) AS min, max(max) AS max, "
-            "sum(count)::bigint AS count, (array_agg(last ORDER BY bucket DESC))[1] AS last "
-            f"FROM {source} WHERE device_id = $1 AND metric = $2 AND bucket >= $3 "
-            "AND bucket < $4 GROUP BY 1"
-        )
-    if fill == "none":
-        query = f"{grouped} ORDER BY 1"
-    else:
-        query = (
-            f"WITH agg AS ({grouped}), slots AS (SELECT generate_series(date_bin($5, $3, $6), "
-            "$4 - interval '1 microsecond', $5) AS b) "
-            "SELECT slots.b, agg.avg, agg.min, agg.max, coalesce(agg.count, 0) AS count, "
-            "agg.last FROM slots LEFT JOIN agg USING (b) ORDER BY 1"
-        )
-    rows = await pool.fetch(query, device_id, metric, start, end, size, ORIGIN)
-    points = [
-        Point(
-            r["b"],
-            r[aggregate] if aggregate != "count" else float(r["count"] or 0),
-            int(r["count"] or 0),
-        )
-        for r in rows
-    ]
+    points = await store.bucketed_points(
+        pool, source, device_id, metric, start, end, size, ORIGIN, aggregate, fill != "none"
+    )
     if fill == "previous":
         points = carry_forward(points)
     return Series(device_uid, metric, label_of(size), aggregate, source, points)
@@ -184,35 +139,10 @@ def carry_forward(points: Sequence[Point]) -> list[Point]:
     return filled
 
 
-@dataclass(frozen=True, slots=True)
-class Latest:
-    device: str
-    metric: str
-    time: datetime
-    value: float
-
-
 async def latest(
     pool: asyncpg.Pool, device_ids: Sequence[int] | None, metrics: Sequence[str] = ()
 ) -> list[Latest]:
-    rows = await pool.fetch(
-        "SELECT d.uid, l.metric, l.time, l.value FROM reading_latest l "
-        "JOIN device d ON d.id = l.device_id "
-        "WHERE ($1::bigint[] IS NULL OR l.device_id = ANY($1)) "
-        "AND (cardinality($2::text[]) = 0 OR l.metric = ANY($2)) ORDER BY d.uid, l.metric",
-        list(device_ids) if device_ids is not None else None,
-        list(metrics),
-    )
-    return [Latest(r["uid"], r["metric"], r["time"], r["value"]) for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class MetricSummary:
-    metric: str
-    latest_avg: float | None
-    today_min: float | None
-    today_max: float | None
-    devices: int
+    return await store.latest(pool, device_ids, metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,30 +160,7 @@ async def ward_summary(
 ) -> WardSummary:
     now = now or datetime.now(UTC)
     local_midnight = now.astimezone(LOCAL).replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = await pool.fetch(
-        """
-        WITH devices AS (SELECT id FROM device WHERE ward_id = $1 AND kind = 'sensor'
-                         AND lifecycle = 'active'),
-             fresh AS (SELECT metric, avg(value) AS latest_avg, count(*) AS devices
-                       FROM reading_latest WHERE device_id IN (SELECT id FROM devices)
-                       AND time > $2::timestamptz - interval '1 hour'
-                       AND metric NOT LIKE 'raw/%' GROUP BY metric),
-             today AS (SELECT metric, min(value) AS today_min, max(value) AS today_max
-                       FROM reading WHERE device_id IN (SELECT id FROM devices)
-                       AND time >= $3 AND time <= $2::timestamptz
-                       AND metric NOT LIKE 'raw/%' GROUP BY metric)
-        SELECT coalesce(f.metric, t.metric) AS metric, f.latest_avg, t.today_min, t.today_max,
-               coalesce(f.devices, 0) AS devices
-        FROM fresh f FULL JOIN today t ON t.metric = f.metric ORDER BY 1
-        """,
-        ward_id,
-        now,
-        local_midnight,
-    )
-    summaries = [
-        MetricSummary(r["metric"], r["latest_avg"], r["today_min"], r["today_max"], r["devices"])
-        for r in rows
-    ]
+    summaries = await store.ward_metric_summaries(pool, ward_id, now, local_midnight)
     station, index, missing = await ward_aqi_with_reasons(pool, ward_id, now)
     return WardSummary(ward_code, summaries, index, station, missing)
 
@@ -263,27 +170,13 @@ async def hourly_means(
 ) -> dict[str, dict[str, list[float | None]]]:
     """Per station and pollutant, the 12 latest hourly means, most recent first."""
     hour = now.replace(minute=0, second=0, microsecond=0)
-    rows = await pool.fetch(
-        """
-        SELECT d.uid, r.metric, date_trunc('hour', r.time) AS hour, avg(r.value) AS mean
-        FROM reading r JOIN device d ON d.id = r.device_id
-        WHERE d.ward_id = $1 AND d.kind = 'sensor' AND r.metric = ANY($2::text[])
-          AND r.time >= $3::timestamptz - interval '11 hours'
-          AND r.time < $3::timestamptz + interval '1 hour'
-        GROUP BY 1, 2, 3
-        """,
-        ward_id,
-        list(aqi.POLLUTANTS),
-        hour,
-    )
+    rows = await store.ward_hourly_means(pool, ward_id, aqi.POLLUTANTS, hour)
     stations: dict[str, dict[str, list[float | None]]] = {}
-    for row in rows:
-        slot = int((hour - row["hour"]) / timedelta(hours=1))
+    for station, metric, started, mean in rows:
+        slot = int((hour - started) / timedelta(hours=1))
         if 0 <= slot < aqi.NOWCAST_HOURS:
-            hours = stations.setdefault(row["uid"], {}).setdefault(
-                row["metric"], [None] * aqi.NOWCAST_HOURS
-            )
-            hours[slot] = row["mean"]
+            hours = stations.setdefault(station, {}).setdefault(metric, [None] * aqi.NOWCAST_HOURS)
+            hours[slot] = mean
     return stations
 
 
@@ -321,7 +214,7 @@ async def ward_aqi_with_reasons(
     return best[0], best[1], tuple(reasons)
 
 
-async def export_rows(
+def export_rows(
     pool: asyncpg.Pool,
     device_ids: Sequence[int],
     metrics: Sequence[str],
@@ -329,16 +222,21 @@ async def export_rows(
     end: datetime,
 ) -> AsyncIterator[asyncpg.Record]:
     """Raw readings in time order, streamed through a server-side cursor."""
-    async with pool.acquire() as conn, conn.transaction():
-        async for row in conn.cursor(
-            "SELECT r.time, d.uid, r.metric, r.value FROM reading r JOIN device d "
-            "ON d.id = r.device_id WHERE r.device_id = ANY($1::bigint[]) "
-            "AND (cardinality($2::text[]) = 0 OR r.metric = ANY($2)) "
-            "AND r.time >= $3 AND r.time < $4 ORDER BY r.time, d.uid, r.metric",
-            list(device_ids),
-            list(metrics),
-            start,
-            end,
-            prefetch=2000,
-        ):
-            yield row
+    return store.export_rows(pool, device_ids, metrics, start, end)
+
+
+async def quarantined(
+    pool: asyncpg.Pool,
+    device: str | None,
+    before_id: int | None,
+    device_uids: Sequence[str] | None,
+    limit: int,
+) -> list[QuarantineOut]:
+    """Payloads kept aside, newest first; `device_uids` None: from any device or none."""
+    return await store.quarantined(
+        pool, device=device, before_id=before_id, device_uids=device_uids, limit=limit
+    )
+
+
+async def quarantined_item(pool: asyncpg.Pool, item_id: int) -> QuarantineOut | None:
+    return await store.quarantined_item(pool, item_id)

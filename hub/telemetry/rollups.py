@@ -14,25 +14,14 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from hub.telemetry import store
+
 log = logging.getLogger("hub.telemetry.rollups")
 
 HOUR = timedelta(hours=1)
 # The last hours are refreshed often; the whole refresh window now and then
 # (hub/telemetry/jobs.py runs it).
 RECENT = timedelta(hours=3)
-
-REFRESH_1H = """
-INSERT INTO reading_1h (bucket, device_id, metric, avg, min, max, count, last)
-SELECT date_bin('1 hour', time, '2000-01-01 00:00+00') AS bucket, device_id, metric,
-       avg(value), min(value), max(value), count(*),
-       (array_agg(value ORDER BY time DESC))[1]
-FROM reading
-WHERE time >= $1 AND time < $2
-GROUP BY 1, 2, 3
-ON CONFLICT (device_id, metric, bucket) DO UPDATE
-SET avg = excluded.avg, min = excluded.min, max = excluded.max, count = excluded.count,
-    last = excluded.last
-"""
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -41,4 +30,4 @@ def hour_of(moment: datetime) -> datetime:
 
 async def refresh_hourly(pool: asyncpg.Pool, start: datetime, end: datetime) -> None:
     """Recompute the hourly rollup of [start, end), widened to whole hours."""
-    await pool.execute(REFRESH_1H, hour_of(start), hour_of(end) + HOUR)
+    await store.refresh_hourly(pool, hour_of(start), hour_of(end) + HOUR)
