@@ -169,6 +169,16 @@ class MoveOut(msgspec.Struct):
     reason: str | None = None
 
 
+class CameraMoveOut(msgspec.Struct):
+    """A camera the hub followed to a new address (found there by discovery or onboarding)."""
+
+    uid: str
+    at: datetime
+    from_address: str
+    to_address: str
+    actor: str
+
+
 class IgnoredOut(msgspec.Struct):
     address: str
     reason: str

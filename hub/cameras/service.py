@@ -47,6 +47,7 @@ from hub.cameras.schemas import (
     CameraEventOut,
     CameraHealthOut,
     CameraIn,
+    CameraMoveOut,
     CameraOut,
     CameraPage,
     CandidateOut,
@@ -282,6 +283,24 @@ class CameraService:
                 for e in events
             ],
         )
+
+    async def last_moves(
+        self, principal: Principal, uids: Sequence[str]
+    ) -> dict[str, CameraMoveOut]:
+        """The latest move of each of these cameras the caller may see, by uid."""
+        principal.require(Permission.DEVICES_READ)
+        scope = sorted(principal.ward_ids) if principal.ward_ids is not None else None
+        moves = {}
+        for row in await store.last_moves(self.pool, uids, scope):
+            before, after = _json(row["before"]) or {}, _json(row["after"]) or {}
+            moves[row["uid"]] = CameraMoveOut(
+                uid=row["uid"],
+                at=row["at"],
+                from_address=address(str(before.get("host")), int(before.get("port") or 0)),
+                to_address=address(str(after.get("host")), int(after.get("port") or 0)),
+                actor=row["actor"],
+            )
+        return moves
 
     async def _scoped_camera(self, principal: Principal, uid: str) -> Device:
         device = await registry.get_scoped(principal, uid)

@@ -484,3 +484,18 @@ async def alert_place(pool: asyncpg.Pool, alert_id: int) -> asyncpg.Record | Non
         "WHERE a.id = $1",
         alert_id,
     )
+
+
+async def last_moves(
+    pool: asyncpg.Pool, uids: Sequence[str], ward_ids: Sequence[int] | None
+) -> list[asyncpg.Record]:
+    """Each camera's latest move (the audit entry written when its new address was stored)."""
+    return await pool.fetch(
+        "SELECT DISTINCT ON (a.object_id) a.object_id AS uid, a.at, a.actor, a.before, a.after "
+        "FROM audit_log a JOIN device d ON d.uid = a.object_id "
+        "WHERE a.object_type = 'camera' AND a.action = 'camera.move' "
+        "AND a.object_id = ANY($1::text[]) AND ($2::int[] IS NULL OR d.ward_id = ANY($2)) "
+        "ORDER BY a.object_id, a.at DESC",
+        list(uids),
+        list(ward_ids) if ward_ids is not None else None,
+    )
