@@ -66,29 +66,37 @@ def annotation(job: Job) -> dict[str, Any]:
     return body
 
 
+def grafana_client(settings: GrafanaSettings) -> AsyncGrafanaApi:
+    """grafana-client for the settings' Grafana (its URL set), with the token if any."""
+    url = urlsplit(str(settings.url))
+    prefix = url.path.strip("/")
+    return AsyncGrafanaApi(
+        auth=settings.token.get_secret_value() if settings.token else None,
+        host=url.hostname,
+        port=url.port,
+        url_path_prefix=f"{prefix}/" if prefix else "",
+        protocol=url.scheme,
+        timeout=settings.timeout_s,
+        organization_id=settings.org_id,
+    )
+
+
+async def close_client(api: AsyncGrafanaApi) -> None:
+    # The async client swaps in an AsyncSession where the base class typed a Session.
+    await cast(niquests.AsyncSession, api.client.s).close()
+
+
 class GrafanaSender:
     def __init__(self, settings: GrafanaSettings) -> None:
         if settings.url is None:
             raise ValueError("Grafana annotations need a Grafana URL")
-        url = urlsplit(str(settings.url))
-        prefix = url.path.strip("/")
         self.settings = settings
-        self._api = AsyncGrafanaApi(
-            auth=settings.token.get_secret_value() if settings.token else None,
-            host=url.hostname,
-            port=url.port,
-            url_path_prefix=f"{prefix}/" if prefix else "",
-            protocol=url.scheme,
-            timeout=settings.timeout_s,
-            organization_id=settings.org_id,
-        )
+        self._api = grafana_client(settings)
         if settings.token is None:
             log.warning("Grafana annotations are on without a token; Grafana will refuse them")
 
     async def aclose(self) -> None:
-        # The async client swaps in an AsyncSession where the base class typed a Session.
-        session = cast(niquests.AsyncSession, self._api.client.s)
-        await session.close()
+        await close_client(self._api)
 
     async def send(self, job: Job) -> Outcome:
         started_at = datetime.now(UTC)

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from hub.errors import HubError
 from hub.integrations import store
+from hub.integrations.grafana import close_client, grafana_client
 from hub.integrations.settings import GrafanaSettings
 
 log = logging.getLogger("hub.integrations.grafana_sync")
@@ -177,22 +178,7 @@ def grafana_api(settings: GrafanaSettings) -> AsyncGrafanaApi:
         raise SyncNotConfigured("no Grafana URL (IOCHUB_DELIVERY__GRAFANA__URL)")
     if settings.token is None:
         raise SyncNotConfigured("no Grafana token (IOCHUB_DELIVERY__GRAFANA__TOKEN)")
-    url = urlsplit(str(settings.url))
-    prefix = url.path.strip("/")
-    return AsyncGrafanaApi(
-        auth=settings.token.get_secret_value(),
-        host=url.hostname,
-        port=url.port,
-        url_path_prefix=f"{prefix}/" if prefix else "",
-        protocol=url.scheme,
-        timeout=settings.timeout_s,
-        organization_id=settings.org_id,
-    )
-
-
-async def close_api(api: AsyncGrafanaApi) -> None:
-    # The async client swaps in an AsyncSession where the base class typed a Session.
-    await cast(niquests.AsyncSession, api.client.s).close()
+    return grafana_client(settings)
 
 
 class GrafanaSync:
@@ -433,7 +419,7 @@ async def sync_grafana(
         sync = GrafanaSync(api, records, datasource, timeout_s=settings.timeout_s)
         return await sync.run(dashboards, dry_run=dry_run, force=force)
     finally:
-        await close_api(api)
+        await close_client(api)
 
 
 async def sync_at_start(pool: asyncpg.Pool, settings: GrafanaSettings, database_url: str) -> None:

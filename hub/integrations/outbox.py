@@ -13,39 +13,8 @@ from typing import Any
 import asyncpg
 
 from hub.integrations import store
-from hub.integrations.events import (
-    ALERT_ACKNOWLEDGED,
-    ALERT_ASSIGNED,
-    ALERT_COMMENTED,
-    ALERT_EVENT_TYPES,
-    ALERT_FIRING,
-    ALERT_RESOLVED,
-    ALERT_SEVERITY_RAISED,
-    DELIVERY_CHANNEL,
-    EVENT_PREFIX,
-    GRAFANA_EVENT_TYPES,
-    OUTBOX_CHANNEL,
-    WEBHOOK_TEST,
-)
+from hub.integrations.events import EVENT_PREFIX, WEBHOOK_TEST
 from hub.storage.migrations import Connection
-
-__all__ = [
-    "ALERT_ACKNOWLEDGED",
-    "ALERT_ASSIGNED",
-    "ALERT_COMMENTED",
-    "ALERT_EVENT_TYPES",
-    "ALERT_FIRING",
-    "ALERT_RESOLVED",
-    "ALERT_SEVERITY_RAISED",
-    "DELIVERY_CHANNEL",
-    "EVENT_PREFIX",
-    "GRAFANA_EVENT_TYPES",
-    "OUTBOX_CHANNEL",
-    "WEBHOOK_TEST",
-    "OutboxMisuse",
-    "enqueue",
-    "notify_new",
-]
 
 _EVENT_TYPE = re.compile(r"^vn\.iochub\.[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
@@ -79,13 +48,7 @@ async def enqueue(
     if not subject or not ordering_key:
         raise ValueError("an event needs a subject and an ordering key")
     return await store.insert_event(
-        conn,
-        event_type=event_type,
-        subject=subject,
-        ordering_key=ordering_key,
-        ward_id=ward_id,
-        data=data,
-        occurred_at=occurred_at,
+        conn, (event_type, subject, ordering_key, ward_id, data, occurred_at)
     )
 
 

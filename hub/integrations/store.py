@@ -94,17 +94,13 @@ async def _notify(conn: Executor, channel: str) -> None:
 # ---- the outbox ----
 
 
-async def insert_event(
-    conn: Connection | asyncpg.Connection[Any],
-    *,
-    event_type: str,
-    subject: str,
-    ordering_key: str,
-    ward_id: int | None,
-    data: dict[str, Any],
-    occurred_at: datetime | None,
-) -> int:
+# event_type, subject, ordering_key, ward_id, data, occurred_at (None: now)
+NewEvent = tuple[str, str, str, int | None, dict[str, Any], datetime | None]
+
+
+async def insert_event(conn: Connection | asyncpg.Connection[Any], event: NewEvent) -> int:
     """An outbox row, and the NOTIFY that wakes the workers at commit."""
+    event_type, subject, ordering_key, ward_id, data, occurred_at = event
     outbox_id: int = await conn.fetchval(
         """
         INSERT INTO outbox (event_type, subject, ordering_key, ward_id, data, occurred_at)

@@ -506,7 +506,11 @@ class QuarantineController(Controller):
         # Ward staff see what their devices sent; payloads of unknown origin are for technicians.
         allowed = None if principal.ward_ids is None else [str(u) for u in visible]
         return await queries.quarantined(
-            runtime_of(request).database.pool, device, before_id, allowed, limit
+            runtime_of(request).database.pool,
+            device=device,
+            before_id=before_id,
+            device_uids=allowed,
+            limit=limit,
         )
 
     @get("/{item_id:int}")

@@ -7,7 +7,7 @@ for minute- and hour-multiples; plain PostgreSQL aggregates raw rows at query ti
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -17,7 +17,7 @@ import asyncpg
 
 from hub.errors import FieldProblem, ValidationFailed
 from hub.telemetry import aqi, store
-from hub.telemetry.store import Latest, MetricSummary, Point, QuarantineOut
+from hub.telemetry.store import Latest, MetricSummary, Point
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 # Buckets start on local midnights, so a day bucket is a Vietnamese calendar day.
@@ -214,29 +214,7 @@ async def ward_aqi_with_reasons(
     return best[0], best[1], tuple(reasons)
 
 
-def export_rows(
-    pool: asyncpg.Pool,
-    device_ids: Sequence[int],
-    metrics: Sequence[str],
-    start: datetime,
-    end: datetime,
-) -> AsyncIterator[asyncpg.Record]:
-    """Raw readings in time order, streamed through a server-side cursor."""
-    return store.export_rows(pool, device_ids, metrics, start, end)
-
-
-async def quarantined(
-    pool: asyncpg.Pool,
-    device: str | None,
-    before_id: int | None,
-    device_uids: Sequence[str] | None,
-    limit: int,
-) -> list[QuarantineOut]:
-    """Payloads kept aside, newest first; `device_uids` None: from any device or none."""
-    return await store.quarantined(
-        pool, device=device, before_id=before_id, device_uids=device_uids, limit=limit
-    )
-
-
-async def quarantined_item(pool: asyncpg.Pool, item_id: int) -> QuarantineOut | None:
-    return await store.quarantined_item(pool, item_id)
+# Read as stored: raw readings in time order (a server-side cursor) and the quarantine.
+export_rows = store.export_rows
+quarantined = store.quarantined
+quarantined_item = store.quarantined_item
