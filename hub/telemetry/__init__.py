@@ -6,6 +6,15 @@ named here (`timeseries`: latest values and bucketed series); `wiring`
 from hub.telemetry import queries as timeseries
 from hub.telemetry.catalog import METRICS, Metric
 from hub.telemetry.settings import TelemetrySettings
-from hub.telemetry.store import WRITER, ReadingWriter, Row
+from hub.telemetry.store import WRITER, Latest, ReadingWriter, Row
 
-__all__ = ["METRICS", "WRITER", "Metric", "ReadingWriter", "Row", "TelemetrySettings", "timeseries"]
+__all__ = [
+    "METRICS",
+    "WRITER",
+    "Latest",
+    "Metric",
+    "ReadingWriter",
+    "Row",
+    "TelemetrySettings",
+    "timeseries",
+]

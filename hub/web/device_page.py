@@ -24,7 +24,7 @@ from hub.errors import FieldProblem, HubError, ValidationFailed
 from hub.firmware import FIRMWARE
 from hub.health import HEALTH, MaintenanceIn, health_service
 from hub.runtime import runtime_of
-from hub.telemetry import METRICS, timeseries
+from hub.telemetry import METRICS, Latest, timeseries
 from hub.web import words
 from hub.web.i18n import LOCAL_TIME
 
@@ -91,7 +91,7 @@ def chart_of(
 
 async def readings_of(
     request: Request[Any, Any, Any], device_id: int, uid: str, now: datetime
-) -> tuple[list[timeseries.Latest], list[Chart]]:
+) -> tuple[list[Latest], list[Chart]]:
     database = runtime_of(request).database
     latest = await timeseries.latest(database.pool, [device_id])
     numeric = [
