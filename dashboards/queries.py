@@ -80,8 +80,13 @@ def _width(step_ms: int) -> str:
 
 
 def samples(metrics: Sequence[str]) -> str:
-    """Per device and metric, one row per bucket of the panel: time, device_id, metric,
-    total (sum of values) and n (how many), from the table the range calls for."""
+    """Rows of time (the panel's bucket), device_id, metric, total (sum of values) and n
+    (how many), from the table the range calls for; callers group them by bucket.
+
+    Raw readings are summed per device and bucket first (several a minute). Rollup rows
+    are passed through as they are: grouping them here as well would aggregate the same
+    rows twice (the slowest step of a 24-hour series at 1-minute buckets).
+    """
     wanted = sql_list(metrics)
     choice = rollup_choice()
     return f"""(
@@ -92,16 +97,14 @@ def samples(metrics: Sequence[str]) -> str:
   GROUP BY 1, 2, 3
   UNION ALL
   SELECT date_bin({_width(60_000)}, m.bucket, {ORIGIN}), m.device_id, m.metric,
-         sum(m.avg * m.count), sum(m.count)
+         m.avg * m.count, m.count
   FROM reading_per_minute($__timeFrom(), $__timeTo()) m
   WHERE {choice} = '1m' AND m.metric IN ({wanted})
-  GROUP BY 1, 2, 3
   UNION ALL
   SELECT date_bin({_width(3_600_000)}, h.bucket, {ORIGIN}), h.device_id, h.metric,
-         sum(h.avg * h.count), sum(h.count)
+         h.avg * h.count, h.count
   FROM reading_per_hour($__timeFrom(), $__timeTo()) h
   WHERE {choice} = '1h' AND h.metric IN ({wanted})
-  GROUP BY 1, 2, 3
 ) AS s"""
 
 

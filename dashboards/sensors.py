@@ -71,6 +71,36 @@ ORDER BY 1, 2
 """
 
 
+def today_sql(*, raw: bool = False) -> str:
+    """Every reading from local midnight of the day the range ends in up to its end, as
+    per-device min, max, total and n: whole hours from the hourly rollup, whole minutes of
+    the hour under way from the minute one, the minute under way from raw readings.
+    Minima, maxima, sums and counts add up exactly, and half a day is a few thousand
+    rollup rows instead of every reading since midnight. ``raw``: all of it from raw
+    readings (the benchmark's comparison)."""
+    end = "$__timeTo()::timestamptz"
+    midnight = f"date_trunc('day', {end}, '{LOCAL_ZONE}')"
+    hour = f"date_trunc('hour', {end}, 'UTC')"
+    minute = f"date_bin('1 minute', {end}, {ORIGIN})"
+    if raw:
+        return f"""
+  SELECT r.device_id, r.metric, r.value AS min, r.value AS max, r.value AS total, 1 AS n
+  FROM reading r
+  WHERE r.time >= {midnight} AND r.time <= $__timeTo()
+"""
+    return f"""
+  SELECT h.device_id, h.metric, h.min, h.max, h.avg * h.count AS total, h.count AS n
+  FROM reading_per_hour({midnight}, {hour} - interval '1 hour') h
+  UNION ALL
+  SELECT m.device_id, m.metric, m.min, m.max, m.avg * m.count, m.count
+  FROM reading_per_minute(greatest({hour}, {midnight}), {minute} - interval '1 minute') m
+  UNION ALL
+  SELECT r.device_id, r.metric, r.value, r.value, r.value, 1
+  FROM reading r
+  WHERE r.time >= {minute} AND r.time <= $__timeTo()
+"""
+
+
 def band_sql(column: str) -> str:
     return aqi_category_sql(column, english=current_language() == "en")
 
@@ -264,15 +294,25 @@ ORDER BY aqi DESC, ward
                 "Trung bình theo ngày (ngày Việt Nam) của mỗi phường, từ bản tổng hợp theo giờ.",
                 "Daily (Vietnamese day) means per ward, from the hourly rollup.",
             ),
+            # Each station's day first (24 hourly rows become one before the joins), the
+            # label once per ward and day rather than on every hourly row.
             f"""
-SELECT date_bin('1 day', h.bucket, {ORIGIN}) AS "time",
-       w.name || ' · ' || {pollutant_label_sql("h.metric")} AS metric,
-       sum(h.avg * h.count) / sum(h.count) AS value
-FROM reading_per_hour($__timeFrom(), $__timeTo()) h
-JOIN device d ON d.id = h.device_id
-JOIN ward w ON w.id = d.ward_id
-WHERE h.metric IN ('pm2_5', 'pm10') AND {WARD_FILTER} AND {STATION_FILTER}
-GROUP BY 1, 2
+SELECT daily."time", daily.ward || ' · ' || {pollutant_label_sql("daily.metric")} AS metric,
+       daily.value
+FROM (
+  SELECT p."time", w.name AS ward, p.metric, sum(p.total) / sum(p.n) AS value
+  FROM (
+    SELECT date_bin('1 day', h.bucket, {ORIGIN}) AS "time", h.device_id, h.metric,
+           sum(h.avg * h.count) AS total, sum(h.count) AS n
+    FROM reading_per_hour($__timeFrom(), $__timeTo()) h
+    WHERE h.metric IN ('pm2_5', 'pm10')
+    GROUP BY 1, 2, 3
+  ) AS p
+  JOIN device d ON d.id = p.device_id
+  JOIN ward w ON w.id = d.ward_id
+  WHERE {WARD_FILTER} AND {STATION_FILTER}
+  GROUP BY 1, 2, 3
+) AS daily
 ORDER BY 1, 2
 """,
             GRAFANA_UNITS["pm2_5"],
@@ -396,18 +436,16 @@ ORDER BY 1, 2
                 "time range ends in, up to its end; active sensors only.",
             ),
             f"""
-SELECT w.name AS "Ward", r.metric AS "Metric", u.unit AS "Unit",
-       min(r.value) AS "Minimum", max(r.value) AS "Maximum", avg(r.value) AS "Average",
-       count(*) AS "Readings"
-FROM reading r
-JOIN device d ON d.id = r.device_id
+SELECT w.name AS "Ward", p.metric AS "Metric", u.unit AS "Unit",
+       min(p.min) AS "Minimum", max(p.max) AS "Maximum", sum(p.total) / sum(p.n) AS "Average",
+       sum(p.n)::bigint AS "Readings"
+FROM ({today_sql()}) AS p
+JOIN device d ON d.id = p.device_id
 JOIN ward w ON w.id = d.ward_id
-LEFT JOIN {units_sql()} ON u.metric = r.metric
-WHERE {WARD_FILTER} AND {STATION_FILTER} AND r.metric = ANY(ARRAY[$metric]::text[])
+LEFT JOIN {units_sql()} ON u.metric = p.metric
+WHERE {WARD_FILTER} AND {STATION_FILTER} AND p.metric = ANY(ARRAY[$metric]::text[])
   AND d.kind = 'sensor' AND d.lifecycle = 'active'
-  AND r.time >= date_trunc('day', $__timeTo()::timestamptz, '{LOCAL_ZONE}')
-  AND r.time <= $__timeTo()
-GROUP BY w.name, r.metric, u.unit
+GROUP BY w.name, p.metric, u.unit
 ORDER BY 1, 2
 """,
             width=12,

@@ -272,7 +272,11 @@ def latest_values(scenario: Scenario) -> Expected:
 
 
 def today_extremes(scenario: Scenario) -> Expected:
-    midnight = scenario.end.astimezone(VIETNAM).replace(hour=0, minute=0).astimezone(UTC)
+    midnight = (
+        scenario.end.astimezone(VIETNAM)
+        .replace(hour=0, minute=0, second=0, microsecond=0)
+        .astimezone(UTC)
+    )
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     for reading in scenario.fleet.readings:
         device = scenario.device(reading.uid)

@@ -3,7 +3,7 @@ rollup (dashboards.queries), decided in the SQL and checked at the boundaries.""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -71,3 +71,29 @@ async def test_rollup_series_agree_with_the_raw_readings(
         want = expected.PANELS[key](scenario)
         assert want.rows
         assert expected.normalise(rows, False) == expected.normalise(want.rows, False)
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        TIME_TO,  # whole hours and minutes of the hour under way
+        TIME_TO - timedelta(minutes=4, seconds=30),  # the minute under way from raw rows
+        TIME_TO - timedelta(minutes=40),  # on the hour: no minute of it yet
+        datetime(2025, 3, 9, 17, 0, tzinfo=UTC),  # local midnight itself
+        datetime(2025, 3, 9, 17, 7, 30, tzinfo=UTC),  # within the day's first hour
+    ],
+    ids=["end", "mid-minute", "on-the-hour", "midnight", "first-hour"],
+)
+async def test_todays_extremes_from_rollups_agree_with_every_reading(
+    database: PanelDatabase, fleet_data: Fleet, end: datetime
+) -> None:
+    """Today's table adds hourly, minute and raw rows: the same minima, maxima, means and
+    counts as every reading since local midnight, wherever the range ends."""
+    target = find_target("Today's minimum and maximum")
+    variables = await resolve_variables(target.dashboard, database.cached_query, {})
+    request = Request(end - timedelta(hours=6), end, timedelta(minutes=1), variables)
+    rows = await database.query(expand(target.sql, request))
+    scenario = expected.Scenario(fleet_data, frozenset(variables["ward"].values), request)
+    want = expected.PANELS[target.key](scenario)
+    assert want.rows
+    assert expected.normalise(rows, False) == expected.normalise(want.rows, False)

@@ -1,0 +1,4 @@
+-- Dashboards: series and today's extremes read one or a few metrics of a rollup over a
+-- range of buckets. An index in that order holding the columns they read answers them
+-- from the index alone (an index-only scan) instead of one heap page per row; the rows
+-- of a bucket are spread over every metric's pages. Per backend, in the variant files.
