@@ -30,6 +30,7 @@ from hub.cameras import (
     CameraIn,
     CameraService,
     CandidateOut,
+    CredentialsIn,
     DiscoverIn,
     DiscoveryOut,
     HealthStateName,
@@ -374,6 +375,30 @@ class CameraConsoleController(Controller):
             return await _camera_page(request, principal, uid, error=Trouble.of(exc))
         return Redirect(f"/cameras/{uid}?probed=1", status_code=303)
 
+    @post("/cameras/{uid:str}/credentials", guards=[form_csrf], status_code=303)
+    async def credentials_submit(
+        self, request: Request[Any, Any, Any], principal: CurrentUser, uid: FromPath[str]
+    ) -> Template | Redirect:
+        form = await request.form()
+        username, password = _text(form, "username"), form.get("password", "")
+        try:
+            if not username or not isinstance(password, str) or not password:
+                raise ValidationFailed(
+                    "give both",
+                    [FieldProblem("username" if not username else "password", "required")],
+                )
+            data: CredentialsIn = _convert(
+                {"username": username, "password": password}, CredentialsIn
+            )
+            await _cameras(request).update_credentials(principal, uid, data)
+        except HubError as exc:
+            if exc.status in (403, 404):
+                raise
+            return await _camera_page(
+                request, principal, uid, error=Trouble.of(exc), typed_username=username
+            )
+        return Redirect(f"/cameras/{uid}?credentials=1", status_code=303)
+
     @get("/cameras/{uid:str}")
     async def camera_page(
         self,
@@ -383,6 +408,7 @@ class CameraConsoleController(Controller):
         onboarded: FromQuery[bool] = False,
         moved: FromQuery[bool] = False,
         probed: FromQuery[bool] = False,
+        credentials: FromQuery[bool] = False,
     ) -> Template:
         notice = (
             _("The camera is onboarded: the hub checks its health from now on.")
@@ -391,6 +417,8 @@ class CameraConsoleController(Controller):
             if moved
             else _("The camera was read again.")
             if probed
+            else _("The camera accepted the new credentials; the hub uses them from now on.")
+            if credentials
             else None
         )
         return await _camera_page(request, principal, uid, notice=notice)
@@ -441,6 +469,7 @@ async def _camera_page(
     *,
     notice: str | None = None,
     error: Trouble | None = None,
+    typed_username: str | None = None,
 ) -> Template:
     cameras = _cameras(request)
     camera = await cameras.get_camera(principal, uid)
@@ -468,6 +497,7 @@ async def _camera_page(
             "may_onboard": principal.has(Permission.DEVICES_WRITE),
             "notice": notice,
             "error": error,
+            "typed_username": camera.username if typed_username is None else typed_username,
             **_labels(cameras),
         },
     )

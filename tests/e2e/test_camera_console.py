@@ -93,6 +93,7 @@ async def test_a_technician_discovers_onboards_and_sees_a_camera(
             " return i && i.complete && i.naturalWidth > 0; }"
         )
         assert "Kho vật tư" in await page.inner_text("h1")
+        camera_path = page.url.removeprefix(hub.base_url).split("?")[0]
         await check_page(page, "camera-page")
 
         await page.goto(hub.base_url + "/cameras")
@@ -102,5 +103,8 @@ async def test_a_technician_discovers_onboards_and_sees_a_camera(
         await page.reload()
         await page.screenshot(path=str(SHOTS / "cameras-vi-360px.png"), full_page=True)
         await fits_the_width(page)
+        for path in ("/cameras/discover", camera_path):
+            await page.goto(hub.base_url + path)
+            await fits_the_width(page)
     finally:
         await page.close()

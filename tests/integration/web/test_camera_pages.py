@@ -309,6 +309,30 @@ async def test_a_moved_camera_is_shown_and_a_camera_can_be_probed_again(
         f"/cameras/{uid}/probe", data={"csrf_token": technician.csrf}
     )
     assert probed.status_code == 303 and probed.headers["location"] == f"/cameras/{uid}?probed=1"
+    # Someone changed the camera's password: new credentials are tried, then kept.
+    kiosk.spec.password = "Changed-Pw-77"
+    wrong = await technician.client.post(
+        f"/cameras/{uid}/credentials",
+        data={"csrf_token": technician.csrf, "username": "admin", "password": "Guess-1"},
+        headers=HTML,
+    )
+    assert wrong.status_code == 422, wrong.text
+    assert (
+        "Camera từ chối tên đăng nhập hoặc mật khẩu" in wrong.text and "Guess-1" not in wrong.text
+    )
+    replaced = await technician.client.post(
+        f"/cameras/{uid}/credentials",
+        data={"csrf_token": technician.csrf, "username": "admin", "password": "Changed-Pw-77"},
+    )
+    assert replaced.status_code == 303, replaced.text
+    assert replaced.headers["location"] == f"/cameras/{uid}?credentials=1"
+    forged = await technician.client.post(
+        f"/cameras/{uid}/credentials",
+        data={"csrf_token": "forged", "username": "admin", "password": "Other-Pw-1"},
+        headers=HTML,
+    )
+    assert forged.status_code == 403 and "Không được phép" in forged.text
+
     await kiosk.set_fault(CameraFault.DOWN)
     failed = await technician.client.post(
         f"/cameras/{uid}/probe", data={"csrf_token": technician.csrf}, headers=HTML
