@@ -17,7 +17,11 @@ import asyncpg
 
 from hub.errors import FieldProblem, ValidationFailed
 from hub.telemetry import aqi, store
-from hub.telemetry.store import Latest, MetricSummary, Point
+
+# The structs of the answers, named here for other slices (hub.telemetry.timeseries).
+from hub.telemetry.store import Latest as Latest
+from hub.telemetry.store import MetricSummary as MetricSummary
+from hub.telemetry.store import Point as Point
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 # Buckets start on local midnights, so a day bucket is a Vietnamese calendar day.
