@@ -14,10 +14,12 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from drivers.contract import DecodeError
 from drivers.speaker.protocol import format_time, parse_time
+
+_E = TypeVar("_E", bound=enum.StrEnum)
 
 MAX_COMMAND_BYTES = 4096
 MAX_REPORT_BYTES = 1024
@@ -105,6 +107,13 @@ def _text(document: dict[str, Any], key: str, limit: int = 256, *, optional: boo
     if not isinstance(value, str) or not value or len(value) > limit:
         raise DecodeError(f"{key} must be a string of 1 to {limit} characters")
     return value
+
+
+def _member(document: dict[str, Any], key: str, kind: type[_E], described: str) -> _E:
+    try:
+        return kind(_text(document, key, 32))
+    except ValueError:
+        raise DecodeError(f"{key} {document.get(key)!r} is not {described}") from None
 
 
 def _identifier(document: dict[str, Any], key: str) -> str:
@@ -212,20 +221,10 @@ def encode_report(report: StateReport) -> bytes:
 def decode_report(payload: bytes) -> StateReport:
     document = _load(payload, MAX_REPORT_BYTES, "firmware report")
     _keys(document, {"command_id", "state", "at", "version", "reason", "detail"}, "report")
-    try:
-        state = UpdateState(_text(document, "state", 32))
-    except ValueError:
-        raise DecodeError(
-            f"state {document.get('state')!r} is not a firmware update state"
-        ) from None
+    state = _member(document, "state", UpdateState, "a firmware update state")
     reason = None
     if state is UpdateState.FAILED:
-        try:
-            reason = UpdateFailure(_text(document, "reason", 32))
-        except ValueError:
-            raise DecodeError(
-                f"reason {document.get('reason')!r} is not a failure reason"
-            ) from None
+        reason = _member(document, "reason", UpdateFailure, "a failure reason")
     elif document.get("reason") is not None:
         raise DecodeError(f"a {state} report takes no reason")
     version = _text(document, "version", 64, optional=True)

@@ -28,7 +28,7 @@ from hub.integrations.settings import GrafanaSettings
 from tests.support.asgi import serving
 from tests.support.brokers import free_port
 from tests.support.grafana_double import GrafanaDouble, grafana_double
-from tests.support.hub import migrated_database
+from tests.support.pools import migrated_pool
 
 TOKEN = "glsa_sync_test_token"
 # The role is the whole server's: every test that sets its password sets this one.
@@ -47,12 +47,8 @@ SECRET_TABLES = (
 
 @pytest.fixture(scope="module")
 async def database() -> AsyncIterator[tuple[str, asyncpg.Pool]]:
-    async with migrated_database("postgres") as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
-        try:
-            yield url, pool
-        finally:
-            await pool.close()
+    async with migrated_pool("postgres") as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from hub.telemetry import jobs
 from hub.telemetry.jobs import MAINTENANCE_JOBS, JobSettings, JobSupervisor, rollup_freshness
 from hub.telemetry.policies import RetentionPolicy, apply_timescaledb
 from tests.conftest import Clients
-from tests.support.hub import RunningHub, migrated_database
+from tests.support.hub import RunningHub
+from tests.support.pools import migrated_pool
 
 START = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)
 
@@ -43,12 +44,8 @@ class Clock:
 
 @pytest.fixture
 async def plain_pool() -> AsyncIterator[tuple[str, asyncpg.Pool]]:
-    async with migrated_database("postgres") as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
-        try:
-            yield url, pool
-        finally:
-            await pool.close()
+    async with migrated_pool("postgres") as opened:
+        yield opened
 
 
 async def add_sensor(conn: Any) -> int:
@@ -170,13 +167,9 @@ async def test_readyz_and_metrics_show_a_failing_job_of_the_running_hub(
 
 @pytest.fixture
 async def timescale_pool() -> AsyncIterator[tuple[str, asyncpg.Pool]]:
-    async with migrated_database("timescaledb") as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
-        try:
-            await apply_timescaledb(pool, RetentionPolicy())
-            yield url, pool
-        finally:
-            await pool.close()
+    async with migrated_pool("timescaledb") as (url, pool):
+        await apply_timescaledb(pool, RetentionPolicy())
+        yield url, pool
 
 
 async def materialization_table(pool: asyncpg.Pool, view: str) -> str:

@@ -85,42 +85,19 @@ async def test_series_buckets_aggregates_and_gap_filling(
 
 async def test_series_bad_input(clients: Clients, sensors: dict[str, int]) -> None:
     base = {"device": "aq-1", "metric": "noise"}
-    assert_problem(
-        await clients.viewer.get("/api/v1/telemetry/series", params={**base, "metric": "vibes"}),
-        422,
-        "metric",
-    )
-    assert_problem(
-        await clients.viewer.get("/api/v1/telemetry/series", params={**base, "bucket": "7x"}),
-        422,
-        "bucket",
-    )
-    assert_problem(
-        await clients.viewer.get(
-            "/api/v1/telemetry/series",
-            params={**base, "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
-        ),
-        422,
-        "end",
-    )
-    assert_problem(
-        await clients.viewer.get(
-            "/api/v1/telemetry/series", params={**base, "start": "2026-01-01T00:00:00"}
-        ),
-        422,
-        "start",
-    )
-    assert_problem(
-        await clients.viewer.get(
-            "/api/v1/telemetry/series",
-            params={**base, "bucket": "1s", "start": "2025-01-01T00:00:00Z"},
-        ),
-        422,
-        "bucket",
-    )
-    assert_problem(
-        await clients.viewer.get("/api/v1/telemetry/series", params={**base, "device": "nope"}), 404
-    )
+    for bad, status, field in (
+        ({"metric": "vibes"}, 422, "metric"),
+        ({"bucket": "7x"}, 422, "bucket"),
+        ({"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, 422, "end"),
+        ({"start": "2026-01-01T00:00:00"}, 422, "start"),
+        ({"bucket": "1s", "start": "2025-01-01T00:00:00Z"}, 422, "bucket"),
+        ({"device": "nope"}, 404, None),
+    ):
+        assert_problem(
+            await clients.viewer.get("/api/v1/telemetry/series", params={**base, **bad}),
+            status,
+            field,
+        )
 
 
 async def test_ward_scope_applies_to_telemetry(

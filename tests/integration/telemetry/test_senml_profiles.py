@@ -26,6 +26,7 @@ from tests.conftest import Clients
 from tests.integration.coap.conftest import Endpoint, post_as
 from tests.support.brokers import PrivateBroker
 from tests.support.hub import RunningHub
+from tests.support.senml import MULTIPLE_MEASUREMENTS_SERIES, SERIES_SERIAL
 
 SERIAL = "10e2073a01080063"
 URN = f"urn:dev:ow:{SERIAL}"
@@ -53,26 +54,8 @@ MULTIPLE_MEASUREMENTS = [
     {"u": "lon", "t": 180, "v": 24.30628},
     {"u": "lat", "t": 180, "v": 60.07967},
 ]
-# RFC 8428 section 5.1, "Multiple Measurements" (the first example; bver 5 on its first
-# record), and the same data as "Resolved Data", of a device with the 15-digit serial.
-SERIES_SERIAL = "10e2073a0108006"
-MULTIPLE_MEASUREMENTS_SERIES = [
-    {
-        "bn": f"urn:dev:ow:{SERIES_SERIAL}:",
-        "bt": 1.276020076001e09,
-        "bu": "A",
-        "bver": 5,
-        "n": "voltage",
-        "u": "V",
-        "v": 120.1,
-    },
-    {"n": "current", "t": -5, "v": 1.2},
-    {"n": "current", "t": -4, "v": 1.3},
-    {"n": "current", "t": -3, "v": 1.4},
-    {"n": "current", "t": -2, "v": 1.5},
-    {"n": "current", "t": -1, "v": 1.6},
-    {"n": "current", "v": 1.7},
-]
+# RFC 8428 section 5.1: the data of "Multiple Measurements" (tests.support.senml) as
+# "Resolved Data".
 RESOLVED_DATA = [
     {"n": f"urn:dev:ow:{SERIES_SERIAL}:voltage", "u": "V", "v": 120.1, "t": 1.276020076001e09},
     {"n": f"urn:dev:ow:{SERIES_SERIAL}:current", "u": "A", "v": 1.2, "t": 1.276020071001e09},

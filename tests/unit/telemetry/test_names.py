@@ -12,6 +12,7 @@ from drivers.sensors.payloads import PayloadLimits, decode_senml_json
 from hub.devices import NATIVE, DeviceIdentity, Profile, ProfileBook, parse_profile
 from hub.errors import ValidationFailed
 from hub.telemetry.names import DeviceNames, NameRefused, mapping_problem
+from tests.support.senml import MULTIPLE_MEASUREMENTS_SERIES, SERIES_SERIAL
 
 UID = "hp-aq-0007"
 NATIVE_NAMES = DeviceNames(NATIVE, DeviceIdentity(UID, "", None))
@@ -124,25 +125,9 @@ def resolve_pack(pack: list[dict[str, Any]], names: DeviceNames, now: datetime) 
 
 def test_rfc_8428_multiple_measurements_resolve_as_the_rfc_does() -> None:
     # RFC 8428 section 5.1, "Multiple Measurements" (bver 5 on the first record only).
-    pack = [
-        {
-            "bn": "urn:dev:ow:10e2073a0108006:",
-            "bt": 1.276020076001e09,
-            "bu": "A",
-            "bver": 5,
-            "n": "voltage",
-            "u": "V",
-            "v": 120.1,
-        },
-        {"n": "current", "t": -5, "v": 1.2},
-        {"n": "current", "t": -4, "v": 1.3},
-        {"n": "current", "t": -3, "v": 1.4},
-        {"n": "current", "t": -2, "v": 1.5},
-        {"n": "current", "t": -1, "v": 1.6},
-        {"n": "current", "v": 1.7},
-    ]
+    pack = [dict(record) for record in MULTIPLE_MEASUREMENTS_SERIES]
     now = datetime(2010, 6, 8, 18, 5, tzinfo=UTC)
-    resolved = resolve_pack(pack, generic(serial="10e2073a0108006"), now)
+    resolved = resolve_pack(pack, generic(serial=SERIES_SERIAL), now)
     assert resolved[0] == ("voltage", "V", 120.1, pytest.approx(1276020076.001))
     assert [(m, u, v) for m, u, v, _ in resolved[1:]] == [
         ("current", "A", value) for value in (1.2, 1.3, 1.4, 1.5, 1.6, 1.7)
