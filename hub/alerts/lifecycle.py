@@ -16,6 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 from hub.cameras import webhook_nearby
 from hub.errors import Conflict, NotFound
 from hub.integrations import enqueue
+from hub.runtime import notify_live
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 ALERT_COLUMNS = """
@@ -80,6 +81,20 @@ async def publish(
         ordering_key=row["device_uid"],
         ward_id=row["ward_id"],
         data=data,
+    )
+    await notify_live(
+        conn,
+        [
+            {
+                "topic": "alert",
+                "id": row["id"],
+                "change": change,
+                "ward_id": row["ward_id"],
+                "device": row["device_uid"],
+                "state": row["state"],
+                "severity": row["severity"],
+            }
+        ],
     )
 
 

@@ -17,6 +17,7 @@ from hub.auth.service import (
     login,
     logout,
     set_password,
+    users_who_may,
 )
 from hub.auth.settings import AuthSettings
 
@@ -41,4 +42,5 @@ __all__ = [
     "logout",
     "session_cookie",
     "set_password",
+    "users_who_may",
 ]

@@ -12,7 +12,7 @@ from tortoise.transactions import in_transaction
 
 from hub.auth import audit_log as audit
 from hub.auth.models import ApiToken, LoginSession, Role, User
-from hub.auth.principal import Principal, scope_for
+from hub.auth.principal import ROLE_PERMISSIONS, Permission, Principal, scope_for
 from hub.auth.secrets import (
     hash_password,
     new_token,
@@ -249,6 +249,21 @@ async def revoke_token(token_id: int, actor: Principal) -> ApiToken:
 
 async def active_user_exists(username: str) -> bool:
     return bool(await User.filter(username=username, is_active=True).exists())
+
+
+async def users_who_may(permission: Permission, ward_id: int | None) -> list[str]:
+    """Usernames of the active people holding a permission over a ward: those serving every
+    ward, and ward staff serving this one (nobody's scope holds a device without a ward
+    but those serving every ward)."""
+    found = []
+    for user in await User.filter(is_active=True).order_by("username").prefetch_related("wards"):
+        role = Role(user.role)
+        if permission not in ROLE_PERMISSIONS[role]:
+            continue
+        scope = scope_for(role, [w.id for w in user.wards])
+        if scope is None or (ward_id is not None and ward_id in scope):
+            found.append(user.username)
+    return found
 
 
 async def purge_expired_sessions() -> int:

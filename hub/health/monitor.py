@@ -22,7 +22,7 @@ from drivers.contract import DeviceEvent, Heartbeat, UnknownDevice
 from hub.devices import DeviceDirectory
 from hub.health.machine import Observed, Timing, assess, flap_reason, flaps
 from hub.health.settings import HealthSettings
-from hub.runtime import RuntimeKey
+from hub.runtime import RuntimeKey, notify_live
 from hub.telemetry import Row
 
 log = logging.getLogger("hub.health")
@@ -335,6 +335,23 @@ class HealthMonitor:
                     conn,
                     [
                         (device.id, now, device.status, status, reason)
+                        for device, status, reason in moved
+                    ],
+                )
+                # Consoles show the move at once, on whichever hub process they are served by.
+                await notify_live(
+                    conn,
+                    [
+                        {
+                            "topic": "device",
+                            "uid": device.uid,
+                            "kind": device.kind,
+                            "ward_id": device.ward_id,
+                            "from": device.status,
+                            "status": status,
+                            "reason": reason,
+                            "at": now.isoformat(),
+                        }
                         for device, status, reason in moved
                     ],
                 )

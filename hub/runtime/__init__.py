@@ -6,6 +6,7 @@ it, and the composition root (hub.server) puts everything together.
 """
 
 from hub.runtime.context import HubRuntime, RuntimeKey, Wiring, runtime_of, slice_object
+from hub.runtime.live import LIVE_CHANNEL, notify_live
 from hub.runtime.problems import EXCEPTION_HANDLERS, problem
 from hub.runtime.services import BackgroundService, ServiceGroup
 from hub.runtime.settings import (
@@ -21,6 +22,7 @@ from hub.runtime.sink import HubSink
 
 __all__ = [
     "EXCEPTION_HANDLERS",
+    "LIVE_CHANNEL",
     "BackgroundService",
     "CoreSettings",
     "DatabaseSettings",
@@ -34,6 +36,7 @@ __all__ = [
     "Wiring",
     "describe",
     "mask_url",
+    "notify_live",
     "problem",
     "runtime_of",
     "slice_object",

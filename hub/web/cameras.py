@@ -1,6 +1,6 @@
 """Console pages for cameras: the list (ward scope, ONVIF health, clock drift, moves),
-discovery and onboarding, a camera's page with its snapshot and live view, and an alert with
-the live views of the cameras nearest to it, side by side.
+discovery and onboarding, a camera's page with its snapshot and live view (an alert's page,
+with the live views of the cameras nearest to it, is in hub.web.alerts).
 
 Roles and ward scope are the camera service's to enforce, through the same calls the camera
 API makes: these pages turn forms into its requests and its answers (errors included) into
@@ -23,7 +23,6 @@ from litestar.datastructures import FormMultiDict
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 
-from hub.alerts import ALERTS
 from hub.auth import CSRF_FIELD, CurrentUser, Permission, Principal, form_csrf
 from hub.cameras import (
     CAMERAS,
@@ -422,33 +421,6 @@ class CameraConsoleController(Controller):
             else None
         )
         return await _camera_page(request, principal, uid, notice=notice)
-
-    @get("/alerts/{alert_id:int}")
-    async def alert_page(
-        self, request: Request[Any, Any, Any], principal: CurrentUser, alert_id: FromPath[int]
-    ) -> Template:
-        principal.require(Permission.DEVICES_READ)
-        # The alert as the API gives it, with the cameras nearest its device.
-        alert = await runtime_of(request).get(ALERTS).get(principal, alert_id)
-        near = alert.nearby_cameras
-        players = [
-            {
-                "uid": camera.uid,
-                "name": f"{camera.name or camera.uid} · {round(camera.distance_m)} m",
-                "snapshot": camera.links.snapshot,
-                "health": {"state": camera.health},
-            }
-            for camera in near[:PLAYERS_PER_ALERT]
-        ]
-        return Template(
-            "alert.html",
-            context={
-                "principal": principal,
-                "alert": alert,
-                "players": players,
-                "tz": LOCAL_TIME,
-            },
-        )
 
 
 def _labels(cameras: CameraService) -> dict[str, Any]:

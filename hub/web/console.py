@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import hmac
+import secrets
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, FromQuery, QueryParameter
+from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
 from hub.auth import (
+    CSRF_FIELD,
     CurrentUser,
     Principal,
     login,
@@ -22,16 +23,56 @@ from hub.auth import (
     session_cookie,
 )
 from hub.devices import registry
-from hub.errors import HubError
+from hub.errors import NotAuthenticated, TooManyRequests
 from hub.web.i18n import DEFAULT_LANGUAGE, LANGUAGE_COOKIE, LANGUAGES
-
-STATUSES = ("online", "late", "offline", "degraded", "maintenance", "unknown")
 
 
 class LoginForm(Struct):
     username: str = ""
     password: str = ""
     next: FromQuery[str] = "/"
+    csrf_token: str = ""
+
+
+# The login form's CSRF token, before there is a session to hold one: a double-submit
+# cookie (OWASP CSRF Prevention Cheat Sheet), a random value set with the form and sent
+# back in a hidden field; a page of another site can neither read nor set it.
+LOGIN_CSRF_COOKIE = "iochub_login_csrf"
+
+
+def login_form(
+    request: Request[Any, Any, Any],
+    target: str,
+    error: str = "",
+    status_code: int = 200,
+    *,
+    fresh: bool = False,
+) -> Template:
+    """The login page, with the form token in its cookie and its hidden field (the one the
+    browser holds already, so two open login tabs both work; a new one when ``fresh``)."""
+    held = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    token = held if len(held) >= 32 and not fresh else secrets.token_urlsafe(24)
+    return Template(
+        "login.html",
+        status_code=status_code,
+        context={"next": target, "error": error, "csrf_field": CSRF_FIELD, "csrf_token": token},
+        cookies=[
+            Cookie(
+                key=LOGIN_CSRF_COOKIE,
+                value=token,
+                max_age=3600,
+                httponly=True,
+                samesite="strict",
+                secure=logins_of(request).cookie_secure,
+                path="/login",
+            )
+        ],
+    )
+
+
+def same_login_token(request: Request[Any, Any, Any], given: str) -> bool:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
 
 
 def safe_next(target: str) -> str:
@@ -64,23 +105,31 @@ class ConsoleController(Controller):
         )
 
     @get("/login", exclude_from_auth=True)
-    async def login_page(self, next: FromQuery[str] = "/", error: FromQuery[str] = "") -> Template:
-        return Template("login.html", context={"next": safe_next(next), "error": error})
+    async def login_page(
+        self, request: Request[Any, Any, Any], next: FromQuery[str] = "/"
+    ) -> Response[Any]:
+        return login_form(request, safe_next(next))
 
     @post("/login", exclude_from_auth=True, status_code=303)
     async def login_submit(
         self,
         request: Request[Any, Any, Any],
         data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-    ) -> Redirect:
+    ) -> Response[Any]:
         target = safe_next(data.next)
+        # A login form posted from another site would log the browser in to an account
+        # of the attacker's choosing (login CSRF): the form must carry this site's token.
+        if not same_login_token(request, data.csrf_token):
+            return login_form(request, target, "form", status_code=403, fresh=True)
         logins = logins_of(request)
         try:
             logins.throttle.check(request.client.host if request.client else "?")
             session = await login(data.username, data.password, logins.policy)
-        except HubError as exc:
-            query = urlencode({"next": target, "error": exc.detail})
-            return Redirect(f"/login?{query}", status_code=303)
+        except TooManyRequests:
+            return login_form(request, target, "throttled", status_code=429)
+        except NotAuthenticated as exc:
+            error = "locked" if "locked" in exc.detail else "credentials"
+            return login_form(request, target, error, status_code=401)
         policy = logins.policy
         return Redirect(
             target,
@@ -90,47 +139,10 @@ class ConsoleController(Controller):
                     session.token,
                     int(policy.session_ttl.total_seconds()),
                     logins.cookie_secure,
-                )
+                ),
+                # Spent: the next login form gets a fresh one.
+                Cookie(key=LOGIN_CSRF_COOKIE, value="", max_age=0, path="/login"),
             ],
-        )
-
-    @get("/")
-    async def devices_page(
-        self,
-        principal: CurrentUser,
-        kind: FromQuery[str] = "",
-        ward: FromQuery[str] = "",
-        status: FromQuery[str] = "",
-        q: Annotated[str, QueryParameter(max_length=200)] = "",
-        cursor: FromQuery[str] = "",
-    ) -> Template:
-        query = registry.DeviceQuery(
-            kind=kind or None, wards=(ward,) if ward else (), status=status or None, q=q or None
-        )
-        page = await registry.list_devices(principal, query, 100, cursor or None)
-        wards = await registry.list_wards(principal)
-        counts: Counter[str] = Counter()
-        kinds: Counter[str] = Counter()
-        for row_status, row_kind in await registry.scoped(principal).values_list("status", "kind"):
-            counts[row_status] += 1
-            kinds[row_kind] += 1
-        filters = {"kind": kind, "ward": ward, "status": status, "q": q}
-        next_link = (
-            "/?" + urlencode({**filters, "cursor": page.next_cursor}) if page.next_cursor else None
-        )
-        return Template(
-            "devices.html",
-            context={
-                "principal": principal,
-                "page": page,
-                "wards": wards,
-                "counts": counts,
-                "kinds": kinds,
-                "statuses": STATUSES,
-                "filters": filters,
-                "next_link": next_link,
-                "total": sum(kinds.values()),
-            },
         )
 
     @get("/map")

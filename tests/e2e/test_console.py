@@ -11,6 +11,7 @@ import pytest
 
 from hub.server.demo import DEMO_ADMIN, seed
 from tests.conftest import Clients
+from tests.support.console import choose_language
 from tests.support.hub import RunningHub
 
 SHOTS = Path(os.environ.get("IOCHUB_SCREENSHOTS", tempfile.gettempdir())) / "iochub-e2e"
@@ -24,6 +25,8 @@ async def test_login_list_filter_and_map(hub: RunningHub, clients: Clients, brow
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     try:
+        # In English: the test reads the words on the pages.
+        await choose_language(page, hub.base_url, "en")
         await page.goto(hub.base_url + "/")
         assert page.url.endswith("/login?next=/")
         await page.fill("input[name=username]", DEMO_ADMIN)
@@ -48,7 +51,7 @@ async def test_login_list_filter_and_map(hub: RunningHub, clients: Clients, brow
 
         await page.click("table.devices tbody tr >> nth=0 >> a")
         await page.wait_for_selector("dl.facts")
-        assert "loa" in await page.inner_text("dl.facts")
+        assert "loudspeaker" in await page.inner_text("dl.facts")
 
         await page.goto(hub.base_url + "/map")
         assert await page.locator("svg.map circle").count() == 392

@@ -220,7 +220,8 @@ async def test_an_open_night_alert_resolves_when_the_window_closes(
     assert shown["state"] == "resolved" and shown["resolved_by"] == "auto"
     assert shown["resolved_reason"] == "active window 21:00-06:00 closed"
     assert local(morning, 6, 0) <= datetime.fromisoformat(shown["resolved_at"])
-    page = await clients.viewer.get(f"/alerts/{alert_id}")
+    # The page in English, to read the words it says.
+    page = await clients.viewer.get(f"/alerts/{alert_id}", headers={"cookie": "iochub_lang=en"})
     assert page.status_code == 200, page.text
     assert "by auto: active window 21:00-06:00 closed" in page.text
     # By day the same noise opens nothing.
