@@ -198,18 +198,16 @@ async def device_ids(
     return found
 
 
+def _rating(result: aqi.AqiResult) -> tuple[int, str, str, str, str]:
+    """Index, category and its Vietnamese and English labels, colour: every AQI answer's."""
+    category = result.category
+    return result.value, category.value, category.label_vi, category.label_en, result.colour
+
+
 def aqi_value_out(result: aqi.AqiResult | None) -> AqiValueOut | None:
     if result is None:
         return None
-    return AqiValueOut(
-        result.value,
-        result.category.value,
-        result.category.label_vi,
-        result.category.label_en,
-        result.colour,
-        list(result.dominant_pollutants),
-        dict(result.sub_indices),
-    )
+    return AqiValueOut(*_rating(result), list(result.dominant_pollutants), dict(result.sub_indices))
 
 
 def aqi_point_out(point: aqi_history.AqiPoint) -> AqiPointOut:
@@ -271,11 +269,7 @@ def aqi_out(result: Any, station: str | None) -> AqiOut | None:
     if result is None:
         return None
     return AqiOut(
-        result.value,
-        result.category.value,
-        result.category.label_vi,
-        result.category.label_en,
-        result.colour,
+        *_rating(result),
         result.dominant,
         station,
         dict(result.sub_indices),
