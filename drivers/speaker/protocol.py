@@ -97,10 +97,16 @@ class CommandRejected(DecodeError):
 
 
 @dataclass(frozen=True, slots=True)
-class PlayCommand:
+class _Command:
+    """What every command carries: its id, when it was issued, when it stops being valid."""
+
     command_id: str
     issued_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PlayCommand(_Command):
     audio_url: str
     sha256: str
     duration_s: float
@@ -112,37 +118,25 @@ class PlayCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class StopCommand:
-    command_id: str
-    issued_at: datetime
-    expires_at: datetime
+class StopCommand(_Command):
     target: str
     """A command id, or ``STOP_ALL``."""
     action: ClassVar[Action] = Action.STOP
 
 
 @dataclass(frozen=True, slots=True)
-class SetVolumeCommand:
-    command_id: str
-    issued_at: datetime
-    expires_at: datetime
+class SetVolumeCommand(_Command):
     volume: int
     action: ClassVar[Action] = Action.SET_VOLUME
 
 
 @dataclass(frozen=True, slots=True)
-class PingCommand:
-    command_id: str
-    issued_at: datetime
-    expires_at: datetime
+class PingCommand(_Command):
     action: ClassVar[Action] = Action.PING
 
 
 @dataclass(frozen=True, slots=True)
-class RebootCommand:
-    command_id: str
-    issued_at: datetime
-    expires_at: datetime
+class RebootCommand(_Command):
     action: ClassVar[Action] = Action.REBOOT
 
 
