@@ -60,7 +60,8 @@ def form(**overrides: Any) -> dict[str, Any]:
         "source": "text",
         "text": "Sáng mai phường tổ chức tiêm chủng tại nhà văn hoá.",
         "voice": "vi",
-        "starts_at": tomorrow_at(10).strftime("%Y-%m-%dT%H:%M"),
+        "start_date": tomorrow_at(10).strftime("%d/%m/%Y"),
+        "start_time": "10:00",
         "repeat": "once",
         "rrule": "",
         "exdates": "",
@@ -138,8 +139,8 @@ async def test_every_page_renders_for_an_admin(
     assert details.status_code == 200
     report_link = f"/broadcasts/{broadcast_id}/occurrences/{occurrence_id}"
     assert report_link in details.text
-    assert "nothing more to play" in details.text
-    assert "Cancel broadcast" not in details.text  # nothing left to cancel
+    assert "không còn gì để phát" in details.text  # nothing more to play
+    assert "Hủy lịch phát" not in details.text  # nothing left to cancel
 
     report = await clients.admin.get(report_link)
     assert report.status_code == 200, report.text
@@ -147,7 +148,7 @@ async def test_every_page_renders_for_an_admin(
         r'<tr class="state-(\w+)">\s*<td class="uid"><a href="/devices/([^"]+)"', report.text
     )
     assert sorted(rows) == sorted([("finished", good), ("failed", broken)])
-    assert "amplifier fault" in report.text
+    assert "lỗi bộ khuếch đại" in report.text  # amplifier fault
     failed_only = await clients.admin.get(report_link, params={"state": "failed"})
     assert re.findall(r'<a href="/devices/([^"]+)"', failed_only.text) == [broken]
     elsewhere = await clients.admin.get(
@@ -210,7 +211,7 @@ async def test_a_text_to_speech_broadcast_is_scheduled_through_the_form(
 ) -> None:
     start = tomorrow_at(10)
     saturday = start + timedelta(days=(5 - start.weekday()) % 7)
-    response = await submit(staff_session, form(repeat="weekdays", exdates=f"{saturday:%Y-%m-%d}"))
+    response = await submit(staff_session, form(repeat="weekdays", exdates=f"{saturday:%d/%m/%Y}"))
     # A skipped date that is no occurrence of the rule is refused: nothing of it stored.
     assert response.status_code == 422, response.text
     assert await count(db, "broadcast") == await count(db, "audio_asset") == 0
@@ -233,7 +234,7 @@ async def test_a_text_to_speech_broadcast_is_scheduled_through_the_form(
 
     page = await staff_session.client.get(location)
     assert page.status_code == 200
-    assert "Saved" in page.text and "weekdays" in page.text.lower()
+    assert "Đã lưu" in page.text and "các ngày làm việc" in page.text  # saved, weekdays
     listing = await staff_session.client.get("/broadcasts")
     assert f'href="/broadcasts/{broadcast_id}"' in listing.text
 
@@ -277,18 +278,19 @@ async def test_a_recording_uploaded_in_the_form_is_kept_for_saving(
 async def test_a_refused_form_comes_back_filled_in_with_what_to_fix(
     clients: Clients, db: asyncpg.Connection, speakers: Speakers, staff_session: Session
 ) -> None:
-    yesterday = (datetime.now(LOCAL) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    yesterday = (datetime.now(LOCAL) - timedelta(days=1)).strftime("%d/%m/%Y")
+    # The form's own checks speak Vietnamese; the service's problems come as it words them.
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"repeat": "custom", "rrule": "FREQ=NEVERLY"}, "not a valid RFC 5545 RRULE"),
-        ({"repeat": "custom", "rrule": ""}, "type a rule"),
-        ({"starts_at": yesterday}, "is in the past"),
-        ({"starts_at": "someday"}, "give a date and time"),
-        ({"wards": []}, "choose at least one ward"),
-        ({"wards": ["ward-b"]}, "ward-b is outside"),
-        ({"volume": "101"}, "a whole number from 0 to 100"),
-        ({"text": ""}, "type what the speakers should say"),
-        ({"title": ""}, "give the announcement a title"),
-        ({"source": "library", "audio_asset_id": "999999"}, "no audio 999999"),
+        ({"repeat": "custom", "rrule": "FREQ=NEVERLY"}, "không phải RRULE hợp lệ"),
+        ({"repeat": "custom", "rrule": ""}, "nhập một quy tắc"),
+        ({"start_date": yesterday}, "đã qua"),
+        ({"start_date": "someday"}, "viết ngày theo dạng dd/mm/yyyy"),
+        ({"wards": []}, "chọn ít nhất một phường"),
+        ({"wards": ["ward-b"]}, "ward-b"),
+        ({"volume": "101"}, "một số nguyên từ 0 đến 100"),
+        ({"text": ""}, "nhập nội dung loa sẽ đọc"),
+        ({"title": ""}, "đặt tiêu đề cho thông báo"),
+        ({"source": "library", "audio_asset_id": "999999"}, "999999"),
     ]
     for overrides, expected in cases:
         fields = form(**overrides)
@@ -324,17 +326,17 @@ async def test_the_preview_shows_conflicts_before_anything_is_saved(
     fields = form(source="library", audio_asset_id=str(jingle["id"]), action="preview")
     response = await submit(staff_session, fields)
     assert response.status_code == 200, response.text
-    plan = response.text.split('aria-label="Plan"', 1)[1]
-    assert "1 conflict" in plan
+    plan = response.text.split('class="plan"', 1)[1]
+    assert "Trùng lịch: 1" in plan  # one conflict
     assert f'href="/broadcasts/{other_id}">Lịch thu gom rác</a>' in plan
     moved_to = (starts + timedelta(seconds=2 + 5)).strftime("%H:%M:%S")  # its end, plus the gap
-    assert f"this one moves to {moved_to}, after it" in plan
-    assert "Reaches <b>3</b> speakers in ward-a" in plan
+    assert f"lịch này dời sang {moved_to}, sau lịch kia" in plan  # this one moves after it
+    assert "Phát tới 3 loa ở ward-a" in plan  # reaches 3 speakers
     assert await count(db, "broadcast") == 1
 
     rejecting = await submit(staff_session, fields | {"on_conflict": "reject", "action": "save"})
     assert rejecting.status_code == 409
-    assert any("overlaps normal broadcast" in e for e in field_errors(rejecting.text))
+    assert any("trùng" in e for e in field_errors(rejecting.text)), field_errors(rejecting.text)
     assert await count(db, "broadcast") == 1
 
 
