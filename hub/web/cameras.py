@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, get_args
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -39,8 +38,6 @@ from hub.errors import FieldProblem, HubError, NotAuthenticated, ValidationFaile
 from hub.runtime import EXCEPTION_HANDLERS, runtime_of
 from hub.web.i18n import gettext_for
 
-LOCAL_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
-PLAYERS_PER_ALERT = 4  # side by side on one screen; the cap on streams may allow fewer
 PAGE_SIZE = 50
 MAX_TARGETS = 64  # DiscoverIn's limit
 STATUSES = ("online", "late", "offline", "degraded", "maintenance", "unknown")
