@@ -523,7 +523,7 @@ class BroadcastConsoleController(Controller):
                 "state": state,
                 "next_link": next_link,
                 "may_schedule": operations.may_schedule(principal),
-                **_page_helpers(request, rt),
+                **(await _page_helpers(request, rt, principal)),
             },
         )
 
@@ -563,7 +563,7 @@ class BroadcastConsoleController(Controller):
                 "is_this_week": monday == forms.week_start(utc_now(), zone),
                 "truncated": answer.truncated,
                 "may_schedule": operations.may_schedule(principal),
-                **_page_helpers(request, rt),
+                **(await _page_helpers(request, rt, principal)),
             },
         )
 
@@ -644,7 +644,7 @@ class BroadcastConsoleController(Controller):
             error = exc
         return Template(
             "broadcast_plan.html",
-            context=_plan_context(request, rt, form, plan, error),
+            context=await _plan_context(request, rt, principal, form, plan, error),
         )
 
     @get("/broadcasts/emergency")
@@ -692,7 +692,7 @@ class BroadcastConsoleController(Controller):
                 },
                 "change_link": "/broadcasts/emergency?" + str(request.url.query),
                 "csrf_field": CSRF_FIELD,
-                **_page_helpers(request, rt),
+                **(await _page_helpers(request, rt, principal)),
             },
         )
 
@@ -741,7 +741,7 @@ class BroadcastConsoleController(Controller):
                 "cancelled": cancelled,
                 "may_schedule": operations.may_schedule(principal),
                 "csrf_field": CSRF_FIELD,
-                **_page_helpers(request, rt),
+                **(await _page_helpers(request, rt, principal)),
             },
         )
 
@@ -760,7 +760,11 @@ class BroadcastConsoleController(Controller):
             )
         return Template(
             "broadcast_waiting.html",
-            context={"principal": principal, "b": broadcast, **_page_helpers(request, rt)},
+            context={
+                "principal": principal,
+                "b": broadcast,
+                **(await _page_helpers(request, rt, principal)),
+            },
         )
 
     @post("/broadcasts/{broadcast_id:int}/cancel", guards=[form_csrf], status_code=303)
@@ -807,7 +811,7 @@ class BroadcastConsoleController(Controller):
                 "filters": {"state": delivery, "ward": ward, "q": q},
                 "filter_link": _filter_link(broadcast_id, occurrence_id, ward, q),
                 "open": report.status in OPEN_STATUSES,
-                **_page_helpers(request, rt),
+                **(await _page_helpers(request, rt, principal)),
             },
         )
 
@@ -834,7 +838,11 @@ class BroadcastConsoleController(Controller):
         answer = await speaker_controls.get_control(rt.pool, principal, request_id)
         return Template(
             "speaker_control.html",
-            context={"principal": principal, "c": answer, **_page_helpers(request, rt)},
+            context={
+                "principal": principal,
+                "c": answer,
+                **(await _page_helpers(request, rt, principal)),
+            },
         )
 
 
@@ -842,8 +850,21 @@ def _zone(rt: Broadcasts) -> ZoneInfo:
     return ZoneInfo(rt.settings.timezone)
 
 
-def _page_helpers(request: Request[Any, Any, Any], rt: Broadcasts) -> dict[str, Any]:
+async def _page_helpers(
+    request: Request[Any, Any, Any], rt: Broadcasts, principal: Principal
+) -> dict[str, Any]:
     language = language_of(request)
+    names = {w.code: w.name for w in await registry.list_wards(principal)}
+
+    def named_wards(codes: list[str]) -> str:
+        """Wards by name (a ward outside the viewer's keeps its code)."""
+        return ", ".join(names.get(code, code) for code in codes)
+
+    def day_of(text: str) -> str:
+        """A stored local day (ISO) as the page writes days; anything else as it is."""
+        day = forms.parse_day(text) if len(text) == 10 else None
+        return day.strftime("%d/%m/%Y") if day else text
+
     zone = _zone(rt)
     gettext = translations(language).gettext
 
@@ -854,6 +875,8 @@ def _page_helpers(request: Request[Any, Any, Any], rt: Broadcasts) -> dict[str, 
         "local": Clock(zone, language),
         "rule_words": rule_words,
         "voice_name": voice_name,
+        "named_wards": named_wards,
+        "day_of": day_of,
         "timezone": rt.settings.timezone,
     }
 
@@ -897,9 +920,10 @@ def _problems(
     return service_message(error.detail, gettext, zone), field_errors, problems
 
 
-def _plan_context(
+async def _plan_context(
     request: Request[Any, Any, Any],
     rt: Broadcasts,
+    principal: Principal,
     form: BroadcastForm,
     plan: PlanOut | None,
     error: HubError | None,
@@ -919,7 +943,7 @@ def _plan_context(
         "form": form,
         "rule": rrule,
         "rule_ok": rrule is not None or form.recurrence.repeat == "once",
-        **_page_helpers(request, rt),
+        **(await _page_helpers(request, rt, principal)),
     }
 
 
@@ -960,7 +984,7 @@ async def _form_page(
             "tts_max_chars": s.tts_max_chars,
             "max_count": forms.MAX_COUNT,
             "csrf_field": CSRF_FIELD,
-            **_plan_context(request, rt, form, plan, None),
+            **(await _plan_context(request, rt, principal, form, plan, None)),
         },
     )
 
@@ -990,7 +1014,7 @@ async def _emergency_page(
             "voices": s.tts_voices,
             "tts_max_chars": s.tts_max_chars,
             "csrf_field": CSRF_FIELD,
-            **_page_helpers(request, rt),
+            **(await _page_helpers(request, rt, principal)),
         },
     )
 

@@ -331,7 +331,7 @@ async def test_the_preview_shows_conflicts_before_anything_is_saved(
     assert f'href="/broadcasts/{other_id}">Lịch thu gom rác</a>' in plan
     moved_to = (starts + timedelta(seconds=2 + 5)).strftime("%H:%M:%S")  # its end, plus the gap
     assert f"lịch này dời sang {moved_to}, sau lịch kia" in plan  # this one moves after it
-    assert "Phát tới 3 loa ở ward-a" in plan  # reaches 3 speakers
+    assert "Phát tới 3 loa ở Phường A" in plan  # reaches 3 speakers, the ward by name
     assert await count(db, "broadcast") == 1
 
     rejecting = await submit(staff_session, fields | {"on_conflict": "reject", "action": "save"})

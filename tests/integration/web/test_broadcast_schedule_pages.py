@@ -114,6 +114,7 @@ async def test_the_week_calendar_puts_each_occurrence_on_its_local_day(
     assert "Khẩn cấp phường B" not in page.text  # another ward's
     # Levels in words, not colour alone; days named in Vietnamese.
     assert "Thông thường" in days[week] and "Thứ Hai" in days[week]
+    assert "Phường A" in days[week]  # wards by name
     assert "Không có lịch phát" in days[week + timedelta(1)]  # nothing on Tuesday
 
     # An admin sees every ward, the emergency marked as such.
