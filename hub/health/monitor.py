@@ -312,24 +312,31 @@ class HealthMonitor:
     async def _apply(
         self, changes: Sequence[tuple[DeviceHealth, str, str]], now: datetime
     ) -> list[DeviceHealth]:
-        """Write every change in one transaction; a new status is also a health_event."""
-        moved = [
-            (device, status, reason)
-            for device, status, reason in changes
-            if status != device.status
-        ]
+        """Write every change in one transaction; a new status is also a health_event.
+
+        A change applies only to a device still in the status it was assessed from: two
+        assessments at once (the periodic tick beside a heartbeat's, or two hub replicas)
+        would otherwise both record the same transition."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
+            written = await conn.fetch(
                 "UPDATE device d SET status = c.status, status_reason = c.reason, "
-                "status_changed_at = CASE WHEN d.status <> c.status THEN $4 "
+                "status_changed_at = CASE WHEN d.status <> c.status THEN $5 "
                 "ELSE d.status_changed_at END "
-                "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS c(id, status, reason) "
-                "WHERE d.id = c.id",
+                "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) "
+                "AS c(id, status, reason, was) "
+                "WHERE d.id = c.id AND d.status = c.was RETURNING d.id",
                 [device.id for device, _, _ in changes],
                 [status for _, status, _ in changes],
                 [reason for _, _, reason in changes],
+                [device.status for device, _, _ in changes],
                 now,
             )
+            won = {row["id"] for row in written}
+            moved = [
+                (device, status, reason)
+                for device, status, reason in changes
+                if status != device.status and device.id in won
+            ]
             if moved:
                 await insert_transitions(
                     conn,
@@ -357,7 +364,7 @@ class HealthMonitor:
                 )
         applied: list[DeviceHealth] = []
         for device, status, reason in changes:
-            if status == device.status:
+            if status == device.status or device.id not in won:
                 applied.append(device)
                 continue
             log.info(

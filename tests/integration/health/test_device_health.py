@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -139,6 +140,30 @@ async def test_silence_makes_a_device_late_then_offline(
         await monitor.tick()
         status, reason = await status_of(db, "aq-1")
         assert status == "offline" and reason.startswith("silent for")
+    finally:
+        monitor.clock = real_clock
+
+
+async def test_two_assessments_at_once_record_one_transition(
+    state: Any, fleet: None, db: asyncpg.Connection
+) -> None:
+    """The periodic tick beside a heartbeat's assessment (or two hub replicas) both see the
+    device silent: only one of them moves it, and one health_event is written."""
+    monitor = state.get(HEALTH)
+    await state.sink.readings([Reading("aq-1", "pm10", 20.0, datetime.now(UTC))], "test")
+    assert (await status_of(db, "aq-1"))[0] == "online"
+    device_id = await db.fetchval("SELECT id FROM device WHERE uid = 'aq-1'")
+    real_clock = monitor.clock
+    try:
+        monitor.clock = lambda: real_clock() + timedelta(seconds=400)
+        await asyncio.gather(*(monitor.reassess([device_id]) for _ in range(4)))
+        assert (await status_of(db, "aq-1"))[0] == "offline"
+        moves = await db.fetch(
+            "SELECT from_status, to_status FROM health_event "
+            "WHERE device_id = $1 AND to_status = 'offline'",
+            device_id,
+        )
+        assert [(m["from_status"], m["to_status"]) for m in moves] == [("online", "offline")]
     finally:
         monitor.clock = real_clock
 
