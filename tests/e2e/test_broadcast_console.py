@@ -127,6 +127,10 @@ async def test_ward_staff_schedule_a_recurring_broadcast_and_read_who_played_one
         voices = await page.locator("select[name=voice] option").all_inner_texts()
         assert "Giọng nam miền Bắc (Hà Nội)" in voices
         await page.fill("input[name=title]", "Thông báo tiêm chủng")
+        # Nothing to say yet: the hub's answer is shown beside the button.
+        await page.click(".tts-preview button.listen")
+        await page.wait_for_selector(".tts-state.field-error")
+        assert "Không đọc được văn bản" in await page.inner_text(".tts-state")
         await page.fill(
             "textarea[name=text]", "Sáng mai phường tổ chức tiêm chủng tại nhà văn hoá khu phố 3."
         )
@@ -219,6 +223,10 @@ async def test_an_emergency_broadcast_is_confirmed_then_followed_on_its_report(
             await page.click("a.button.emergency")
             await page.wait_for_selector("form.emergency-form")
             await page.fill("input[name=title]", "Cảnh báo ngập lụt")
+            # The text can be heard here too, before deciding to send a recording instead.
+            await page.fill("textarea[name=text]", "Khẩn cấp: nước sông đang lên.")
+            await page.click(".tts-preview button.listen")
+            await page.wait_for_selector("audio.tts-audio[data-bytes]", state="attached")
             await page.check("input[name=source][value=library]")
             await page.select_option("select[name=audio_asset_id]", str(jingle["id"]))
             assert await page.is_checked("input[name=wards][value=ward-a]")

@@ -1,23 +1,8 @@
-// The scheduling form's enhancements; the form works the same without them.
+// The broadcast forms' enhancements; the forms work the same without them.
 // - "Listen before saving": the API speaks the text (POST /api/v1/tts/preview), played here.
 // - "Before saving": the panel is asked for again (debounced) whenever the form changes.
 (() => {
   "use strict";
-  const form = document.querySelector("form.broadcast-form[data-plan]");
-  if (!form) return;
-  const texts = window.iochubBroadcastTexts || {};
-  const csrf = form.dataset.csrf || "";
-
-  // Refuse an oversized file before sending it rather than after.
-  form.addEventListener("submit", (event) => {
-    const input = form.querySelector("input[type=file]");
-    const file = input && input.files[0];
-    const chosen = form.querySelector("input[name=source][value=file]");
-    if (file && chosen && chosen.checked && file.size > Number(input.dataset.max)) {
-      event.preventDefault();
-      alert(texts.tooLarge);
-    }
-  });
 
   async function problemText(response) {
     try {
@@ -29,16 +14,17 @@
     }
   }
 
-  const listen = form.querySelector(".tts-preview");
-  if (listen) {
-    listen.hidden = false;
-    const button = listen.querySelector("button.listen");
-    const state = listen.querySelector(".tts-state");
-    const audio = listen.querySelector("audio");
+  // Any form with the listen button (scheduling and emergency): its texts are on the button's box.
+  for (const box of document.querySelectorAll("form[data-csrf] .tts-preview")) {
+    const owner = box.closest("form");
+    box.hidden = false;
+    const button = box.querySelector("button.listen");
+    const state = box.querySelector(".tts-state");
+    const audio = box.querySelector("audio");
     let objectUrl = null;
     button.addEventListener("click", async () => {
       state.classList.remove("field-error");
-      state.textContent = texts.speaking;
+      state.textContent = box.dataset.speaking;
       button.disabled = true;
       try {
         const response = await fetch(button.dataset.url, {
@@ -46,9 +32,9 @@
           headers: {
             "content-type": "application/json",
             "accept": "audio/wav, application/problem+json",
-            "x-csrf-token": csrf,
+            "x-csrf-token": owner.dataset.csrf,
           },
-          body: JSON.stringify({text: form.elements.text.value, voice: form.elements.voice.value}),
+          body: JSON.stringify({text: owner.elements.text.value, voice: owner.elements.voice.value}),
         });
         if (!response.ok) throw new Error(await problemText(response));
         const blob = await response.blob();
@@ -57,16 +43,31 @@
         audio.src = objectUrl;
         audio.hidden = false;
         audio.dataset.bytes = String(blob.size);
-        state.textContent = texts.ready;
+        state.textContent = box.dataset.ready;
         audio.play().catch(() => {});
       } catch (error) {
-        state.textContent = texts.failed + " " + error.message;
+        state.textContent = box.dataset.failed + " " + error.message;
         state.classList.add("field-error");
       } finally {
         button.disabled = false;
       }
     });
   }
+
+  const form = document.querySelector("form.broadcast-form[data-plan]");
+  if (!form) return;
+  const texts = window.iochubBroadcastTexts || {};
+
+  // Refuse an oversized file before sending it rather than after.
+  form.addEventListener("submit", (event) => {
+    const input = form.querySelector("input[type=file]");
+    const file = input && input.files[0];
+    const chosen = form.querySelector("input[name=source][value=file]");
+    if (file && chosen && chosen.checked && file.size > Number(input.dataset.max)) {
+      event.preventDefault();
+      alert(texts.tooLarge);
+    }
+  });
 
   const panel = document.querySelector("aside.plan");
   if (!panel) return;
