@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.params import Body, FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
@@ -252,6 +252,36 @@ class DeviceController(Controller):
     @post("/wards", status_code=201)
     async def create_ward(self, principal: CurrentUser, data: JSONBody[WardIn]) -> WardOut:
         return await service.create_ward(principal, data.code, data.name)
+
+    @get("/wards.geojson", media_type="application/geo+json")
+    async def wards_geojson(self, principal: CurrentUser) -> dict[str, Any]:
+        """The outlines of the wards you serve (those that have one), for the IOC map."""
+        features = await service.ward_features(principal)
+        return {"type": "FeatureCollection", "features": features}
+
+    @get("/wards/{ward:str}/boundary", media_type="application/geo+json")
+    async def get_ward_boundary(self, principal: CurrentUser, ward: FromPath[str]) -> Any:
+        """A ward's outline: a GeoJSON Polygon or MultiPolygon (404 until one is set)."""
+        return await service.ward_boundary(principal, ward)
+
+    @put("/wards/{ward:str}/boundary", media_type="application/geo+json")
+    async def set_ward_boundary(
+        self,
+        principal: CurrentUser,
+        ward: FromPath[str],
+        data: Annotated[
+            dict[str, Any],
+            Body(
+                description="A GeoJSON Polygon or MultiPolygon (RFC 7946), [longitude, latitude]."
+            ),
+        ],
+    ) -> Any:
+        """Set or replace a ward's outline (administrators); each ring is checked."""
+        return await service.set_ward_boundary(principal, ward, data)
+
+    @delete("/wards/{ward:str}/boundary", status_code=204)
+    async def clear_ward_boundary(self, principal: CurrentUser, ward: FromPath[str]) -> None:
+        await service.clear_ward_boundary(principal, ward)
 
     @get("/groups")
     async def list_groups(self, principal: CurrentUser) -> list[GroupOut]:

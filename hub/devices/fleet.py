@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
+from hub.devices.boundaries import hull_outline
 from hub.devices.schemas import DeviceIn
 
 # (code, name, latitude, longitude of the ward's centre)
@@ -24,12 +26,28 @@ WARDS: tuple[tuple[str, str, float, float], ...] = (
 SPEAKERS_PER_WARD = 34  # 272 in all, as installed in 8/8 wards
 CAMERAS = 86
 SENSORS_PER_WARD = (("aq", 8, "air"), ("wl", 3, "water"), ("ns", 4, "noise"))  # 15 per ward
+OUTLINE_MARGIN_DEG = 0.0006  # about 65 m beyond the outermost device
 
 
 @dataclass(frozen=True, slots=True)
 class Fleet:
     wards: tuple[tuple[str, str], ...]
     devices: tuple[DeviceIn, ...]
+
+    def outlines(self) -> dict[str, dict[str, Any]]:
+        """Each ward's outline for the demo's map. APPROXIMATE, not the wards' official
+        boundaries: the convex hull of the ward's devices, a little beyond the outermost
+        (the demo's devices are scattered around each ward's centre, so outlines overlap)."""
+        points: dict[str, list[tuple[float, float]]] = {}
+        for d in self.devices:
+            if d.ward and d.latitude is not None and d.longitude is not None:
+                points.setdefault(d.ward, []).append((d.longitude, d.latitude))
+        outlines = {}
+        for code, found in points.items():
+            outline = hull_outline(found, OUTLINE_MARGIN_DEG)
+            if outline is not None:
+                outlines[code] = outline
+        return outlines
 
 
 def demo_fleet(seed: int = 2025) -> Fleet:

@@ -29,6 +29,8 @@ class Ward(Model):
     id = fields.IntField(primary_key=True)
     code = fields.TextField()
     name = fields.TextField()
+    # GeoJSON Polygon or MultiPolygon (hub.devices.boundaries checks it), or None.
+    boundary: Any = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

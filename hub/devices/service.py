@@ -16,6 +16,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from hub.auth import Permission, Principal, audit
+from hub.devices.boundaries import check_boundary, positions
 from hub.devices.models import Device, DeviceGroup, Lifecycle, Ward
 from hub.devices.schemas import (
     DeviceIn,
@@ -398,6 +399,73 @@ async def create_ward(principal: Principal, code: str, name: str) -> WardOut:
             connection=conn,
         )
     return WardOut(code=ward.code, name=ward.name)
+
+
+async def visible_ward(principal: Principal, code: str) -> Ward:
+    # Outside the caller's wards a ward does not exist, as devices do not (no 403 vs 404).
+    principal.require(Permission.DEVICES_READ)
+    ward = await Ward.get_or_none(code=code)
+    if ward is None or not principal.sees_ward(ward.id):
+        raise NotFound(f"no ward {code!r}")
+    return ward
+
+
+async def ward_boundary(principal: Principal, code: str) -> dict[str, Any]:
+    ward = await visible_ward(principal, code)
+    if ward.boundary is None:
+        raise NotFound(f"ward {code!r} has no boundary yet")
+    boundary: dict[str, Any] = ward.boundary
+    return boundary
+
+
+async def set_ward_boundary(principal: Principal, code: str, geometry: Any) -> dict[str, Any]:
+    """Set (or replace) a ward's outline; administrators keep the wards, as they create them."""
+    principal.require(Permission.USERS_ADMIN)
+    ward = await visible_ward(principal, code)
+    stored = check_boundary(geometry)
+    before = ward.boundary
+    async with in_transaction() as conn:
+        ward.boundary = stored
+        await ward.save(using_db=conn, update_fields=["boundary"])
+        await audit.record(
+            principal,
+            "ward.boundary",
+            "ward",
+            code,
+            ward_id=ward.id,
+            before={"type": before["type"]} if before else None,
+            after={"type": stored["type"], "positions": positions(stored)},
+            connection=conn,
+        )
+    return stored
+
+
+async def clear_ward_boundary(principal: Principal, code: str) -> None:
+    principal.require(Permission.USERS_ADMIN)
+    ward = await visible_ward(principal, code)
+    async with in_transaction() as conn:
+        ward.boundary = None
+        await ward.save(using_db=conn, update_fields=["boundary"])
+        await audit.record(
+            principal, "ward.boundary_clear", "ward", code, ward_id=ward.id, connection=conn
+        )
+
+
+async def ward_features(principal: Principal) -> list[dict[str, Any]]:
+    """The wards the caller serves that have an outline, as GeoJSON Features (id: the code)."""
+    principal.require(Permission.DEVICES_READ)
+    wards = Ward.filter(boundary__isnull=False).order_by("code")
+    if principal.ward_ids is not None:
+        wards = wards.filter(id__in=sorted(principal.ward_ids))
+    return [
+        {
+            "type": "Feature",
+            "id": w.code,
+            "geometry": w.boundary,
+            "properties": {"code": w.code, "name": w.name},
+        }
+        for w in await wards
+    ]
 
 
 def group_out(group: DeviceGroup, wards: WardDirectory, member_count: int) -> GroupOut:

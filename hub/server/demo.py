@@ -142,9 +142,15 @@ async def seed(
     from hub.devices.models import Device, Ward
 
     fleet = demo_fleet()
+    outlines = fleet.outlines()  # approximate: around each ward's devices (Fleet.outlines)
     async with in_transaction():
         for code, name in fleet.wards:
-            await Ward.get_or_create(code=code, defaults={"name": name})
+            ward, _ = await Ward.get_or_create(
+                code=code, defaults={"name": name, "boundary": outlines.get(code)}
+            )
+            if ward.boundary is None and code in outlines:
+                ward.boundary = outlines[code]
+                await ward.save(update_fields=["boundary"])
     # cameras enter the registry by being onboarded over ONVIF (demo_cameras), as in a ward
     registered = [d for d in fleet.devices if d.kind != "camera"]
     existing: set[str] = set(await Device.all().values_list("uid", flat=True))  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from hub.server.log_format import LogFormat
 from hub.server.metrics import MetricsSettings
 from hub.server.secret_files import SecretFilesSource, secrets_dir
 from hub.telemetry import TelemetrySettings
+from hub.web import ConsoleSettings
 
 __all__ = [
     "AuthSettings",
@@ -63,6 +64,7 @@ class Settings(CoreSettings):
     cameras: CameraSettings = Field(default_factory=CameraSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     firmware: FirmwareSettings = Field(default_factory=FirmwareSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     log_format: LogFormat = Field(
         "plain",
         description="plain: lines for a terminal; json: one JSON event per line (journald, Loki).",

@@ -15,14 +15,12 @@ from msgspec import Struct
 
 from hub.auth import (
     CSRF_FIELD,
-    CurrentUser,
     Principal,
     login,
     logins_of,
     logout,
     session_cookie,
 )
-from hub.devices import registry
 from hub.errors import NotAuthenticated, TooManyRequests
 from hub.web.i18n import DEFAULT_LANGUAGE, LANGUAGE_COOKIE, LANGUAGES
 
@@ -145,22 +143,6 @@ class ConsoleController(Controller):
             ],
         )
 
-    @get("/map")
-    async def map_page(self, principal: CurrentUser, kind: FromQuery[str] = "") -> Template:
-        devices = registry.scoped(principal).filter(latitude__isnull=False)
-        if kind:
-            devices = devices.filter(kind=kind)
-        points = await devices.values_list("uid", "kind", "status", "latitude", "longitude")
-        return Template(
-            "map.html",
-            context={
-                "principal": principal,
-                "points": points,
-                "kind": kind,
-                "bounds": bounds(points),
-            },
-        )
-
     @post("/logout", status_code=303)
     async def logout(self, request: Request[Principal, Any, Any]) -> Redirect:
         cookie = request.cookies.get("iochub_session")
@@ -171,17 +153,3 @@ class ConsoleController(Controller):
             status_code=303,
             cookies=[session_cookie("", 0, logins_of(request).cookie_secure)],
         )
-
-
-def bounds(points: list[tuple[Any, ...]]) -> dict[str, float]:
-    if not points:
-        return {"min_lat": 20.84, "max_lat": 20.87, "min_lon": 106.68, "max_lon": 106.72}
-    lats = [p[3] for p in points]
-    lons = [p[4] for p in points]
-    pad = 0.002
-    return {
-        "min_lat": min(lats) - pad,
-        "max_lat": max(lats) + pad,
-        "min_lon": min(lons) - pad,
-        "max_lon": max(lons) + pad,
-    }

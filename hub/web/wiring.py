@@ -14,6 +14,7 @@ from hub.web.console import ConsoleController
 from hub.web.device_page import DeviceConsoleController
 from hub.web.home import HomeController
 from hub.web.live import LIVE, LiveController, LiveFeed
+from hub.web.map import MapConsoleController
 
 
 def routes() -> list[Any]:
@@ -25,6 +26,7 @@ def routes() -> list[Any]:
         HomeController,
         AlertConsoleController,
         LiveController,
+        MapConsoleController,
     ]
 
 

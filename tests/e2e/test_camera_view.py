@@ -78,7 +78,9 @@ async def test_a_camera_opened_from_the_map_plays_live(
         await page.wait_for_selector("table.devices")
 
         await page.goto(hub.base_url + "/map?kind=camera")
-        await page.click(f'a[href="/cameras/{uid}"] circle')
+        await page.wait_for_selector("#map[data-ready=true]")
+        await page.click(".device-marker.kind-camera")
+        await page.click(f'.leaflet-popup a[href="/cameras/{uid}"]')
         await page.wait_for_url(f"**/cameras/{uid}")
         player = page.locator("figure.player")
         await page.wait_for_selector(

@@ -54,7 +54,11 @@ async def test_login_list_filter_and_map(hub: RunningHub, clients: Clients, brow
         assert "loudspeaker" in await page.inner_text("dl.facts")
 
         await page.goto(hub.base_url + "/map")
-        assert await page.locator("svg.map circle").count() == 392
+        await page.wait_for_selector("#map[data-ready=true]")
+        # every seeded device is on the map, in clusters or alone, over the 8 ward outlines
+        assert await page.evaluate("iochubMap.cluster.getLayers().length") == 392
+        assert await page.locator(".device-cluster, .device-marker").count() > 0
+        assert await page.locator("path.ward-outline").count() == 8
         await page.screenshot(path=str(SHOTS / "map.png"))
 
         await page.goto(hub.base_url + "/api/docs")

@@ -102,6 +102,11 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/groups"): Refused(body={"name": "b-group-2", "ward": "ward-b"}),
     ("GET", "/api/v1/wards"): NotWardData("the district's ward list: names, not data"),
     ("POST", "/api/v1/wards"): ADMIN_ONLY,
+    # No ward has an outline here: these hold that ward staff neither read nor change ward-b's.
+    ("GET", "/api/v1/wards.geojson"): Filtered(control=False),
+    ("GET", "/api/v1/wards/{ward}/boundary"): Hidden(control=False),
+    ("PUT", "/api/v1/wards/{ward}/boundary"): ADMIN_ONLY,
+    ("DELETE", "/api/v1/wards/{ward}/boundary"): ADMIN_ONLY,
     ("GET", "/api/v1/devices/{uid}/credentials"): Hidden(control=False),
     ("POST", "/api/v1/devices/{uid}/credentials"): Hidden(),
     ("GET", "/api/v1/groups/{group_id}"): Hidden(),
