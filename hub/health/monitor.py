@@ -99,11 +99,15 @@ class HealthMonitor:
     async def _registered(
         self, items: Sequence[_News]
     ) -> tuple[list[tuple[int, _News]], list[str]]:
-        """Each item with its device id, and the uids that are not registered devices."""
+        """Each item with its device id, and the uids that are not registered devices.
+
+        One directory look-up for the batch: a rollout's reboots bring thousands of
+        statuses at once, and a query per uid was a quarter of the hub's time."""
+        refs = await self.directory.resolve_many({item.device_uid for item in items})
         known: list[tuple[int, _News]] = []
         unknown: list[str] = []
         for item in items:
-            ref = await self.directory.resolve(item.device_uid)
+            ref = refs[item.device_uid]
             if ref is None or ref.lifecycle == "pending":
                 unknown.append(item.device_uid)
             else:
