@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 
 from drivers.contract import DecodeError, Topics
 from drivers.firmware.protocol import FirmwareCommand, StateReport, decode_report, encode_command
-from drivers.tcp import no_delay
+from drivers.tcp import batch_io
 
 logger = logging.getLogger(__name__)
 _new_properties: Callable[[int], Properties] = Properties
@@ -118,8 +118,8 @@ class FirmwareMqttLink:
             reports = self._connection(self._client_id, v5=False)
             try:
                 async with commands, reports:
-                    no_delay(commands)
-                    no_delay(reports)
+                    batch_io(commands)
+                    batch_io(reports)
                     await reports.subscribe(Topics.all_devices(Topics.FIRMWARE_STATE), qos=1)
                     self._client = commands
                     self._up.set()

@@ -46,6 +46,7 @@ from drivers.speaker.protocol import (
     decode_status,
     encode_groups,
 )
+from drivers.tcp import batch_io
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class SpeakerMqttDriver:
 
     async def _hold(self, client: aiomqtt.Client) -> None:
         """Keep the command link for the senders until the broker drops it."""
+        batch_io(client)
         try:
             async with self._link_up:
                 self._client = client
@@ -201,6 +203,8 @@ class SpeakerMqttDriver:
             self._client = None
 
     async def _listen(self, client: aiomqtt.Client, sink: DriverSink) -> None:
+        # A rollout's reboots or a broadcast's acks arrive thousands at once.
+        batch_io(client)
         try:
             for topic in self._subscriptions():
                 await client.subscribe(topic, qos=1)

@@ -53,7 +53,7 @@ from drivers.speaker.protocol import (
     encode_event,
     encode_status,
 )
-from drivers.tcp import no_delay
+from drivers.tcp import batch_io
 
 logger = logging.getLogger(__name__)
 
@@ -699,7 +699,7 @@ class _DedicatedLink:
             )
             try:
                 async with client:
-                    no_delay(client)
+                    batch_io(client)
                     # One SUBSCRIBE for all: a speaker back from a reboot is online sooner.
                     topics = [(speaker.cmd_topic, 1), (speaker.firmware.topic, 1)]
                     if speaker.spec.follows_groups:
@@ -792,7 +792,7 @@ class _Pool:
             client.pending_calls_threshold = 10 * len(self._speakers) + 100
             try:
                 async with client:
-                    no_delay(client)
+                    batch_io(client)
                     topics = [(speaker.cmd_topic, 1) for speaker in self._speakers]
                     topics += [(topic, 1) for topic in self._groups_topics]
                     topics += [(topic, 1) for topic in self._firmware_topics]
