@@ -26,13 +26,10 @@ import functools
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,7 +39,9 @@ import asyncpg
 import paho.mqtt.client as paho
 
 from bench.support import (
+    PY_SPY,
     HubProcess,
+    Profiler,
     add_sensors,
     bench_broker,
     bench_database,
@@ -69,7 +68,6 @@ WINDOW = 1000
 """QoS 1 messages a publisher keeps unacknowledged at most (MQTT 3.1.1 §4.3.2: each waits
 for its PUBACK)."""
 TICK = os.sysconf("SC_CLK_TCK")
-PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
 class ShortCount(SystemExit):
@@ -350,52 +348,6 @@ async def wait_rows(
     finally:
         await conn.close()
     raise ShortCount(f"{stage}: {count} of {expected} readings stored after {timeout:.0f} s")
-
-
-class Profiler:
-    """py-spy sampling a hub; the top of its profile (self time and total, per function)."""
-
-    def __init__(self, pid: int, out: Path) -> None:
-        self.out = out
-        self.process = subprocess.Popen(
-            [
-                *(PY_SPY, "record", "--pid", str(pid), "--rate", "250", "--nonblocking"),
-                *("--format", "raw", "--output", str(out)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-    def top(self, lines: int = 15) -> list[str]:
-        own: Counter[str] = Counter()
-        total: Counter[str] = Counter()
-        samples = 0
-        for line in self.out.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            frames = stack.split(";")
-            n = int(count)
-            samples += n
-            own[frames[-1]] += n
-            for frame in set(frames):
-                total[frame] += n
-        if not samples:
-            return ["(no samples)"]
-        result = [f"{samples} samples; self %, total %, function (file:line)"]
-        for frame, n in own.most_common(lines):
-            result.append(f"{100 * n / samples:5.1f} {100 * total[frame] / samples:5.1f}  {frame}")
-        # Beneath the event loop (frames in nearly every sample): where the work goes.
-        result.append("by total, beneath the event loop:")
-        inner = [(f, n) for f, n in total.most_common() if n < 0.9 * samples]
-        for frame, n in inner[:lines]:
-            result.append(f"      {100 * n / samples:5.1f}  {frame}")
-        return result
 
 
 class NothingExpected:

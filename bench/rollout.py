@@ -33,7 +33,8 @@ The broker runs with `set_tcp_nodelay true`, as deploy/mosquitto/mosquitto.conf 
 machine's load average is printed before and after each campaign (it is shared).
 
 Bounded: each campaign has a deadline (three times its floor plus a minute); a short count
-is printed loudly. `--sizes 272` runs the small fleet only.
+is printed loudly. `--sizes 272` runs the small fleet only; `--profile DIR` samples the hub
+with py-spy over each campaign and prints the top of its profile.
 """
 
 from __future__ import annotations
@@ -56,7 +57,15 @@ from pathlib import Path
 import aiomqtt
 import asyncpg
 
-from bench.support import HubProcess, bench_broker, bench_database, row, start_hub
+from bench.support import (
+    PY_SPY,
+    HubProcess,
+    Profiler,
+    bench_broker,
+    bench_database,
+    row,
+    start_hub,
+)
 from drivers.contract import Topics
 from drivers.speaker.simulator import district_pairs
 from hub.auth.models import Role
@@ -77,6 +86,10 @@ STOP_GOAL_S = 1.0
 TRACED_UP_TO = 1000
 """Fleets up to this size are observed on the broker (beyond, the observer's own load
 would share the machine with what it measures)."""
+STATUS_INTERVAL_S = 3600
+"""The fleet's periodic status; the hub is told to expect it (left at its 60 s default, every
+speaker silent since its first status turns late, then offline, in the middle of a campaign
+on a slow or busy machine, and the health monitor's churn would be measured, not the rollout)."""
 BROKER = "set_tcp_nodelay true\n"  # as deploy/mosquitto/mosquitto.conf
 ADMIN = Principal(user_id=0, username="bench", role=Role.ADMIN, ward_ids=None, via="token")
 
@@ -90,6 +103,26 @@ def cpu_seconds(pid: int) -> float:
 def machine_load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+async def settled(pool: asyncpg.Pool, size: int, within_s: float = 300) -> float:
+    """Wait until the hub has taken in the fleet's start: every speaker online in the
+    registry and following its ward's group (told by the hub, said back in a status).
+    Until then the hub is busy with that, and a campaign started would be measured with it.
+    Returns the seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < within_s:
+        online, following = await pool.fetchrow(
+            "SELECT (SELECT count(*) FROM device WHERE status IN ('online', 'degraded')), "
+            "(SELECT count(*) FROM speaker_group_follow WHERE groups <> '{}')"
+        )
+        if online >= size and following >= size:
+            return time.monotonic() - began
+        await asyncio.sleep(0.5)
+    raise RuntimeError(
+        f"the hub had not taken in the fleet's start after {within_s:.0f} s "
+        f"({online} of {size} online, {following} following their group)"
+    )
 
 
 async def idle_rate(pid: int) -> float:
@@ -241,7 +274,7 @@ async def speakers(
             sys.executable, "-m", "drivers.speaker.simulator",
             "--host", broker.host, "--port", str(broker.port),
             "--count", str(count), "--wards", str(WARDS),
-            "--status-interval", "3600", "--seed", "11",
+            "--status-interval", str(STATUS_INTERVAL_S), "--seed", "11",
             "--update-times", ",".join(str(t) for t in times),
             "--shard", f"{index}/{shards}", *extra,
             stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
@@ -322,9 +355,12 @@ class Measured:
     split: Split | None
     load_before: str
     load_after: str
+    profile: list[str]
 
 
-async def rollout(size: int, broker: PrivateBroker, logs: Path) -> Measured:
+async def rollout(
+    size: int, broker: PrivateBroker, logs: Path, profile: Path | None = None
+) -> Measured:
     times = TIMES[size]
     update_s = sum(times)
     async with bench_database() as url:
@@ -338,18 +374,24 @@ async def rollout(size: int, broker: PrivateBroker, logs: Path) -> Measured:
                 "IOCHUB_DATABASE__POOL_MAX_SIZE": "20",
                 "IOCHUB_FIRMWARE__COMPLIANCE_REFRESH_S": "3600",
                 "IOCHUB_FIRMWARE__LEADER_RETRY_S": "0.5",
+                "IOCHUB_HEALTH__SPEAKER_INTERVAL_S": str(STATUS_INTERVAL_S),
                 "IOCHUB_LOG_LEVEL": "INFO",  # the driver says when publishing is slow
             },
         )  # fmt: skip
         observer = Observer(broker) if size <= TRACED_UP_TO else None
+        profiler: Profiler | None = None
         try:
             async with speakers(broker, size, times) as fleet, contextlib.AsyncExitStack() as stack:
                 if observer is not None:
                     await stack.enter_async_context(observer)
+                await settled(pool, size)
                 idle = await idle_rate(hub.process.pid)
                 load_before = machine_load()
                 cpu_from = cpu_seconds(hub.process.pid)
                 fleet_from = sum(cpu_seconds(pid) for pid in fleet)
+                if profile is not None:
+                    # The campaign only: py-spy's own CPU shares the machine with it.
+                    profiler = Profiler(hub.process.pid, profile / f"rollout-{size}.txt")
                 created = await Campaigns(pool, FirmwareSettings()).create(
                     ADMIN,
                     CampaignIn(
@@ -360,6 +402,8 @@ async def rollout(size: int, broker: PrivateBroker, logs: Path) -> Measured:
                 campaign_id = created.campaign.id
                 floor, generations = await floor_s(pool, campaign_id, update_s)
                 state = await wait_final(pool, campaign_id, floor * 3 + 60)
+                if profiler is not None:
+                    profiler.stop()
                 cpu = cpu_seconds(hub.process.pid) - cpu_from
                 fleet_cpu = sum(cpu_seconds(pid) for pid in fleet) - fleet_from
                 load_after = machine_load()
@@ -399,11 +443,14 @@ async def rollout(size: int, broker: PrivateBroker, logs: Path) -> Measured:
                     )
                 )
         finally:
+            if profiler is not None and profiler.process.poll() is None:
+                profiler.stop()
             hub.stop()
             await pool.close()
     return Measured(
         size, wall, floor, generations, cpu, idle * wall, updated, state, failures,
         float(device_median_s or 0), fleet_cpu, split, load_before, load_after,
+        profiler.top() if profiler is not None else [],
     )  # fmt: skip
 
 
@@ -427,12 +474,13 @@ async def stop_reaction(broker: PrivateBroker, logs: Path) -> StopMeasured:
                 "IOCHUB_TELEMETRY__MQTT_INGEST": "false",
                 "IOCHUB_DELIVERY__ENABLED": "false",
                 "IOCHUB_FIRMWARE__COMPLIANCE_REFRESH_S": "3600",
+                "IOCHUB_HEALTH__SPEAKER_INTERVAL_S": str(STATUS_INTERVAL_S),
             },
         )  # fmt: skip
         try:
             async with speakers(broker, size, times, faults="fw_download_fails=0.2"):
+                await settled(pool, size)
                 load = machine_load()
-                await asyncio.sleep(2)
                 created = await Campaigns(pool, FirmwareSettings()).create(
                     ADMIN,
                     CampaignIn(
@@ -477,13 +525,13 @@ async def stop_reaction(broker: PrivateBroker, logs: Path) -> StopMeasured:
             await pool.close()
 
 
-async def main(sizes: Sequence[int]) -> int:
+async def main(sizes: Sequence[int], profile: Path | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="iochub-bench-rollout-"))
     short = False
     print(f"firmware rollout benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, logs in {logs})")
     with bench_broker(extra=BROKER) as broker:
         for size in sizes:
-            m = await rollout(size, broker, logs)
+            m = await rollout(size, broker, logs, profile)
             overhead = m.wall_s / m.floor_s - 1
             print(
                 f"\n{size} speakers, waves {WAVES} %, at most {MAX_WARD_PERCENT:g} % of a ward at once"
@@ -531,6 +579,12 @@ async def main(sizes: Sequence[int]) -> int:
                         f"  {label}", f"{seconds:.2f} s", f"{seconds / m.floor_s:+.1%} of the floor"
                     )
             print(f"  machine: {m.load_before} before, {m.load_after} after")
+            if m.profile:
+                print(
+                    "  the hub's profile over the campaign (py-spy; its figures above include it):"
+                )
+                for line in m.profile:
+                    print(f"    {line}")
             if m.updated != size or m.state != "completed":
                 short = True
                 print(f"  !!! SHORT: {m.updated} of {size} updated, campaign {m.state}")
@@ -556,5 +610,12 @@ if __name__ == "__main__":
     parser.add_argument(
         "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[272, 10_000]
     )
+    parser.add_argument(
+        "--profile", type=Path, help="sample the hub with py-spy over each campaign (stacks here)"
+    )
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.sizes)))
+    if args.profile is not None:
+        if not Path(PY_SPY).exists():
+            raise SystemExit("py-spy is needed for --profile (the dev extras install it)")
+        args.profile.mkdir(parents=True, exist_ok=True)
+    sys.exit(asyncio.run(main(args.sizes, args.profile)))

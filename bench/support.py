@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import httpx
 from hub.storage.database import asyncpg_dsn, run_migrations, with_database
 from tests.support.brokers import PrivateBroker, free_port, free_udp_port, private_mosquitto
 
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 ADMIN_SERVER = os.environ.get(
     "IOCHUB_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -160,3 +163,49 @@ async def _spawn_hub(
             await asyncio.sleep(0.2)
     process.kill()
     raise RuntimeError(f"the hub did not become ready; see {log}")
+
+
+class Profiler:
+    """py-spy sampling a hub; the top of its profile (self time and total, per function)."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        self.process = subprocess.Popen(
+            [
+                *(PY_SPY, "record", "--pid", str(pid), "--rate", "250", "--nonblocking"),
+                *("--format", "raw", "--output", str(out)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def top(self, lines: int = 15) -> list[str]:
+        own: Counter[str] = Counter()
+        total: Counter[str] = Counter()
+        samples = 0
+        for line in self.out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = stack.split(";")
+            n = int(count)
+            samples += n
+            own[frames[-1]] += n
+            for frame in set(frames):
+                total[frame] += n
+        if not samples:
+            return ["(no samples)"]
+        result = [f"{samples} samples; self %, total %, function (file:line)"]
+        for frame, n in own.most_common(lines):
+            result.append(f"{100 * n / samples:5.1f} {100 * total[frame] / samples:5.1f}  {frame}")
+        # Beneath the event loop (frames in nearly every sample): where the work goes.
+        result.append("by total, beneath the event loop:")
+        inner = [(f, n) for f, n in total.most_common() if n < 0.9 * samples]
+        for frame, n in inner[:lines]:
+            result.append(f"      {100 * n / samples:5.1f}  {frame}")
+        return result
