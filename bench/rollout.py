@@ -352,6 +352,7 @@ class Measured:
     failures: list[str]
     device_median_s: float
     fleet_cpu_s: float
+    broker_cpu_s: float
     split: Split | None
     load_before: str
     load_after: str
@@ -389,6 +390,7 @@ async def rollout(
                 load_before = machine_load()
                 cpu_from = cpu_seconds(hub.process.pid)
                 fleet_from = sum(cpu_seconds(pid) for pid in fleet)
+                broker_from = cpu_seconds(broker.process.pid)
                 if profile is not None:
                     # The campaign only: py-spy's own CPU shares the machine with it.
                     profiler = Profiler(hub.process.pid, profile / f"rollout-{size}.txt")
@@ -406,6 +408,7 @@ async def rollout(
                     profiler.stop()
                 cpu = cpu_seconds(hub.process.pid) - cpu_from
                 fleet_cpu = sum(cpu_seconds(pid) for pid in fleet) - fleet_from
+                broker_cpu = cpu_seconds(broker.process.pid) - broker_from
                 load_after = machine_load()
                 times_row = await pool.fetchrow(
                     "SELECT created_at, coalesce(finished_at, now()) AS finished_at "
@@ -449,7 +452,7 @@ async def rollout(
             await pool.close()
     return Measured(
         size, wall, floor, generations, cpu, idle * wall, updated, state, failures,
-        float(device_median_s or 0), fleet_cpu, split, load_before, load_after,
+        float(device_median_s or 0), fleet_cpu, broker_cpu, split, load_before, load_after,
         profiler.top() if profiler is not None else [],
     )  # fmt: skip
 
@@ -559,8 +562,8 @@ async def main(sizes: Sequence[int], profile: Path | None = None) -> int:
             )
             cores = os.cpu_count() or 1
             row(
-                "CPU over the campaign: hub + simulated fleet",
-                f"{m.cpu_s:.1f} + {m.fleet_cpu_s:.1f} s",
+                "CPU over the campaign: hub + fleet + broker",
+                f"{m.cpu_s:.1f} + {m.fleet_cpu_s:.1f} + {m.broker_cpu_s:.1f} s",
                 f"the machine offers {cores} cores x {m.wall_s:.1f} s = {cores * m.wall_s:.0f} s",
             )
             if m.fleet_cpu_s > 0.5 * cores * m.floor_s:
