@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,9 @@ from hub.health import HEALTH
 from hub.web.live import LIVE
 from tests.conftest import Clients
 from tests.support.broadcasts import eventually
+from tests.support.brokers import PrivateBroker
 from tests.support.hub import RunningHub
+from tests.support.hub_processes import HubProcess, hub_env
 
 
 class Events:
@@ -146,3 +149,35 @@ async def test_streams_need_a_login_and_are_bounded(hub: RunningHub, clients: Cl
             pass
     finally:
         feed.max_streams_per_user = limit
+
+
+async def test_a_change_written_by_one_replica_reaches_another_replicas_streams(
+    hub: RunningHub,
+    clients: Clients,
+    db: asyncpg.Connection,
+    database_url: str,
+    broker: PrivateBroker,
+    tokens: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    a = await register(clients, db, "live-a", "ward-a")
+    other = HubProcess(
+        "iochub-live-replica",
+        hub_env(database_url, broker.port, tmp_path),
+        tmp_path / "replica.log",
+    )
+    await other.start()
+    try:
+        async with (
+            httpx.AsyncClient(
+                base_url=other.base_url, headers={"authorization": f"Bearer {tokens['staff_a']}"}
+            ) as replica,
+            events(replica) as ward_a,
+        ):
+            # Written by this process's health monitor; heard through the other's LISTEN.
+            until = datetime.now(UTC) + timedelta(hours=1)
+            await hub.runtime.get(HEALTH).set_maintenance(a, until, "test")
+            moved = await ward_a.next("device", within_s=15)
+            assert moved["uid"] == "live-a" and moved["status"] == "maintenance"
+    finally:
+        await other.stop()
