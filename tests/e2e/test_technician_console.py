@@ -87,6 +87,20 @@ async def test_a_silent_speaker_rises_to_the_top_and_its_alert_is_handled(
             await page.set_viewport_size(PHONE)
             await fits_the_width(page)
             await page.set_viewport_size(DESK)
+            # A colleague assigns it through the API: the open list shows it without a reload.
+            await page.wait_for_selector("html[data-live=open]")
+            await page.evaluate("window.notReloaded = true")
+            assigned = await clients.admin.post(
+                f"/api/v1/alerts/{alert_id}/assign", json={"assignee": "staff-a"}
+            )
+            assert assigned.status_code == 200, assigned.text
+            await page.wait_for_function(
+                "id => (document.querySelector(`tr[data-alert='${id}']`) || {}).innerText"
+                "?.includes('staff-a')",
+                arg=alert_id,
+                timeout=10_000,
+            )
+            assert await page.evaluate("window.notReloaded === true")
 
             await page.click(f'a[href="/alerts/{alert_id}"]')
             await page.wait_for_selector("dl.facts")
