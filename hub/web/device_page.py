@@ -25,6 +25,7 @@ from hub.firmware import FIRMWARE
 from hub.health import HEALTH, MaintenanceIn, health_service
 from hub.runtime import runtime_of
 from hub.telemetry import METRICS, Latest, timeseries
+from hub.web import broadcast_forms as forms
 from hub.web import words
 from hub.web.i18n import LOCAL_TIME
 
@@ -119,13 +120,11 @@ async def readings_of(
     return latest, charts
 
 
-def parse_local(text: str) -> datetime | None:
-    """A datetime-local field (the IOC's wall clock) as an instant; None if it is not one."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_TIME)
+def parse_local(day_text: str, clock_text: str) -> datetime | None:
+    """The form's day (dd/mm/yyyy) and 24-hour time on the IOC's wall clock, as an instant;
+    None if they are not one."""
+    day, clock = forms.parse_day(day_text.strip()), forms.parse_clock(clock_text.strip())
+    return datetime.combine(day, clock, tzinfo=LOCAL_TIME) if day and clock else None
 
 
 async def device_context(
@@ -176,10 +175,9 @@ async def device_context(
         # Volume and stop for speakers: those who schedule broadcasts may use them.
         "may_control": may_schedule(principal),
         "csrf_field": CSRF_FIELD,
-        "maintenance_default": (now + timedelta(hours=2))
-        .astimezone(LOCAL_TIME)
-        .strftime("%Y-%m-%dT%H:%M"),
-        "maintenance_min": now.astimezone(LOCAL_TIME).strftime("%Y-%m-%dT%H:%M"),
+        # Day first and 24 h, typed (a browser's own picker follows its locale: mm/dd, AM/PM).
+        "maintenance_day": (now + timedelta(hours=2)).astimezone(LOCAL_TIME).strftime("%d/%m/%Y"),
+        "maintenance_clock": (now + timedelta(hours=2)).astimezone(LOCAL_TIME).strftime("%H:%M"),
     }
 
 
@@ -197,9 +195,13 @@ class DeviceConsoleController(Controller):
         self, request: Request[Any, Any, Any], principal: CurrentUser, uid: FromPath[str]
     ) -> Redirect | Template:
         form = await request.form()
-        until_text = form.get("until")
+        day_text, clock_text = form.get("until_date"), form.get("until_time")
         reason = form.get("reason")
-        until = parse_local(until_text) if isinstance(until_text, str) else None
+        until = (
+            parse_local(day_text, clock_text)
+            if isinstance(day_text, str) and isinstance(clock_text, str)
+            else None
+        )
         try:
             if until is None:
                 raise ValidationFailed(

@@ -120,7 +120,11 @@ async def test_maintenance_from_the_page_needs_the_form_token_and_is_audited(
     page = await technician_session.client.get("/devices/aq-page-2", headers=HTML)
     assert 'action="/devices/aq-page-2/maintenance"' in page.text
     until = (datetime.now(LOCAL) + timedelta(hours=3)).replace(second=0, microsecond=0)
-    form = {"until": until.strftime("%Y-%m-%dT%H:%M"), "reason": "thay pin"}
+    form = {
+        "until_date": until.strftime("%d/%m/%Y"),
+        "until_time": until.strftime("%H:%M"),
+        "reason": "thay pin",
+    }
 
     forged = await technician_session.client.post(
         "/devices/aq-page-2/maintenance", data={**form, "csrf_token": "forged"}
@@ -131,7 +135,8 @@ async def test_maintenance_from_the_page_needs_the_form_token_and_is_audited(
     past = await technician_session.client.post(
         "/devices/aq-page-2/maintenance",
         data={
-            "until": "2020-01-01T08:00",
+            "until_date": "01/01/2020",
+            "until_time": "08:00",
             "reason": "x",
             "csrf_token": technician_session.csrf,
         },
@@ -186,7 +191,7 @@ async def test_another_wards_device_is_not_found_for_ward_staff(
     assert "Trạm aq-page-b" not in page.text
     blocked = await staff_session.client.post(
         "/devices/aq-page-b/maintenance",
-        data={"until": "2099-01-01T08:00", "csrf_token": staff_session.csrf},
+        data={"until_date": "01/01/2099", "until_time": "08:00", "csrf_token": staff_session.csrf},
     )
     assert blocked.status_code in (403, 404)
 
