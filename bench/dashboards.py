@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
@@ -78,6 +79,40 @@ class Figure:
     rows: int
     p50: float
     p99: float
+    cpu: float | None = None
+    """The server's CPU per run, ms (its backend and parallel workers), where readable."""
+
+
+@dataclass(frozen=True)
+class ServerCpu:
+    """CPU time the bench's server process and its parallel workers used, from /proc:
+    the backend's own (nanoseconds, schedstat) and the postmaster's reaped children
+    (clock ticks; the workers of each query). Only for a server on this machine whose
+    other databases are idle (a private cluster): on a loaded machine the wall time
+    follows the load, this follows the query's work."""
+
+    backend: Path
+    postmaster: Path
+
+    @classmethod
+    async def of(cls, conn: asyncpg.Connection) -> ServerCpu | None:
+        try:
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+            data = await conn.fetchval("SHOW data_directory")
+            postmaster = Path(data, "postmaster.pid").read_text().split()[0]
+            found = cls(Path(f"/proc/{pid}/schedstat"), Path(f"/proc/{postmaster}/stat"))
+            found.seconds()
+        except (asyncpg.PostgresError, OSError, IndexError, ValueError):
+            return None
+        return found
+
+    def seconds(self) -> float:
+        own = int(self.backend.read_text().split()[0]) / 1e9
+        # Fields after the command name: state is the 3rd field, cutime and cstime the
+        # 16th and 17th (proc(5)).
+        fields = self.postmaster.read_text().rsplit(")", 1)[1].split()
+        children = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        return own + children
 
 
 async def fill(url: str) -> tuple[int, int]:
@@ -202,19 +237,23 @@ def reads_readings(sql: str) -> bool:
 
 
 async def measure(
-    conn: asyncpg.Connection, sql: str, runs: int
-) -> tuple[list[asyncpg.Record], list[float]]:
+    conn: asyncpg.Connection, sql: str, runs: int, cpu: ServerCpu | None
+) -> tuple[list[asyncpg.Record], list[float], float | None]:
     timings = []
     result: list[asyncpg.Record] = []
+    used = 0.0
     for attempt in range(runs + 1):  # the first run warms the cache and is not counted
         async with conn.transaction(readonly=True):
             await conn.execute("SET LOCAL ROLE iochub_grafana; SET LOCAL statement_timeout = 30000")
+            before = cpu.seconds() if cpu else 0.0
             started = time.perf_counter()
             result = await conn.fetch(sql)
             elapsed = (time.perf_counter() - started) * 1000
+            after = cpu.seconds() if cpu else 0.0
         if attempt:
             timings.append(elapsed)
-    return result, timings
+            used += after - before
+    return result, timings, (used / runs * 1000 if cpu else None)
 
 
 async def versions(conn: asyncpg.Connection) -> str:
@@ -268,6 +307,9 @@ async def measure_all(
     conn: asyncpg.Connection, backend: str, runs: int, deadline: float
 ) -> tuple[list[Figure], dict[tuple[str, str], Figure], list[str], int]:
     targets = panel_targets()
+    cpu = await ServerCpu.of(conn)
+    if cpu is None:
+        print("(server CPU not readable here: wall times only)")
     figures: list[Figure] = []
     raw: dict[tuple[str, str], Figure] = {}
     problems: list[str] = []
@@ -285,9 +327,14 @@ async def measure_all(
                 time_from=NOW - span,
                 time_to=NOW,
             )
-            answer, timings = await measure(conn, expand(target.sql, request), runs)
+            answer, timings, used = await measure(conn, expand(target.sql, request), runs, cpu)
             figure = Figure(
-                view, target.key, len(answer), percentile(timings, 50), percentile(timings, 99)
+                view,
+                target.key,
+                len(answer),
+                percentile(timings, 50),
+                percentile(timings, 99),
+                used,
             )
             figures.append(figure)
             if reads_readings(target.sql) and not answer:
@@ -298,9 +345,14 @@ async def measure_all(
             if time.monotonic() > deadline:
                 skipped += 1
                 continue
-            raw_answer, timings = await measure(conn, expand(raw_sql, request), runs)
+            raw_answer, timings, used = await measure(conn, expand(raw_sql, request), runs, cpu)
             raw[(view, target.key)] = Figure(
-                view, target.key, len(raw_answer), percentile(timings, 50), percentile(timings, 99)
+                view,
+                target.key,
+                len(raw_answer),
+                percentile(timings, 50),
+                percentile(timings, 99),
+                used,
             )
             if normalise(answer, True) != normalise(raw_answer, True):
                 problems.append(
@@ -323,9 +375,13 @@ def report(
         for figure in within:
             mark = "ok" if figure.p99 <= LIMIT_MS else "OVER"
             note = f"{mark}, {figure.p99 / LIMIT_MS:.2f}x limit, {figure.rows} rows"
+            if figure.cpu is not None:
+                note += f", server CPU {figure.cpu:.0f} ms"
             comparison = raw.get((view, figure.key))
             if comparison is not None:
                 note += f"; raw table {comparison.p50:.0f} / {comparison.p99:.0f} ms"
+                if comparison.cpu is not None:
+                    note += f" (CPU {comparison.cpu:.0f})"
                 if figure.p50 > 0 and figure.p99 > 0:
                     note += (
                         f" ({comparison.p50 / figure.p50:.1f}x p50, "
