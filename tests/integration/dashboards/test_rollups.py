@@ -76,9 +76,9 @@ async def test_rollup_series_agree_with_the_raw_readings(
 @pytest.mark.parametrize(
     "end",
     [
-        TIME_TO,  # whole hours and minutes of the hour under way
-        TIME_TO - timedelta(minutes=4, seconds=30),  # the minute under way from raw rows
-        TIME_TO - timedelta(minutes=40),  # on the hour: no minute of it yet
+        TIME_TO,  # whole hours and the hour under way
+        TIME_TO - timedelta(minutes=4, seconds=30),  # mid-minute
+        TIME_TO - timedelta(minutes=40),  # on the hour: nothing of it from raw but its start
         datetime(2025, 3, 9, 17, 0, tzinfo=UTC),  # local midnight itself
         datetime(2025, 3, 9, 17, 7, 30, tzinfo=UTC),  # within the day's first hour
     ],
@@ -87,7 +87,7 @@ async def test_rollup_series_agree_with_the_raw_readings(
 async def test_todays_extremes_from_rollups_agree_with_every_reading(
     database: PanelDatabase, fleet_data: Fleet, end: datetime
 ) -> None:
-    """Today's table adds hourly, minute and raw rows: the same minima, maxima, means and
+    """Today's table adds hourly rollup rows and raw rows: the same minima, maxima, means and
     counts as every reading since local midnight, wherever the range ends."""
     target = find_target("Today's minimum and maximum")
     variables = await resolve_variables(target.dashboard, database.cached_query, {})
