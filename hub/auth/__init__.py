@@ -16,6 +16,7 @@ from hub.auth.service import (
     create_user,
     login,
     logout,
+    remember_language,
     set_password,
     users_who_may,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "login",
     "logins_of",
     "logout",
+    "remember_language",
     "session_cookie",
     "set_password",
     "users_who_may",

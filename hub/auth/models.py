@@ -26,6 +26,8 @@ class User(Model):
     failed_logins = fields.IntField(default=0)
     locked_until = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # The console's language the person chose; None: Vietnamese, the console's default.
+    language = fields.TextField(null=True)
     # Wards belong to the registry (hub.devices), which sits above auth: a user names them
     # through the relation "hub.Ward" that tortoise resolves at start, not by an import.
     wards: fields.ManyToManyRelation[Any] = fields.ManyToManyField(

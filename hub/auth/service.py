@@ -38,6 +38,7 @@ class NewSession:
     csrf_token: str
     expires_at: datetime
     principal: Principal
+    language: str | None = None
 
 
 def now() -> datetime:
@@ -138,7 +139,9 @@ async def login(username: str, password: str, policy: LoginPolicy) -> NewSession
     await LoginSession.create(
         token_hash=token_digest(token), csrf_token=csrf, user=user, expires_at=expires
     )
-    return NewSession(token, csrf, expires, await principal_for(user, "session", csrf))
+    return NewSession(
+        token, csrf, expires, await principal_for(user, "session", csrf), user.language
+    )
 
 
 async def logout(token: str) -> None:
@@ -152,6 +155,15 @@ async def authenticate_session(token: str) -> Principal | None:
     if session is None or not session.user.is_active:
         return None
     return await principal_for(session.user, "session", session.csrf_token)
+
+
+async def remember_language(session_token: str, language: str) -> bool:
+    """Keep the console language with the account of a live session; False without one."""
+    principal = await authenticate_session(session_token)
+    if principal is None:
+        return False
+    await User.filter(id=principal.user_id).update(language=language)
+    return True
 
 
 async def authenticate_token(token: str) -> Principal | None:

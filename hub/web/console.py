@@ -15,10 +15,12 @@ from msgspec import Struct
 
 from hub.auth import (
     CSRF_FIELD,
+    SESSION_COOKIE,
     Principal,
     login,
     logins_of,
     logout,
+    remember_language,
     session_cookie,
 )
 from hub.errors import NotAuthenticated, TooManyRequests
@@ -78,29 +80,31 @@ def safe_next(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") else "/"
 
 
+def language_cookie(language: str) -> Cookie:
+    return Cookie(
+        key=LANGUAGE_COOKIE,
+        value=language,
+        max_age=365 * 24 * 3600,
+        httponly=True,
+        samesite="lax",
+        path="/",
+    )
+
+
 class ConsoleController(Controller):
     include_in_schema = False
 
     @get("/language/{language:str}", exclude_from_auth=True)
     async def choose_language(
-        self, language: FromPath[str], next: FromQuery[str] = "/"
+        self, request: Request[Any, Any, Any], language: FromPath[str], next: FromQuery[str] = "/"
     ) -> Redirect:
-        """The header's language switch: kept in a cookie for a year."""
+        """The header's language switch: kept in a cookie, and with the account of a person
+        logged in so that it follows them to another browser."""
         chosen = language if language in LANGUAGES else DEFAULT_LANGUAGE
-        return Redirect(
-            safe_next(next),
-            status_code=303,
-            cookies=[
-                Cookie(
-                    key=LANGUAGE_COOKIE,
-                    value=chosen,
-                    max_age=365 * 24 * 3600,
-                    httponly=True,
-                    samesite="lax",
-                    path="/",
-                )
-            ],
-        )
+        session = request.cookies.get(SESSION_COOKIE)
+        if session:
+            await remember_language(session, chosen)
+        return Redirect(safe_next(next), status_code=303, cookies=[language_cookie(chosen)])
 
     @get("/login", exclude_from_auth=True)
     async def login_page(
@@ -140,6 +144,8 @@ class ConsoleController(Controller):
                 ),
                 # Spent: the next login form gets a fresh one.
                 Cookie(key=LOGIN_CSRF_COOKIE, value="", max_age=0, path="/login"),
+                # The account's language, where the person chose one on another browser.
+                *([language_cookie(session.language)] if session.language else []),
             ],
         )
 
