@@ -65,6 +65,10 @@ SLICES: tuple[Wiring, ...] = (
     web,
 )
 
+# Open live-update streams (GET /events, up to 2 min each) would hold a stopping process
+# that long: uvicorn waits this many seconds for them, then closes them.
+GRACEFUL_SHUTDOWN_S = 5
+
 
 def principal(request: Request[Principal, Any, Any]) -> Principal:
     return request.user

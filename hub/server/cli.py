@@ -120,7 +120,7 @@ def serve() -> None:
     """Run the hub (HTTP API, console and background services)."""
     import uvicorn
 
-    from hub.server.app import create_app
+    from hub.server.app import GRACEFUL_SHUTDOWN_S, create_app
 
     settings = Settings()
     setup_logging(settings)
@@ -132,6 +132,7 @@ def serve() -> None:
         log_config=log_format.uvicorn_log_config(settings.log_format)
         or uvicorn.config.LOGGING_CONFIG,
         proxy_headers=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 

@@ -659,7 +659,7 @@ def stop_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
 def run_demo(port: int | None, simulate: bool = True) -> None:
     import uvicorn
 
-    from hub.server.app import create_app
+    from hub.server.app import GRACEFUL_SHUTDOWN_S, create_app
     from hub.storage import database
 
     began = time.monotonic()
@@ -736,6 +736,7 @@ def run_demo(port: int | None, simulate: bool = True) -> None:
                     port=settings.http.port,
                     log_level="warning",
                     lifespan="on",
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
                 )
             )
             db = await database.connect(url, max_size=2, orm=False)

@@ -19,7 +19,7 @@ from litestar import Litestar
 from pydantic import SecretStr
 
 from hub.runtime import HubRuntime, runtime_of
-from hub.server.app import create_app
+from hub.server.app import GRACEFUL_SHUTDOWN_S, create_app
 from hub.server.settings import (
     AuthSettings,
     CoapSettings,
@@ -91,7 +91,12 @@ async def running_hub(settings: Settings) -> AsyncIterator[RunningHub]:
     settings = settings.model_copy(update={"http": settings.http.model_copy(update={"port": port})})
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )
     task = asyncio.create_task(server.serve())
