@@ -68,6 +68,7 @@ def handle_hub_error(request: Request[Any, Any, Any], exc: HubError) -> Response
             status_code=exc.status,
             context={
                 "principal": request.scope.get("user"),
+                "status": exc.status,
                 "title": exc.title,
                 "detail": exc.detail,
             },

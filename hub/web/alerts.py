@@ -229,7 +229,12 @@ async def act(
             return Template(
                 "error.html",
                 status_code=exc.status,
-                context={"principal": principal, "title": exc.title, "detail": exc.detail},
+                context={
+                    "principal": principal,
+                    "status": exc.status,
+                    "title": exc.title,
+                    "detail": exc.detail,
+                },
             )
         return await detail(
             request,
