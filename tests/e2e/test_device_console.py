@@ -14,7 +14,7 @@ import pytest
 from drivers.onvif.simulator import CameraSpec
 from hub.server.demo import DEMO_ADMIN, seed
 from tests.conftest import Clients
-from tests.support.cameras import StartCameras, camera_starter
+from tests.support.cameras import StartCameras, camera_starter, onboard
 from tests.support.console import DESK, PHONE, check_page, fits_the_width, log_in
 from tests.support.hub import RunningHub
 
@@ -116,21 +116,15 @@ async def test_device_pages_read_well_in_both_languages_and_on_a_phone(
         now - timedelta(hours=1),
     )
     camera = (await start_cameras(CameraSpec("gate", clock_offset_s=4.0)))["gate"]
-    onboarded = await clients.technician.post(
-        "/api/v1/cameras",
-        json={
-            "host": camera.host,
-            "port": camera.port,
-            "username": camera.spec.username,
-            "password": camera.spec.password,
-            "ward": "may-chai",
-            "name": "Camera cổng chợ Máy Chai",
-            "latitude": 20.8671,
-            "longitude": 106.6961,
-        },
+    onboarded = await onboard(
+        clients.technician,
+        camera,
+        "may-chai",
+        name="Camera cổng chợ Máy Chai",
+        latitude=20.8671,
+        longitude=106.6961,
     )
-    assert onboarded.status_code == 201, onboarded.text
-    camera_uid = onboarded.json()["uid"]
+    camera_uid = onboarded["uid"]
 
     page = await browser.new_page(viewport=DESK)
     try:

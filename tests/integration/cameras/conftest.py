@@ -9,7 +9,6 @@ import asyncpg
 import httpx
 import pytest
 
-from drivers.onvif.simulator import SimulatedCamera
 from hub.cameras.health import CAMERA_HEALTH, CameraHealthService
 from hub.cameras.service import CAMERAS, CameraService
 from hub.runtime import HubRuntime
@@ -46,30 +45,6 @@ async def start_cameras() -> AsyncIterator[StartCameras]:
     """Simulated cameras on loopback; every one is stopped after the test."""
     async with camera_starter() as start:
         yield start
-
-
-def onboarding(camera: SimulatedCamera, ward: str = "ward-a", **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "host": camera.host,
-        "port": camera.port,
-        "username": camera.spec.username,
-        "password": camera.spec.password,
-        "ward": ward,
-        "name": f"Camera {camera.name}",
-        "latitude": 20.86,
-        "longitude": 106.69,
-    }
-    body.update(overrides)
-    return body
-
-
-async def onboard(
-    client: httpx.AsyncClient, camera: SimulatedCamera, ward: str = "ward-a", **overrides: Any
-) -> dict[str, Any]:
-    response = await client.post("/api/v1/cameras", json=onboarding(camera, ward, **overrides))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def assert_problem(

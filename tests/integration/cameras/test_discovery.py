@@ -9,8 +9,8 @@ import asyncpg
 from drivers.onvif.simulator import CameraFault, CameraSpec
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import assert_problem, onboard
-from tests.support.cameras import StartCameras
+from tests.integration.cameras.conftest import assert_problem
+from tests.support.cameras import StartCameras, onboard
 
 QUICK = {"multicast": False, "wait_s": 0.4}
 

@@ -13,8 +13,8 @@ from drivers.onvif.simulator import CameraFault, CameraSpec
 from hub.cameras.health import CameraHealthService
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import app_state, onboard
-from tests.support.cameras import StartCameras
+from tests.integration.cameras.conftest import app_state
+from tests.support.cameras import StartCameras, onboard
 from tests.support.hub import RunningHub
 
 

@@ -18,8 +18,8 @@ import pytest
 from drivers.onvif.simulator import CameraSpec, SimulatedCamera, SimulatedProfile
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import assert_problem, onboard
-from tests.support.cameras import StartCameras
+from tests.integration.cameras.conftest import assert_problem
+from tests.support.cameras import StartCameras, onboard
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,

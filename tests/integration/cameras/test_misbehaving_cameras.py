@@ -10,8 +10,8 @@ from drivers.onvif.simulator import CameraFault, CameraSpec
 from hub.cameras.health import CameraHealthService
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import assert_problem, onboard, onboarding
-from tests.support.cameras import StartCameras
+from tests.integration.cameras.conftest import assert_problem
+from tests.support.cameras import StartCameras, onboard, onboarding
 
 TWELVE_YEARS_S = 12 * 365 * 86400.0
 

@@ -14,8 +14,8 @@ from drivers.onvif.simulator import CameraSpec
 from hub.alerts import lifecycle
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import app_state, assert_problem, onboard
-from tests.support.cameras import StartCameras
+from tests.integration.cameras.conftest import app_state, assert_problem
+from tests.support.cameras import StartCameras, onboard
 from tests.support.hub import RunningHub
 
 CENTRE = (20.8600, 106.6900)

@@ -12,8 +12,8 @@ import pytest
 from drivers.onvif.simulator import CameraFault, CameraSpec
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import assert_problem, onboard, onboarding, tune
-from tests.support.cameras import StartCameras
+from tests.integration.cameras.conftest import assert_problem, tune
+from tests.support.cameras import StartCameras, onboard, onboarding
 from tests.support.hub import RunningHub
 
 SECRET = "Wh1sper-0f-the-Lens"

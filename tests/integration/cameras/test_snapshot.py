@@ -7,8 +7,8 @@ import pytest
 from drivers.onvif.simulator import SMALL_JPEG, CameraFault, CameraSpec
 from hub.cameras.service import CameraService
 from tests.conftest import Clients
-from tests.integration.cameras.conftest import assert_problem, onboard, tune
-from tests.support.cameras import StartCameras
+from tests.integration.cameras.conftest import assert_problem, tune
+from tests.support.cameras import StartCameras, onboard
 
 LARGE_JPEG = SMALL_JPEG[:-2] + b"\x00" * 20_000 + b"\xff\xd9"
 

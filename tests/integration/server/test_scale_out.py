@@ -30,9 +30,9 @@ from drivers.onvif.simulator import CameraFault, CameraSimulator, fleet
 from drivers.speaker.simulator import Latency, SimulatorConfig, SpeakerSimulator, SpeakerSpec
 from hub.auth.secrets import new_token, token_digest
 from hub.storage.database import asyncpg_dsn, run_migrations
-from tests.integration.cameras.conftest import onboarding
 from tests.support.broadcasts import eventually, local_in, upload
 from tests.support.brokers import PrivateBroker, mosquitto_available, private_mosquitto
+from tests.support.cameras import onboarding
 from tests.support.hub import create_database, drop_database
 from tests.support.hub_processes import SINGLETONS, HubProcess, hub_env, lock_holders
 from tests.support.webhook_receiver import WebhookReceiver

@@ -16,7 +16,7 @@ import pytest
 from drivers.onvif.simulator import CameraFault, CameraSpec, SimulatedCamera
 from tests.conftest import Clients
 from tests.integration.web.conftest import Session, log_in
-from tests.support.cameras import StartCameras, camera_starter
+from tests.support.cameras import StartCameras, camera_starter, onboard
 from tests.support.hub import RunningHub
 
 HTML = {"accept": "text/html"}
@@ -38,19 +38,7 @@ async def technician(hub: RunningHub, clients: Clients) -> AsyncIterator[Session
 
 
 async def onboard_api(clients: Clients, camera: SimulatedCamera, ward: str) -> str:
-    response = await clients.technician.post(
-        "/api/v1/cameras",
-        json={
-            "host": camera.host,
-            "port": camera.port,
-            "username": camera.spec.username,
-            "password": camera.spec.password,
-            "ward": ward,
-            "name": f"Camera {camera.name}",
-        },
-    )
-    assert response.status_code == 201, response.text
-    uid: str = response.json()["uid"]
+    uid: str = (await onboard(clients.technician, camera, ward))["uid"]
     return uid
 
 

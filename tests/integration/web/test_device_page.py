@@ -18,7 +18,7 @@ from hub.cameras.health import CAMERA_HEALTH
 from tests.conftest import Clients
 from tests.integration.web.conftest import Session, log_in
 from tests.support.broadcasts import Speakers, tomorrow_local, upload_jingle
-from tests.support.cameras import camera_starter
+from tests.support.cameras import camera_starter, onboard
 from tests.support.hub import RunningHub
 
 HTML = {"accept": "text/html"}
@@ -274,21 +274,8 @@ async def test_a_camera_page_shows_its_onvif_health_clock_drift_and_a_snapshot(
     async with camera_starter() as start:
         simulator = await start(CameraSpec("drifting", clock_offset_s=7.0))
         camera = simulator["drifting"]
-        onboarded = await clients.technician.post(
-            "/api/v1/cameras",
-            json={
-                "host": camera.host,
-                "port": camera.port,
-                "username": camera.spec.username,
-                "password": camera.spec.password,
-                "ward": "ward-a",
-                "name": "Camera cổng chợ",
-                "latitude": 20.86,
-                "longitude": 106.69,
-            },
-        )
-        assert onboarded.status_code == 201, onboarded.text
-        uid = onboarded.json()["uid"]
+        onboarded = await onboard(clients.technician, camera, "ward-a", name="Camera cổng chợ")
+        uid = onboarded["uid"]
         await hub.runtime.get(CAMERA_HEALTH).assess([uid])
         page = await staff_session.client.get(f"/devices/{uid}", headers=HTML)
         assert page.status_code == 200, page.text
