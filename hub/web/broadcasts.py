@@ -246,6 +246,30 @@ class Clock:
         return moment.astimezone(self.zone).strftime("%H:%M:%S.%f")[:-3]
 
 
+def as_request(
+    body: dict[str, Any],
+    source: str,
+    text: str,
+    voice: str,
+    audio_asset_id: str,
+    gettext: Gettext,
+) -> BroadcastIn:
+    """A form's broadcast with its audio, as the API would take it; a value the API refuses
+    is named against the form's own field."""
+    if source == "text":
+        body |= {"text": text, "voice": voice or None}
+    else:
+        body["audio_asset_id"] = int(audio_asset_id)
+    try:
+        return msgspec.convert(body, BroadcastIn)
+    except msgspec.ValidationError as exc:
+        message, _sep, where = str(exc).partition(" - at `$.")
+        name = form_field(where.rstrip("`")) if where else "form"
+        raise ValidationFailed(
+            gettext("the form needs changes"), [FieldProblem(name, message)]
+        ) from None
+
+
 def form_field(api_field: str) -> str:
     """The form field an API field problem (``targets.wards[1]``, ``exdates[0]``) is about."""
     head = re.split(r"[.\[]", api_field, maxsplit=1)[0]
@@ -385,18 +409,7 @@ class BroadcastForm:
             else None,
             "on_conflict": self.on_conflict,
         }
-        if self.source == "text":
-            body |= {"text": self.text, "voice": self.voice or None}
-        else:
-            body["audio_asset_id"] = int(self.audio_asset_id)
-        try:
-            return msgspec.convert(body, BroadcastIn)
-        except msgspec.ValidationError as exc:
-            message, _sep, where = str(exc).partition(" - at `$.")
-            name = form_field(where.rstrip("`")) if where else "form"
-            raise ValidationFailed(
-                gettext("the form needs changes"), [FieldProblem(name, message)]
-            ) from None
+        return as_request(body, self.source, self.text, self.voice, self.audio_asset_id, gettext)
 
 
 def _whole(
@@ -462,18 +475,7 @@ class EmergencyForm:
             "volume": int(self.volume),
             "priority": "emergency",
         }
-        if self.source == "text":
-            body |= {"text": self.text, "voice": self.voice or None}
-        else:
-            body["audio_asset_id"] = int(self.audio_asset_id)
-        try:
-            return msgspec.convert(body, BroadcastIn)
-        except msgspec.ValidationError as exc:
-            message, _sep, where = str(exc).partition(" - at `$.")
-            name = form_field(where.rstrip("`")) if where else "form"
-            raise ValidationFailed(
-                gettext("the form needs changes"), [FieldProblem(name, message)]
-            ) from None
+        return as_request(body, self.source, self.text, self.voice, self.audio_asset_id, gettext)
 
 
 def upload_ward(principal: Principal, wards: list[str]) -> str | None:
