@@ -2,6 +2,15 @@
 // when the hub streams as many cameras as it may, and the camera's health when neither works.
 "use strict";
 (function () {
+  // The page's language: the template hands the player its words (English if it does not).
+  function word(player, key, english) {
+    try {
+      return JSON.parse(player.dataset.words || "{}")[key] || english;
+    } catch (error) {
+      return english;
+    }
+  }
+
   function say(player, state, text) {
     player.dataset.state = state;
     player.querySelector(".player-state").textContent = text;
@@ -11,7 +20,7 @@
     // Ask the playlist again to read the problem the hub gives (RFC 9457).
     try {
       const answer = await fetch(player.dataset.hls, {credentials: "same-origin"});
-      if (answer.ok) return {status: 200, detail: "the stream stopped"};
+      if (answer.ok) return {status: 200, detail: word(player, "stopped", "the stream stopped")};
       const problem = await answer.json();
       return {status: answer.status, detail: problem.detail || answer.statusText};
     } catch (error) {
@@ -23,27 +32,27 @@
     const image = player.querySelector("img");
     player.querySelector("video").hidden = true;
     image.hidden = false;
-    image.onload = () => say(player, "playing", "snapshots (MJPEG) · " + reason);
-    image.onerror = () => say(player, "failed", "cannot show this camera · health: " + player.dataset.health);
+    image.onload = () => say(player, "playing", word(player, "snapshots", "snapshots (MJPEG)") + " · " + reason);
+    image.onerror = () => say(player, "failed", word(player, "cannot_show", "cannot show this camera") + " · " + word(player, "health", "health") + ": " + player.dataset.health);
     image.src = player.dataset.mjpeg;
   }
 
   async function failed(player) {
     const why = await whyNot(player);
     if (why.status === 503 && player.dataset.mjpeg) {
-      mjpeg(player, "the hub streams as many cameras as it may");
+      mjpeg(player, word(player, "at_limit", "the hub streams as many cameras as it may"));
       return;
     }
-    say(player, "failed", "cannot stream · health: " + player.dataset.health + " · " + why.detail);
+    say(player, "failed", word(player, "cannot_stream", "cannot stream") + " · " + word(player, "health", "health") + ": " + player.dataset.health + " · " + why.detail);
   }
 
   function start(player) {
     const video = player.querySelector("video");
-    video.addEventListener("playing", () => say(player, "playing", "live"));
+    video.addEventListener("playing", () => say(player, "playing", word(player, "live", "live")));
     if (window.Hls && window.Hls.isSupported()) {
       const hls = new window.Hls({lowLatencyMode: false, liveSyncDurationCount: 2});
       hls.on(window.Hls.Events.FRAG_LOADED, () => {
-        if (player.dataset.state === "loading") say(player, "receiving", "receiving video…");
+        if (player.dataset.state === "loading") say(player, "receiving", word(player, "receiving", "receiving video…"));
       });
       hls.on(window.Hls.Events.ERROR, (_, data) => {
         if (data.fatal) { hls.destroy(); failed(player); }
@@ -54,9 +63,9 @@
       video.src = player.dataset.hls;
       video.addEventListener("error", () => failed(player));
     } else if (player.dataset.mjpeg) {
-      mjpeg(player, "this browser plays no HLS");
+      mjpeg(player, word(player, "no_hls", "this browser plays no HLS"));
     } else {
-      say(player, "failed", "this browser plays no HLS");
+      say(player, "failed", word(player, "no_hls", "this browser plays no HLS"));
     }
   }
 
