@@ -29,10 +29,10 @@ REPEATS = ("once", "daily", "weekdays", "weekly", "monthly", "custom")
 ENDS = ("never", "until", "count")
 MAX_COUNT = 1000
 DATE_PATTERN = r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*$"
-TIME_PATTERN = r"^\s*([01]?\d|2[0-3])[:hH.]([0-5]\d)\s*$"
+TIME_PATTERN = r"^\s*([01]?\d|2[0-3])[:hH.]([0-5]\d)(?::([0-5]\d))?\s*$"
 # The same patterns for the browser's `pattern` attribute (no anchors, no spaces).
 DATE_INPUT_PATTERN = r"\d{1,2}/\d{1,2}/\d{4}"
-TIME_INPUT_PATTERN = r"([01]?\d|2[0-3])[:hH.][0-5]\d"
+TIME_INPUT_PATTERN = r"([01]?\d|2[0-3])[:hH.][0-5]\d(:[0-5]\d)?"
 
 
 def no_translation(message: str) -> str:
@@ -51,9 +51,9 @@ def parse_day(text: str) -> date | None:
 
 
 def parse_clock(text: str) -> time | None:
-    """A 24-hour wall-clock time: 06:30, 6:30, 18h30."""
+    """A 24-hour wall-clock time: 06:30, 6:30, 18h30; seconds when given (06:30:15)."""
     found = re.match(TIME_PATTERN, text)
-    return time(int(found[1]), int(found[2])) if found else None
+    return time(int(found[1]), int(found[2]), int(found[3] or 0)) if found else None
 
 
 def parse_seconds(text: str) -> time:

@@ -125,7 +125,8 @@ def test_dates_are_day_first_and_times_24_hour() -> None:
     assert day_problem("mai", VI) == "viết ngày theo dạng dd/mm/yyyy, ví dụ 25/12/2026"
     assert parse_clock("06:30") == parse_clock("6:30") == parse_clock("6h30") == time(6, 30)
     assert parse_clock("23:59") == time(23, 59)
-    for wrong in ("24:00", "6:30 PM", "630", "06:60", ""):
+    assert parse_clock("06:30:15") == time(6, 30, 15)  # to the second, when one needs it
+    for wrong in ("24:00", "6:30 PM", "630", "06:60", "06:30:60", "06:30:", ""):
         assert parse_clock(wrong) is None, wrong
 
 
