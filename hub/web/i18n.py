@@ -27,6 +27,8 @@ from babel.support import Translations
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
 
+from hub.web import reasons
+
 LANGUAGES: Final = ("vi", "en")
 DEFAULT_LANGUAGE: Final = "vi"
 LANGUAGE_COOKIE: Final = "iochub_lang"
@@ -146,6 +148,20 @@ def _since(context: Context, moment: datetime | None) -> str:
     return _duration(context, now - moment)
 
 
+@pass_context
+def _said(context: Context, message: str | None) -> str:
+    """A sentence the hub stored in English (a health reason, an alert message), in the
+    page's language (hub.web.reasons)."""
+    language = _language(context)
+
+    def local_time(moment: datetime | date) -> str:
+        if isinstance(moment, datetime):
+            return format_datetime(moment, DATETIME_FORMAT, tzinfo=LOCAL_TIME, locale=language)
+        return format_date(moment, DATE_FORMAT, locale=language)
+
+    return reasons.said(message, translations(language).gettext, language, local_time)
+
+
 def install(environment: Environment) -> None:
     """Give the console's Jinja environment `_()`, `ngettext()` and the local-time filters."""
     environment.add_extension("jinja2.ext.i18n")
@@ -159,3 +175,4 @@ def install(environment: Environment) -> None:
     environment.filters["time"] = _time
     environment.filters["duration"] = _duration
     environment.filters["since"] = _since
+    environment.filters["said"] = _said

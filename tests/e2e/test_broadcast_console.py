@@ -28,7 +28,7 @@ from tests.support.broadcasts import (
     upload,
     upload_jingle,
 )
-from tests.support.console import DESK, PHONE, check_page, choose_language, fits_the_width, log_in
+from tests.support.console import DESK, PHONE, check_page, fits_the_width, log_in
 from tests.support.hub import RunningHub
 from tests.unit.broadcasts.sounds import tone
 
@@ -72,8 +72,7 @@ async def test_ward_staff_schedule_a_recurring_broadcast_and_read_who_played_it(
     page = await browser.new_page(viewport=DESK)
     try:
         async with simulated(hub, speakers["ward-a"], faults):
-            await choose_language(page, hub.base_url, "vi")
-            await log_in(page, hub.base_url, "staff-a", PASSWORD)
+            await log_in(page, hub.base_url, "staff-a", PASSWORD, language="vi")
             await page.click("nav >> text=Phát thanh")
             await page.click("text=Lịch phát mới")
             await page.wait_for_selector("form.broadcast-form")
@@ -207,8 +206,7 @@ async def test_an_emergency_broadcast_is_confirmed_then_followed_on_its_report(
         )
         assert programme.status_code == 201, programme.text
         try:
-            await choose_language(page, hub.base_url, "vi")
-            await log_in(page, hub.base_url, "staff-a", PASSWORD)
+            await log_in(page, hub.base_url, "staff-a", PASSWORD, language="vi")
             await page.goto(hub.base_url + "/broadcasts")
             await page.click("a.button.emergency")
             await page.wait_for_selector("form.emergency-form")

@@ -43,7 +43,7 @@ async def test_a_technician_discovers_onboards_and_sees_a_camera(
 
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     try:
-        await log_in(page, hub.base_url, "technician", PASSWORD)
+        await log_in(page, hub.base_url, "technician", PASSWORD, language="vi")
         await page.goto(hub.base_url + "/cameras")
         await page.click("a[href='/cameras/discover']")
         await page.wait_for_url("**/cameras/discover")

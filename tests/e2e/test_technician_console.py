@@ -52,8 +52,7 @@ async def test_a_silent_speaker_rises_to_the_top_and_its_alert_is_handled(
                 await eventually(
                     lambda uid=uid: _online(clients.technician, uid), within_s=20, every_s=0.2
                 )
-            await choose_language(page, hub.base_url, "en")
-            await log_in(page, hub.base_url, "technician", PASSWORD)
+            await log_in(page, hub.base_url, "technician", PASSWORD, language="en")
             await page.goto(hub.base_url + "/")
             await page.wait_for_selector("html[data-live=open]")
             first = page.locator("table.devices tbody tr").first

@@ -23,13 +23,20 @@ async def choose_language(page: Any, base_url: str, language: str) -> None:
     await page.context.add_cookies([{"name": "iochub_lang", "value": language, "url": base_url}])
 
 
-async def log_in(page: Any, base_url: str, username: str, password: str) -> None:
+async def log_in(
+    page: Any, base_url: str, username: str, password: str, language: str | None = None
+) -> None:
+    """Sign in; with ``language``, go on in it whatever the account last chose (signing in
+    restores the language kept for the account, which other tests may have changed)."""
     await page.goto(base_url + "/login")
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", password)
     await page.click("button[type=submit]")
     await page.wait_for_load_state()
     assert "/login" not in page.url, await page.inner_text("main")
+    if language is not None:
+        await choose_language(page, base_url, language)
+        await page.reload()
 
 
 async def axe_violations(page: Any) -> list[dict[str, Any]]:

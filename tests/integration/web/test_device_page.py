@@ -262,7 +262,7 @@ async def test_a_speaker_page_shows_its_volume_last_play_and_failures(
     assert volume and volume.group(1).startswith("35 (đặt lúc " + local_text(failed, False))
     assert "Thông báo phòng dịch</a>, " + local_text(played + timedelta(seconds=30), False) in text
     assert re.search(r"<dt>Số lần phát lỗi</dt><dd>1</dd>", text)
-    assert "đã phát hết" in text and "lỗi — amplifier fault" in text
+    assert "đã phát hết" in text and "lỗi — lỗi bộ khuếch đại" in text
     assert f'action="/devices/{uid}/control"' in text
     assert not RAW_TIME.search(text)
 

@@ -78,4 +78,4 @@ async def test_a_flapping_device_says_so_on_its_page(
         uid,
     )
     page = await staff_session.client.get(f"/devices/{uid}", headers=HTML)
-    assert "dao động</b> — 12 state changes in 10 min" in page.text
+    assert "dao động</b> — 12 lần đổi trạng thái trong 10 phút" in page.text
