@@ -80,29 +80,36 @@ def _width(step_ms: int) -> str:
 
 
 def samples(metrics: Sequence[str]) -> str:
-    """Rows of time (the panel's bucket), device_id, metric, total (sum of values) and n
-    (how many), from the table the range calls for; callers group them by bucket.
+    """Rows of time (the panel's bucket), device_id, total (sum of values) and n (how
+    many, an integer), from the table the range calls for; callers group them by bucket.
 
     Raw readings are summed per device and bucket first (several a minute). Rollup rows
     are passed through as they are: grouping them here as well would aggregate the same
-    rows twice (the slowest step of a 24-hour series at 1-minute buckets).
+    rows twice (the slowest step of a 24-hour series at 1-minute buckets). The range's
+    choice filters the raw branch outside its grouping, so PostgreSQL drops every branch
+    not chosen when it plans the query; inside, an empty aggregate would be left behind,
+    and with it an Append and a subquery scan that each rollup row passes through (and
+    a parallel plan whose workers cost more than they save).
     """
     wanted = sql_list(metrics)
     choice = rollup_choice()
     return f"""(
-  SELECT date_bin({_width(1)}, r.time, {ORIGIN}) AS "time", r.device_id, r.metric,
-         sum(r.value) AS total, count(*) AS n
-  FROM reading r
-  WHERE {choice} = 'raw' AND $__timeFilter(r.time) AND r.metric IN ({wanted})
-  GROUP BY 1, 2, 3
+  SELECT g.* FROM (
+    SELECT date_bin({_width(1)}, r.time, {ORIGIN}) AS "time", r.device_id,
+           sum(r.value) AS total, count(*)::integer AS n
+    FROM reading r
+    WHERE $__timeFilter(r.time) AND r.metric IN ({wanted})
+    GROUP BY 1, 2, r.metric
+  ) AS g
+  WHERE {choice} = 'raw'
   UNION ALL
-  SELECT date_bin({_width(60_000)}, m.bucket, {ORIGIN}), m.device_id, m.metric,
-         m.avg * m.count, m.count
+  SELECT date_bin({_width(60_000)}, m.bucket, {ORIGIN}), m.device_id,
+         m.avg * m.count, m.count::integer
   FROM reading_per_minute($__timeFrom(), $__timeTo()) m
   WHERE {choice} = '1m' AND m.metric IN ({wanted})
   UNION ALL
-  SELECT date_bin({_width(3_600_000)}, h.bucket, {ORIGIN}), h.device_id, h.metric,
-         h.avg * h.count, h.count
+  SELECT date_bin({_width(3_600_000)}, h.bucket, {ORIGIN}), h.device_id,
+         h.avg * h.count, h.count::integer
   FROM reading_per_hour($__timeFrom(), $__timeTo()) h
   WHERE {choice} = '1h' AND h.metric IN ({wanted})
 ) AS s"""

@@ -46,9 +46,14 @@ GRAFANA_UNITS = {
     "water_level": "suffix: cm",
     "rainfall": "lengthmm",
 }
+# The selected stations of the selected wards. The wards' ids are looked up once (an
+# InitPlan) and tested on the device rows, so each sample row meets one hash join, to the
+# devices; the series join ward names to their grouped rows (one per ward and bucket).
+SENSOR_FILTER = (
+    f"d.ward_id = ANY(ARRAY(SELECT w.id FROM ward w WHERE {WARD_FILTER})) AND {STATION_FILTER}"
+)
 SENSOR_FROM = f"""JOIN device d ON d.id = s.device_id
-JOIN ward w ON w.id = d.ward_id
-WHERE {WARD_FILTER} AND {STATION_FILTER}"""
+WHERE {SENSOR_FILTER}"""
 # Ngô Quyền district, Hải Phòng.
 MAP_CENTRE = (20.857, 106.699)
 
@@ -62,11 +67,16 @@ def aqi_steps() -> list[tuple[float | None, str]]:
 
 
 def ward_average_sql(metric: str) -> str:
+    """Grouped by ward id (an integer key), the name joined to the groups."""
     return f"""
-SELECT s."time", w.name AS metric, sum(s.total) / sum(s.n) AS value
-FROM {samples([metric])}
-{SENSOR_FROM}
-GROUP BY 1, 2
+SELECT a."time", w.name AS metric, a.total / a.n AS value
+FROM (
+  SELECT s."time", d.ward_id, sum(s.total) AS total, sum(s.n) AS n
+  FROM {samples([metric])}
+  {SENSOR_FROM}
+  GROUP BY 1, 2
+) AS a
+JOIN ward w ON w.id = a.ward_id
 ORDER BY 1, 2
 """
 
@@ -350,14 +360,18 @@ ORDER BY 1, 2
                 "Rain fallen per interval: each gauge's total, averaged over the ward's gauges.",
             ),
             f"""
-SELECT "time", metric, avg(total) AS value
+SELECT r."time", w.name AS metric, r.value
 FROM (
-  SELECT s."time", w.name AS metric, s.device_id, sum(s.total) AS total
-  FROM {samples(["rainfall"])}
-  {SENSOR_FROM}
-  GROUP BY 1, 2, 3
-) AS gauge
-GROUP BY 1, 2
+  SELECT "time", ward_id, avg(total) AS value
+  FROM (
+    SELECT s."time", d.ward_id, s.device_id, sum(s.total) AS total
+    FROM {samples(["rainfall"])}
+    {SENSOR_FROM}
+    GROUP BY 1, 2, 3
+  ) AS gauge
+  GROUP BY 1, 2
+) AS r
+JOIN ward w ON w.id = r.ward_id
 ORDER BY 1, 2
 """,
             GRAFANA_UNITS["rainfall"],
@@ -376,7 +390,9 @@ ORDER BY 1, 2
 SELECT s."time", w.name || ' · ' || coalesce(nullif(d.name, ''), d.uid) AS metric,
        sum(s.total) / sum(s.n) AS value
 FROM {samples(["water_level"])}
-{SENSOR_FROM}
+JOIN device d ON d.id = s.device_id
+JOIN ward w ON w.id = d.ward_id
+WHERE {SENSOR_FILTER}
 GROUP BY 1, 2
 ORDER BY 1, 2
 """,
